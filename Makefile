@@ -1,0 +1,101 @@
+# Two commands from a fresh clone: `make run` serves the bundled model locally,
+# `make test` installs what the tests need and runs all of them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV      := .venv
+PY        := $(VENV)/bin/python
+CARGO_LAMBDA := $(VENV)/bin/cargo-lambda
+FUNCTION  := classify
+DATA_TGZ  ?= ../shared/datasets/cifar10-jpeg/train.tar.gz
+RUN_DIR   ?= runs/latest
+PORT      ?= 9000
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: help setup setup-test run test test-rust test-e2e test-infra lint build-arm64 train train-seed \
+        evaluate bench bench-function publish-model deploy clean
+
+help:
+	@echo "make run      serve the bundled model on http://127.0.0.1:$(PORT) via cargo lambda watch"
+	@echo "make test     install test tools, run Rust, end-to-end, arm64 and infra tests"
+	@echo "make train    train the default net on $(DATA_TGZ) into $(RUN_DIR)"
+	@echo "make bench    training images/s per architecture; make bench-function: latency table"
+	@echo "make deploy   cargo lambda build --arm64 + cdk deploy; make publish-model after training"
+
+# --- set-up (project-local: .venv, rustup targets, node_modules; apt only for system tools) ---
+$(VENV)/.base:
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r scripts/requirements.txt
+	touch $@
+
+setup: $(VENV)/.base
+	rustup target add aarch64-unknown-linux-gnu >/dev/null
+
+setup-test: setup
+	@if ! command -v qemu-aarch64 >/dev/null || [ ! -d /usr/aarch64-linux-gnu ]; then \
+	  echo "installing qemu-user and the arm64 C library (apt-get)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user libc6-arm64-cross >/dev/null; \
+	fi
+	@if [ -f infra/package-lock.json ] && [ ! -d infra/node_modules ]; then cd infra && npm ci --no-audit --no-fund; fi
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# --- run locally ---
+run: setup
+	cargo build --release -p $(FUNCTION)
+	@echo
+	@echo "Serving the bundled model (models/cifar10.onnx) at http://127.0.0.1:$(PORT)/lambda-url/$(FUNCTION)/"
+	@echo "Try:"
+	@echo "  curl -s http://127.0.0.1:$(PORT)/lambda-url/$(FUNCTION)/health"
+	@echo "  curl -s -H 'Content-Type: image/jpeg' --data-binary @tests/fixtures/cat.jpg http://127.0.0.1:$(PORT)/lambda-url/$(FUNCTION)/predict"
+	@echo "  open http://127.0.0.1:$(PORT)/lambda-url/$(FUNCTION)/ in a browser"
+	@echo
+	cargo lambda watch --release --invoke-port $(PORT) --only-lambda-apis=false -p $(FUNCTION) 2>/dev/null || \
+	cargo lambda watch --release --invoke-port $(PORT) -p $(FUNCTION)
+
+# --- tests ---
+test: setup-test
+	cargo build --release --workspace --bins
+	$(MAKE) build-arm64
+	cargo test --release --workspace --no-fail-fast -- --include-ignored
+	@if [ -f infra/package.json ]; then $(MAKE) test-infra; fi
+
+build-arm64: setup
+	cargo lambda build --release --arm64 -p $(FUNCTION)
+
+test-infra:
+	cd infra && npm test
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --release -- -D warnings
+
+# --- training and evaluation ---
+train:
+	nice cargo run --release -p trainer -- train --data $(DATA_TGZ) --out $(RUN_DIR)
+
+train-seed:
+	nice cargo run --release -p trainer -- train --preset seed --data $(DATA_TGZ) --out runs/seed
+
+evaluate:
+	cargo run --release -p trainer -- evaluate --model models/cifar10.onnx --data $(DATA_TGZ)
+
+bench:
+	cargo run --release -p trainer -- bench --data $(DATA_TGZ)
+
+bench-function: setup
+	$(PY) -m pip install -q onnxruntime numpy
+	cargo run --release -p $(FUNCTION) --bin bench -- --ort-python $(PY)
+
+# --- AWS ---
+deploy: setup
+	cargo lambda build --release --arm64 -p $(FUNCTION)
+	cd infra && npm ci --no-audit --no-fund && npx cdk deploy --outputs-file cdk-outputs.json
+
+publish-model:
+	@bucket=$$(node -e 'const o=require("./infra/cdk-outputs.json");console.log(Object.values(o)[0].ModelBucketName)'); \
+	cargo run --release -p trainer -- publish --run $(RUN_DIR) --to s3://$$bucket/
+
+clean:
+	cargo clean; rm -rf $(VENV) runs infra/node_modules infra/cdk.out

@@ -1,0 +1,62 @@
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// `models/latest.json`: written last by `trainer publish`, read by the function at cold
+/// start. Readers verify `sha256` against the object at `key`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelPointer {
+    /// Object key of the model, relative to the bucket (e.g. `prefix/models/<sha256>.onnx`).
+    pub key: String,
+    pub sha256: String,
+    /// The model's `model_version` metadata.
+    pub version: String,
+    pub val_accuracy: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_accuracy: Option<f64>,
+    pub published_at: String,
+}
+
+/// Hex sha256, the content address of published objects.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Content-addressed key of a model under `prefix` (which is empty or ends with `/`).
+pub fn model_key(prefix: &str, sha256: &str) -> String {
+    format!("{prefix}models/{sha256}.onnx")
+}
+
+/// Key of the pointer under `prefix`.
+pub fn pointer_key(prefix: &str) -> String {
+    format!("{prefix}models/latest.json")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_of_known_input() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn pointer_round_trips_json() {
+        let p = ModelPointer {
+            key: model_key("p/", "ab"),
+            sha256: "ab".into(),
+            version: "v".into(),
+            val_accuracy: 0.5,
+            test_accuracy: None,
+            published_at: "t".into(),
+        };
+        let text = serde_json::to_string(&p).unwrap();
+        assert!(!text.contains("test_accuracy"));
+        assert_eq!(serde_json::from_str::<ModelPointer>(&text).unwrap(), p);
+        assert_eq!(p.key, "p/models/ab.onnx");
+        assert_eq!(pointer_key(""), "models/latest.json");
+    }
+}

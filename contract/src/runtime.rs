@@ -1,0 +1,140 @@
+//! The one way an exported model is run: tract-onnx, input fixed to uint8
+//! `[N, 32, 32, 3]` with N symbolic, optimised once. `trainer evaluate` and the
+//! function both score through this, so their answers agree by construction.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use prost::Message;
+use tract_onnx::pb::ModelProto;
+use tract_onnx::prelude::*;
+
+use crate::{CHANNELS, ContractError, IMAGE_SIDE, INPUT_NAME, OUTPUT_NAME, Rgb32, meta};
+
+/// A loaded, optimised model with the metadata the API reports.
+pub struct Classifier {
+    plan: Arc<TypedRunnableModel>,
+    labels: Vec<String>,
+    metadata: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for Classifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Classifier").field("labels", &self.labels).field("metadata", &self.metadata).finish()
+    }
+}
+
+/// Parse an ONNX file's bytes into its protobuf, for metadata and graph checks.
+pub fn parse_proto(bytes: &[u8]) -> Result<ModelProto, ContractError> {
+    ModelProto::decode(bytes).map_err(|e| ContractError::Parse(e.to_string()))
+}
+
+/// `metadata_props` as a map.
+pub fn metadata_of(proto: &ModelProto) -> BTreeMap<String, String> {
+    proto.metadata_props.iter().map(|p| (p.key.clone(), p.value.clone())).collect()
+}
+
+impl Classifier {
+    /// Load from the bytes of an ONNX file that follows the contract.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, ContractError> {
+        let proto = parse_proto(bytes)?;
+        Self::from_proto(&proto)
+    }
+
+    pub fn from_proto(proto: &ModelProto) -> Result<Self, ContractError> {
+        let metadata = metadata_of(proto);
+        for key in meta::REQUIRED {
+            if !metadata.contains_key(key) {
+                return Err(ContractError::MissingMetadata(key));
+            }
+        }
+        let labels: Vec<String> = serde_json::from_str(&metadata[meta::LABELS])
+            .map_err(|e| ContractError::BadMetadata { key: meta::LABELS, reason: e.to_string() })?;
+        if labels.len() < 2 {
+            return Err(ContractError::BadMetadata { key: meta::LABELS, reason: "fewer than 2 labels".into() });
+        }
+        let graph = proto.graph.as_ref().ok_or_else(|| ContractError::Parse("no graph".into()))?;
+        let input_names: Vec<&str> = graph.input.iter().map(|i| i.name.as_str()).collect();
+        let output_names: Vec<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
+        if input_names != [INPUT_NAME] || output_names != [OUTPUT_NAME] {
+            return Err(ContractError::Contract(format!(
+                "expected input [{INPUT_NAME}] and output [{OUTPUT_NAME}], found {input_names:?} and {output_names:?}"
+            )));
+        }
+        let plan = optimise(proto).map_err(|e| ContractError::Parse(format!("{e:#}")))?;
+        let this = Self { plan, labels, metadata };
+        // One forward pass proves the output width matches the labels before we serve.
+        let probe = this.probabilities(&[[0u8; crate::IMAGE_BYTES]])?;
+        if probe[0].len() != this.labels.len() {
+            return Err(ContractError::Contract(format!(
+                "model outputs {} classes but has {} labels",
+                probe[0].len(),
+                this.labels.len()
+            )));
+        }
+        Ok(this)
+    }
+
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    pub fn version(&self) -> &str {
+        &self.metadata[meta::MODEL_VERSION]
+    }
+
+    pub fn metadata(&self) -> &BTreeMap<String, String> {
+        &self.metadata
+    }
+
+    /// Validation accuracy recorded at training time, when it parses.
+    pub fn val_accuracy(&self) -> Option<f64> {
+        self.metadata[meta::VAL_ACCURACY].parse().ok()
+    }
+
+    /// Softmax probabilities, one row per image, in input order.
+    pub fn probabilities(&self, images: &[Rgb32]) -> Result<Vec<Vec<f32>>, ContractError> {
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut data = Vec::with_capacity(images.len() * crate::IMAGE_BYTES);
+        for image in images {
+            data.extend_from_slice(image);
+        }
+        let input = tract_ndarray::Array4::from_shape_vec((images.len(), IMAGE_SIDE, IMAGE_SIDE, CHANNELS), data)
+            .map_err(|e| ContractError::Inference(e.to_string()))?;
+        let outputs = self
+            .plan
+            .run(tvec!(Tensor::from(input).into()))
+            .map_err(|e| ContractError::Inference(format!("{e:#}")))?;
+        let view = outputs[0].to_plain_array_view::<f32>().map_err(|e| ContractError::Inference(e.to_string()))?;
+        let classes = view.shape().get(1).copied().unwrap_or(0);
+        let flat: Vec<f32> = view.iter().copied().collect();
+        Ok(flat.chunks(classes.max(1)).map(<[f32]>::to_vec).collect())
+    }
+}
+
+fn optimise(proto: &ModelProto) -> TractResult<Arc<TypedRunnableModel>> {
+    let mut model = tract_onnx::onnx().model_for_proto_model(proto)?;
+    let n = model.symbols.sym("N");
+    let shape: TVec<TDim> =
+        tvec![n.into(), (IMAGE_SIDE as i64).into(), (IMAGE_SIDE as i64).into(), (CHANNELS as i64).into()];
+    model.set_input_fact(0, InferenceFact::dt_shape(u8::datum_type(), shape))?;
+    model.into_optimized()?.into_runnable()
+}
+
+/// Index and value of the largest probability.
+pub fn argmax(row: &[f32]) -> (usize, f32) {
+    row.iter()
+        .copied()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, p)| if p > best.1 { (i, p) } else { best })
+}
+
+/// Indices of the `k` largest probabilities, largest first.
+pub fn top_k(row: &[f32], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..row.len()).collect();
+    idx.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+    idx.truncate(k);
+    idx
+}

@@ -1,0 +1,32 @@
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use classify::settings::Settings;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_current_span(false)
+        .without_time()
+        .init();
+    // One clear line and a failed init, rather than an error on every request.
+    let app = match Settings::from_env() {
+        Ok(settings) => classify::init(settings).await,
+        Err(e) => Err(e),
+    };
+    let app = match app {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!(error = %e, model_uri = std::env::var("MODEL_URI").unwrap_or_default(), "init failed");
+            return Err(e.into());
+        }
+    };
+    let app = &app;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<ApiGatewayV2httpRequest>| async move {
+        Ok::<ApiGatewayV2httpResponse, Error>(app.handle(&event.payload))
+    }))
+    .await
+}

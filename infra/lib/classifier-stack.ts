@@ -1,0 +1,203 @@
+import * as path from 'node:path';
+import { CfnOutput, Duration, RemovalPolicy, Stack, StackProps, Validations } from 'aws-cdk-lib';
+import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
+import { HttpIamAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
+import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import { Construct } from 'constructs';
+
+/** Everything a deployment may choose; read from CDK context by bin/app.ts. */
+export interface ClassifierStackProps extends StackProps {
+  /** Folder holding `bootstrap` (cargo lambda build --release --arm64 output). */
+  readonly functionCodePath?: string;
+  /** Origins allowed by CORS; `*` for any. */
+  readonly allowedOrigins?: string[];
+  /** Require SigV4 (IAM) on every route instead of the public demo default. */
+  readonly iamAuth?: boolean;
+  /** Reserved concurrency of the function; unset leaves the account pool. */
+  readonly reservedConcurrency?: number;
+  readonly memorySize?: number;
+  readonly throttleRate?: number;
+  readonly throttleBurst?: number;
+}
+
+/** Acknowledge one cdk-nag finding on a construct, with the reason it is accepted. */
+function ack(scope: Construct, id: string, reason: string): void {
+  Validations.of(scope).acknowledge({ id, reason });
+}
+
+/** Prefix readers may see and publishers may write. */
+export const MODELS_PREFIX = 'models/';
+
+export class ClassifierStack extends Stack {
+  readonly modelBucket: s3.Bucket;
+  readonly fn: lambda.Function;
+  readonly api: apigwv2.HttpApi;
+
+  constructor(scope: Construct, id: string, props: ClassifierStackProps = {}) {
+    super(scope, id, props);
+    const origins = props.allowedOrigins ?? ['*'];
+
+    const logBucket = new s3.Bucket(this, 'AccessLogBucket', {
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      enforceSSL: true,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
+      lifecycleRules: [{ expiration: Duration.days(365) }],
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+
+    this.modelBucket = new s3.Bucket(this, 'ModelBucket', {
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      versioned: true,
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      enforceSSL: true,
+      serverAccessLogsBucket: logBucket,
+      serverAccessLogsPrefix: 'model-bucket/',
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+
+    const fnLogs = new logs.LogGroup(this, 'FunctionLogs', {
+      retention: logs.RetentionDays.ONE_MONTH,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    const role = new iam.Role(this, 'FunctionRole', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: 'classify: write its own logs, read published models',
+    });
+    role.addToPolicy(
+      new iam.PolicyStatement({
+        actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+        resources: [fnLogs.logGroupArn],
+      }),
+    );
+
+    // 1024 MB: Lambda scales CPU with memory, and tract's matmuls are CPU-bound; the
+    // model needs ~40 MB resident, so memory beyond this buys only CPU share.
+    this.fn = new lambda.Function(this, 'ClassifyFunction', {
+      runtime: lambda.Runtime.PROVIDED_AL2023,
+      architecture: lambda.Architecture.ARM_64,
+      handler: 'bootstrap',
+      code: lambda.Code.fromAsset(props.functionCodePath ?? path.join(__dirname, '../../target/lambda/classify')),
+      memorySize: props.memorySize ?? 1024,
+      // A 64-image batch of large JPEGs decodes in a few seconds at 1024 MB; 15 s leaves room.
+      timeout: Duration.seconds(15),
+      role,
+      logGroup: fnLogs,
+      reservedConcurrentExecutions: props.reservedConcurrency,
+      environment: {
+        MODEL_URI: `s3://${this.modelBucket.bucketName}/${MODELS_PREFIX}latest.json`,
+        ALLOWED_ORIGINS: origins.join(','),
+        RUST_LOG: 'info',
+      },
+      description: 'Classifies POSTed images with the trainer-published ONNX model (tract).',
+    });
+    this.modelBucket.grantRead(this.fn, `${MODELS_PREFIX}*`);
+    for (const finding of ['Action::s3:GetBucket*', 'Action::s3:GetObject*', 'Action::s3:List*', `Resource::<${this.getLogicalId(this.modelBucket.node.defaultChild as s3.CfnBucket)}.Arn>/models/*`]) {
+      ack(
+        role,
+        `AwsSolutions-IAM5[${finding}]`,
+        'grantRead on the models/ prefix only: object keys there are content hashes unknown at deploy time.',
+      );
+    }
+
+    const accessLogs = new logs.LogGroup(this, 'ApiAccessLogs', {
+      retention: logs.RetentionDays.ONE_MONTH,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    this.api = new apigwv2.HttpApi(this, 'HttpApi', {
+      description: 'Image classification API',
+      corsPreflight: {
+        allowOrigins: origins,
+        allowMethods: [apigwv2.CorsHttpMethod.GET, apigwv2.CorsHttpMethod.POST, apigwv2.CorsHttpMethod.OPTIONS],
+        allowHeaders: ['content-type', 'authorization'],
+        maxAge: Duration.minutes(10),
+      },
+      defaultAuthorizer: props.iamAuth ? new HttpIamAuthorizer() : undefined,
+    });
+    const integration = new HttpLambdaIntegration('ClassifyIntegration', this.fn, {
+      payloadFormatVersion: apigwv2.PayloadFormatVersion.VERSION_2_0,
+    });
+    const routes: [string, apigwv2.HttpMethod][] = [
+      ['/predict', apigwv2.HttpMethod.POST],
+      ['/health', apigwv2.HttpMethod.GET],
+      ['/model', apigwv2.HttpMethod.GET],
+      ['/', apigwv2.HttpMethod.GET],
+    ];
+    for (const [routePath, method] of routes) {
+      const created = this.api.addRoutes({ path: routePath, methods: [method], integration });
+      if (!props.iamAuth) {
+        for (const r of created) {
+          ack(
+            r,
+            'AwsSolutions-APIG4',
+            'Public demo API by design (browsers and phones call it without credentials); deploy with -c iamAuth=true to require SigV4.',
+          );
+        }
+      }
+    }
+    const stage = this.api.defaultStage!.node.defaultChild as apigwv2.CfnStage;
+    stage.defaultRouteSettings = {
+      throttlingRateLimit: props.throttleRate ?? 50,
+      throttlingBurstLimit: props.throttleBurst ?? 100,
+    };
+    stage.accessLogSettings = {
+      destinationArn: accessLogs.logGroupArn,
+      format: JSON.stringify({
+        requestId: '$context.requestId',
+        ip: '$context.identity.sourceIp',
+        method: '$context.httpMethod',
+        path: '$context.path',
+        status: '$context.status',
+        latencyMs: '$context.responseLatency',
+        integrationError: '$context.integrationErrorMessage',
+      }),
+    };
+
+    const publisher = new iam.ManagedPolicy(this, 'ModelPublisherPolicy', {
+      description: 'Lets a trainer publish models (trainer publish) under models/ only.',
+      statements: [
+        new iam.PolicyStatement({
+          actions: ['s3:PutObject', 's3:GetObject'],
+          resources: [this.modelBucket.arnForObjects(`${MODELS_PREFIX}*`)],
+        }),
+        new iam.PolicyStatement({
+          actions: ['s3:ListBucket'],
+          resources: [this.modelBucket.bucketArn],
+          conditions: { StringLike: { 's3:prefix': [`${MODELS_PREFIX}*`] } },
+        }),
+      ],
+    });
+    ack(
+      publisher,
+      `AwsSolutions-IAM5[Resource::<${this.getLogicalId(this.modelBucket.node.defaultChild as s3.CfnBucket)}.Arn>/models/*]`,
+      'Publishing writes content-addressed keys under models/, unknown at deploy time.',
+    );
+
+    const alarm = (id: string, metric: cloudwatch.IMetric, threshold: number, description: string) =>
+      new cloudwatch.Alarm(this, id, {
+        metric,
+        threshold,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+        alarmDescription: description,
+      });
+    alarm('ErrorsAlarm', this.fn.metricErrors({ period: Duration.minutes(5) }), 1, 'classify returned errors');
+    alarm('ThrottlesAlarm', this.fn.metricThrottles({ period: Duration.minutes(5) }), 1, 'classify was throttled');
+    alarm(
+      'DurationP99Alarm',
+      this.fn.metricDuration({ period: Duration.minutes(5), statistic: 'p99' }),
+      3000,
+      'classify p99 duration at or above 3 s',
+    );
+
+    new CfnOutput(this, 'ApiUrl', { value: this.api.apiEndpoint, description: 'POST images to <ApiUrl>/predict' });
+    new CfnOutput(this, 'ModelBucketName', { value: this.modelBucket.bucketName });
+    new CfnOutput(this, 'PublisherPolicyArn', { value: publisher.managedPolicyArn });
+  }
+}

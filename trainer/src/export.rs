@@ -1,0 +1,191 @@
+//! burn module -> one self-contained ONNX file that follows the contract: uint8 NHWC
+//! `image` in, softmax `probabilities` out, metadata carried in `metadata_props`.
+//!
+//! burn-onnx exports the float NCHW network with a symbolic batch axis; the uint8
+//! front (cast, transpose, normalise) and the metadata are added here with the
+//! protobuf types tract exposes, so the function feeds raw pixels and nothing else.
+
+use burn::tensor::{Device, Tensor};
+use burn_onnx::export::{AxisSpec, InputSpec, OnnxExporter};
+use contract::{CHANNEL_MEAN, CHANNEL_STD, IMAGE_SIDE, INPUT_NAME, OUTPUT_NAME, Rgb32, meta, sha256_hex};
+use prost::Message;
+use tract_onnx::pb::{
+    self, AttributeProto, ModelProto, NodeProto, StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto,
+    ValueInfoProto, attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto::Dimension,
+    tensor_shape_proto::dimension::Value as Dim, type_proto,
+};
+
+use crate::error::{Result, TrainError};
+use crate::model::Net;
+use crate::training::input_tensor;
+
+/// What the model file records about itself.
+#[derive(Debug, Clone)]
+pub struct ExportMeta {
+    pub labels: Vec<String>,
+    pub dataset: String,
+    pub val_accuracy: f64,
+    pub trained_at: String,
+    pub config_json: String,
+}
+
+/// The exported file and its content id.
+#[derive(Debug, Clone)]
+pub struct Exported {
+    pub bytes: Vec<u8>,
+    pub version: String,
+}
+
+const BATCH: &str = "N";
+
+/// Export an inference-mode model (see `Module::valid`).
+pub fn export(model: &Net, meta: &ExportMeta) -> Result<Exported> {
+    let device = Device::flex();
+    let side = IMAGE_SIDE;
+    let sample = Tensor::<4>::zeros([2, 3, side, side], &device);
+    let validation = Tensor::<4>::zeros([3, 3, side, side], &device);
+    let specs = [InputSpec::new([AxisSpec::dynamic(BATCH), AxisSpec::Static, AxisSpec::Static, AxisSpec::Static])];
+    let onnx = OnnxExporter::new()
+        .export_dynamic(model, sample, validation, &specs, |m: &Net, x| m.forward_probabilities(x))
+        .map_err(|e| TrainError::Export(format!("{e:?}")))?;
+    let mut proto = ModelProto::decode(onnx.as_bytes()).map_err(|e| TrainError::Export(e.to_string()))?;
+    wrap_contract(&mut proto, meta.labels.len())?;
+    let graph_bytes = proto.graph.as_ref().map(Message::encode_to_vec).unwrap_or_default();
+    let version = sha256_hex(&graph_bytes)[..16].to_string();
+    let props = [
+        (meta::LABELS, serde_json::to_string(&meta.labels).expect("strings serialise")),
+        (meta::MODEL_VERSION, version.clone()),
+        (meta::DATASET, meta.dataset.clone()),
+        (meta::VAL_ACCURACY, format!("{:.4}", meta.val_accuracy)),
+        (meta::TRAINED_AT, meta.trained_at.clone()),
+        (meta::CONFIG, meta.config_json.clone()),
+    ];
+    proto.metadata_props =
+        props.into_iter().map(|(key, value)| StringStringEntryProto { key: key.into(), value }).collect();
+    proto.producer_name = "trainer".into();
+    proto.producer_version = env!("CARGO_PKG_VERSION").into();
+    proto.doc_string = "CIFAR-style image classifier: uint8 NHWC `image` -> softmax `probabilities`.".into();
+    Ok(Exported { bytes: proto.encode_to_vec(), version })
+}
+
+fn tensor_type(elem: DataType, dims: &[Dim]) -> Option<TypeProto> {
+    Some(TypeProto {
+        value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+            elem_type: elem as i32,
+            shape: Some(TensorShapeProto {
+                dim: dims.iter().map(|d| Dimension { value: Some(d.clone()), ..Default::default() }).collect(),
+            }),
+        })),
+        ..Default::default()
+    })
+}
+
+fn node(op: &str, inputs: &[&str], output: &str, attribute: Vec<AttributeProto>) -> NodeProto {
+    NodeProto {
+        name: format!("contract/{output}"),
+        op_type: op.into(),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        attribute,
+        ..Default::default()
+    }
+}
+
+fn channel_constant(name: &str, values: [f32; 3]) -> TensorProto {
+    TensorProto {
+        name: name.into(),
+        dims: vec![1, 3, 1, 1],
+        data_type: DataType::Float as i32,
+        float_data: values.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// Put the uint8 NHWC front before burn's float input and name the output.
+fn wrap_contract(proto: &mut ModelProto, classes: usize) -> Result<()> {
+    let graph: &mut pb::GraphProto =
+        proto.graph.as_mut().ok_or_else(|| TrainError::Export("exporter produced no graph".into()))?;
+    if graph.input.len() != 1 || graph.output.len() != 1 {
+        return Err(TrainError::Export(format!(
+            "expected one input and one output, got {} and {}",
+            graph.input.len(),
+            graph.output.len()
+        )));
+    }
+    let float_in = graph.input[0].name.clone();
+    let old_out = graph.output[0].name.clone();
+    for n in &mut graph.node {
+        for o in n.output.iter_mut().chain(n.input.iter_mut()) {
+            if *o == old_out {
+                *o = OUTPUT_NAME.into();
+            }
+        }
+    }
+    let side = IMAGE_SIDE as i64;
+    let batch = Dim::DimParam(BATCH.into());
+    graph.output[0] = ValueInfoProto {
+        name: OUTPUT_NAME.into(),
+        r#type: tensor_type(DataType::Float, &[batch.clone(), Dim::DimValue(classes as i64)]),
+        ..Default::default()
+    };
+    graph.input[0] = ValueInfoProto {
+        name: INPUT_NAME.into(),
+        r#type: tensor_type(DataType::Uint8, &[batch, Dim::DimValue(side), Dim::DimValue(side), Dim::DimValue(3)]),
+        ..Default::default()
+    };
+    let inv_std = CHANNEL_STD.map(|s| 1.0 / s);
+    graph.initializer.push(channel_constant("contract/mean", CHANNEL_MEAN));
+    graph.initializer.push(channel_constant("contract/inv_std", inv_std));
+    let cast_to = AttributeProto {
+        name: "to".into(),
+        r#type: AttributeType::Int as i32,
+        i: DataType::Float as i64,
+        ..Default::default()
+    };
+    let perm = AttributeProto {
+        name: "perm".into(),
+        r#type: AttributeType::Ints as i32,
+        ints: vec![0, 3, 1, 2],
+        ..Default::default()
+    };
+    let front = vec![
+        node("Cast", &[INPUT_NAME], "contract/float", vec![cast_to]),
+        node("Transpose", &["contract/float"], "contract/nchw", vec![perm]),
+        node("Sub", &["contract/nchw", "contract/mean"], "contract/centered", vec![]),
+        node("Mul", &["contract/centered", "contract/inv_std"], &float_in, vec![]),
+    ];
+    graph.node.splice(0..0, front);
+    Ok(())
+}
+
+/// How far tract's answers on the exported file are from burn's own forward pass.
+#[derive(Debug, Clone, Copy)]
+pub struct ParityReport {
+    pub images: usize,
+    pub max_abs_diff: f32,
+    pub argmax_agree: bool,
+}
+
+/// Run `images` through burn and through tract on `bytes`, and compare.
+pub fn check_parity(model: &Net, bytes: &[u8], images: &[Rgb32]) -> Result<ParityReport> {
+    let device = Device::flex();
+    let refs: Vec<&Rgb32> = images.iter().collect();
+    let burn_probs: Vec<f32> = model
+        .forward_probabilities(input_tensor(&refs, None, &device))
+        .into_data()
+        .convert::<f32>()
+        .to_vec()
+        .map_err(|e| TrainError::Export(format!("{e:?}")))?;
+    let classifier = contract::Classifier::from_bytes(bytes)?;
+    let tract_probs = classifier.probabilities(images)?;
+    let classes = classifier.labels().len();
+    let mut max_abs_diff = 0f32;
+    let mut argmax_agree = true;
+    for (row, burn_row) in tract_probs.iter().zip(burn_probs.chunks(classes)) {
+        for (a, b) in row.iter().zip(burn_row) {
+            max_abs_diff = max_abs_diff.max((a - b).abs());
+        }
+        argmax_agree &= contract::runtime::argmax(row).0 == contract::runtime::argmax(burn_row).0;
+    }
+    Ok(ParityReport { images: images.len(), max_abs_diff, argmax_agree })
+}

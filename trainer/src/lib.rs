@@ -1,0 +1,16 @@
+//! Trainer: data, model, training, export and publishing in separate modules,
+//! as burn's examples split them.
+
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod export;
+pub mod metrics;
+pub mod model;
+pub mod plots;
+pub mod progress;
+pub mod publish;
+pub mod run;
+pub mod training;
+
+pub use error::{Result, TrainError};

@@ -1,0 +1,276 @@
+//! `trainer`: train, evaluate, publish, bench. anyhow lives only here, at the edge.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use trainer::config::{ConfigOverrides, Preset, TrainConfig};
+use trainer::metrics::Confusion;
+use trainer::run::{DataSource, RunOptions};
+
+#[derive(Parser)]
+#[command(version, about = "Train a CNN on CIFAR-10 or an image folder, export ONNX, publish it.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train, evaluate, export `model.onnx` and write metrics and plots into `--out`.
+    Train(TrainArgs),
+    /// Score an exported model (through tract, as the function does) on labelled images.
+    Evaluate(EvaluateArgs),
+    /// Upload a run directory to `s3://bucket/prefix/` or `file://dir/`.
+    Publish(PublishArgs),
+    /// Measure training images/s of each architecture on a slice of the data.
+    Bench(BenchArgs),
+}
+
+/// Where the labelled images come from; exactly one of these.
+#[derive(Args, Debug, Clone)]
+#[group(required = true, multiple = false)]
+struct DataArgs {
+    /// Image folder `<root>/<class>/<file>`, or a `.tar.gz` of one.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Folder holding the official CIFAR-10 binary files (data_batch_*.bin, test_batch.bin).
+    #[arg(long)]
+    cifar_binary: Option<PathBuf>,
+    /// Download the official CIFAR-10 binary release (MD5-checked) into this cache folder.
+    #[arg(long)]
+    download_cifar: Option<PathBuf>,
+}
+
+impl DataArgs {
+    fn source(&self, test: bool) -> DataSource {
+        match (&self.data, &self.cifar_binary, &self.download_cifar) {
+            (Some(p), _, _) => DataSource::Folder(p.clone()),
+            (_, Some(d), _) => DataSource::CifarBinary { dir: d.clone(), test },
+            (_, _, Some(c)) => DataSource::CifarDownload { cache: c.clone(), test },
+            _ => unreachable!("clap requires one data source"),
+        }
+    }
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Optional test set: an image folder, or `cifar` for the official test batch of the
+    /// binary source chosen above.
+    #[arg(long)]
+    test: Option<String>,
+    /// Starting recipe; `--config` and flags refine it.
+    #[arg(long, value_enum, default_value = "default")]
+    preset: Preset,
+    /// JSON file with any TrainConfig fields (applied over the preset).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    overrides: ConfigOverrides,
+    /// Run directory to write model.onnx, metrics.json, golden.json and plots into.
+    #[arg(long, default_value = "runs/latest")]
+    out: PathBuf,
+    /// Skip unreadable image files (and count them) instead of stopping at the first.
+    #[arg(long)]
+    skip_bad_images: bool,
+}
+
+#[derive(Args)]
+struct EvaluateArgs {
+    /// The exported model.
+    #[arg(long, default_value = "models/cifar10.onnx")]
+    model: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    /// With --cifar-binary/--download-cifar: score the test batch instead of the training batches.
+    #[arg(long)]
+    test_split: bool,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Also draw the confusion matrix into this PNG.
+    #[arg(long)]
+    confusion_png: Option<PathBuf>,
+    /// Write each image's probabilities (`[{file, label, probabilities}]`) to this JSON file.
+    #[arg(long)]
+    predictions: Option<PathBuf>,
+    /// Images per inference call.
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+    /// Skip unreadable image files instead of stopping.
+    #[arg(long)]
+    skip_bad_images: bool,
+}
+
+#[derive(Args)]
+struct PublishArgs {
+    /// Run directory holding model.onnx (and metrics.json, plots).
+    #[arg(long, default_value = "runs/latest")]
+    run: PathBuf,
+    /// Destination: s3://bucket/prefix/ or file://dir/. S3 uses the standard AWS
+    /// credential chain; AWS_ENDPOINT_URL_S3 points it at an S3-compatible server.
+    #[arg(long)]
+    to: String,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Training images per measurement (one epoch over them, after a warm-up batch).
+    #[arg(long, default_value_t = 2048)]
+    images: usize,
+    /// Batch size for all measurements.
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    /// Extra airbench widths to measure, e.g. `16,32,64,128`.
+    #[arg(long)]
+    widths: Vec<trainer::config::Widths>,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Train(args) => train(args),
+        Command::Evaluate(args) => evaluate(args),
+        Command::Publish(args) => publish(args),
+        Command::Bench(args) => bench(args),
+    }
+}
+
+/// burn's CPU backend sizes its rayon pool from this before first use.
+fn set_threads(threads: usize) {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        // SAFETY: called at start-up before any other thread exists.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
+    }
+}
+
+fn train(args: TrainArgs) -> Result<()> {
+    let mut config = args.preset.config();
+    if let Some(path) = &args.config {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        config = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    }
+    args.overrides.apply(&mut config);
+    set_threads(config.threads);
+    eprintln!("config: {}", serde_json::to_string_pretty(&config)?);
+    let test = match args.test.as_deref() {
+        None => None,
+        Some("cifar") => match args.data.source(true) {
+            DataSource::Folder(_) => bail!("--test cifar needs --cifar-binary or --download-cifar as the data source"),
+            other => Some(other),
+        },
+        Some(path) => Some(DataSource::Folder(path.into())),
+    };
+    let opts = RunOptions {
+        config,
+        data: args.data.source(false),
+        test,
+        out: args.out.clone(),
+        skip_bad_images: args.skip_bad_images,
+    };
+    let m = trainer::run::train(opts)?;
+    println!("run written to {}", args.out.display());
+    println!("model_version      {}", m.model_version);
+    println!("train accuracy     {:.4} (last epoch, augmented)", m.final_train_accuracy);
+    println!("val accuracy       {:.4}  loss {:.4}", m.validation.accuracy, m.validation.loss);
+    if let Some(t) = &m.test {
+        println!("test accuracy      {:.4}  loss {:.4}", t.accuracy, t.loss);
+    }
+    println!("training           {:.1}s, {:.0} images/s; wall {:.1}s", m.train_seconds, m.train_images_per_second, m.wall_seconds);
+    println!("config             {}", serde_json::to_string(&m.config)?);
+    Ok(())
+}
+
+fn evaluate(args: EvaluateArgs) -> Result<()> {
+    let bytes = std::fs::read(&args.model).with_context(|| format!("reading {}", args.model.display()))?;
+    let classifier = contract::Classifier::from_bytes(&bytes).with_context(|| format!("loading {}", args.model.display()))?;
+    let data = args.data.source(args.test_split).load(args.skip_bad_images)?;
+    if data.classes != classifier.labels() {
+        bail!("dataset classes {:?} differ from the model's labels {:?}", data.classes, classifier.labels());
+    }
+    let bar = trainer::progress::bar(data.len() as u64, "scoring");
+    let start = Instant::now();
+    let mut predictions = Vec::with_capacity(data.len());
+    let mut rows = Vec::new();
+    for chunk in data.images.chunks(args.batch.max(1)) {
+        for row in classifier.probabilities(chunk)? {
+            predictions.push(contract::runtime::argmax(&row).0 as u8);
+            if args.predictions.is_some() {
+                rows.push(row);
+            }
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    let secs = start.elapsed().as_secs_f64();
+    let confusion = Confusion::new(&data.classes, &data.labels, &predictions);
+    if let Some(path) = &args.predictions {
+        let per_image: Vec<_> = data
+            .files
+            .iter()
+            .zip(&data.labels)
+            .zip(&rows)
+            .map(|((file, &label), p)| serde_json::json!({"file": file, "label": data.classes[label as usize], "probabilities": p}))
+            .collect();
+        std::fs::write(path, serde_json::to_vec(&per_image)?).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(png) = &args.confusion_png {
+        let title = format!("{} (accuracy {:.4})", args.model.display(), confusion.accuracy());
+        trainer::plots::confusion_matrix(png, &confusion, &title)?;
+    }
+    if args.json {
+        let report = serde_json::json!({
+            "model": args.model, "model_version": classifier.version(), "dataset": data.source,
+            "images": data.len(), "skipped": data.skipped, "accuracy": confusion.accuracy(),
+            "per_class_accuracy": data.classes.iter().zip(confusion.per_class_accuracy()).collect::<std::collections::BTreeMap<_, _>>(),
+            "confusion": confusion, "seconds": secs,
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("model {} (version {}) on {}", args.model.display(), classifier.version(), data.source);
+        print!("{}", confusion.table());
+        println!("{} images in {:.2}s ({:.0} images/s)", data.len(), secs, data.len() as f64 / secs);
+    }
+    Ok(())
+}
+
+fn publish(args: PublishArgs) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let p = rt.block_on(trainer::publish::publish(&args.run, &args.to))?;
+    println!("model   {}", p.model_uri);
+    println!("pointer {}", p.pointer_uri);
+    println!("{}", serde_json::to_string_pretty(&p.pointer)?);
+    Ok(())
+}
+
+fn bench(args: BenchArgs) -> Result<()> {
+    use burn::tensor::Device;
+    set_threads(2);
+    let full = args.data.source(false).load(false)?;
+    let n = args.images.min(full.len());
+    let set = full.subset(&(0..n).collect::<Vec<_>>());
+    let probe = full.subset(&[0]);
+    let mut configs: Vec<(String, TrainConfig)> = vec![
+        ("seed".into(), Preset::Seed.config()),
+        ("airbench (default)".into(), Preset::Default.config()),
+    ];
+    for w in args.widths {
+        configs.push((format!("airbench {:?}", w.0), TrainConfig { widths: w, ..Preset::Default.config() }));
+    }
+    println!("| net | batch | images | images/s |");
+    println!("|---|---|---|---|");
+    for (name, mut config) in configs {
+        config.epochs = 1;
+        config.batch_size = args.batch_size;
+        let device = Device::flex().autodiff();
+        let model = trainer::model::Net::new(&config, full.classes.len(), &device);
+        let (_, h) = trainer::training::fit(&config, model, &set, &probe, &device, |_| {});
+        println!("| {name} | {} | {n} | {:.1} |", args.batch_size, h[0].images_per_second);
+    }
+    Ok(())
+}

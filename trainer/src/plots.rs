@@ -1,0 +1,126 @@
+//! Learning curves and confusion matrix as PNG, drawn with plotters and an embedded font
+//! (no system fonts needed, so CI and Lambda-like hosts draw the same picture).
+
+use std::path::Path;
+use std::sync::Once;
+
+use plotters::prelude::*;
+use plotters::style::{FontStyle, register_font};
+
+use crate::error::{Result, TrainError};
+use crate::metrics::Confusion;
+use crate::training::EpochMetrics;
+
+static FONT: Once = Once::new();
+
+fn register() {
+    FONT.call_once(|| {
+        let _ = register_font("sans-serif", FontStyle::Normal, include_bytes!("../assets/DejaVuSans.ttf"));
+    });
+}
+
+fn plot_err(path: &Path) -> impl Fn(String) -> TrainError + '_ {
+    move |reason| TrainError::Plot { path: path.into(), reason }
+}
+
+/// Loss (left) and accuracy (right) per epoch, train and validation.
+pub fn learning_curves(path: &Path, epochs: &[EpochMetrics]) -> Result<()> {
+    register();
+    let err = plot_err(path);
+    let root = BitMapBackend::new(path, (1200, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+    let (left, right) = root.split_horizontally(600);
+    let n = epochs.len().max(1) as f64;
+    let loss_max = epochs.iter().flat_map(|e| [e.train_loss, e.val_loss]).fold(0.1, f64::max) * 1.1;
+    let series = |area: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
+                  title: &str,
+                  y_max: f64,
+                  get: &dyn Fn(&EpochMetrics) -> (f64, f64)|
+     -> Result<()> {
+        let mut chart = ChartBuilder::on(area)
+            .caption(title, ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(52)
+            .build_cartesian_2d(0.5..n + 0.5, 0.0..y_max)
+            .map_err(|e| err(e.to_string()))?;
+        chart.configure_mesh().x_desc("epoch").draw().map_err(|e| err(e.to_string()))?;
+        for (i, (name, color)) in [("train", BLUE), ("validation", RED)].into_iter().enumerate() {
+            let points: Vec<(f64, f64)> = epochs
+                .iter()
+                .map(|e| {
+                    let (t, v) = get(e);
+                    (e.epoch as f64, if i == 0 { t } else { v })
+                })
+                .collect();
+            chart
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+                .map_err(|e| err(e.to_string()))?
+                .label(name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            chart
+                .draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled())))
+                .map_err(|e| err(e.to_string()))?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| err(e.to_string()))?;
+        Ok(())
+    };
+    series(&left, "loss", loss_max, &|e| (e.train_loss, e.val_loss))?;
+    series(&right, "accuracy", 1.0, &|e| (e.train_accuracy, e.val_accuracy))?;
+    root.present().map_err(|e| err(e.to_string()))
+}
+
+/// Row-normalised confusion matrix with counts in the cells.
+pub fn confusion_matrix(path: &Path, confusion: &Confusion, title: &str) -> Result<()> {
+    register();
+    let err = plot_err(path);
+    let k = confusion.labels.len();
+    let root = BitMapBackend::new(path, (760, 720)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(80)
+        .y_label_area_size(100)
+        .build_cartesian_2d(0..k, 0..k)
+        .map_err(|e| err(e.to_string()))?;
+    let labels = confusion.labels.clone();
+    let label_of = move |i: &usize| labels.get(*i).cloned().unwrap_or_default();
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_labels(k)
+        .y_labels(k)
+        .x_label_formatter(&label_of)
+        .y_label_formatter(&|i| confusion.labels.get(k - 1 - *i).cloned().unwrap_or_default())
+        .x_desc("predicted")
+        .y_desc("true")
+        .x_label_style(("sans-serif", 13).into_font().transform(FontTransform::Rotate90))
+        .draw()
+        .map_err(|e| err(e.to_string()))?;
+    for (t, row) in confusion.matrix.iter().enumerate() {
+        let total = row.iter().sum::<u32>().max(1) as f64;
+        for (p, &count) in row.iter().enumerate() {
+            let share = count as f64 / total;
+            let y = k - 1 - t;
+            let shade = (255.0 * (1.0 - share)) as u8;
+            chart
+                .draw_series(std::iter::once(Rectangle::new([(p, y), (p + 1, y + 1)], RGBColor(shade, shade, 255).filled())))
+                .map_err(|e| err(e.to_string()))?;
+            let color = if share > 0.5 { WHITE } else { BLACK };
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    count.to_string(),
+                    (p, y + 1),
+                    ("sans-serif", 14).into_font().color(&color),
+                )))
+                .map_err(|e| err(e.to_string()))?;
+        }
+    }
+    root.present().map_err(|e| err(e.to_string()))
+}

@@ -1,0 +1,203 @@
+//! `trainer train` end to end: load, split, fit, evaluate, export, check the export with
+//! tract against burn, and write the run directory.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::AutodiffModule;
+use burn::tensor::Device;
+use contract::Rgb32;
+use serde::{Deserialize, Serialize};
+
+use crate::config::TrainConfig;
+use crate::data::{self, Dataset, cifar_binary};
+use crate::error::{Result, TrainError, io};
+use crate::export::{self, ExportMeta};
+use crate::metrics::{Confusion, RunMetrics, SplitReport};
+use crate::model::Net;
+use crate::{plots, training};
+
+/// Where labelled images come from.
+#[derive(Debug, Clone)]
+pub enum DataSource {
+    /// `<root>/<class>/<file>` directory or a `.tar.gz` of one.
+    Folder(PathBuf),
+    /// A folder holding the official `.bin` files; `test` picks `test_batch.bin`.
+    CifarBinary { dir: PathBuf, test: bool },
+    /// The official release, downloaded into (or found in) this cache folder.
+    CifarDownload { cache: PathBuf, test: bool },
+}
+
+impl DataSource {
+    pub fn load(&self, skip_bad: bool) -> Result<Dataset> {
+        let split = |test: bool| if test { cifar_binary::Split::Test } else { cifar_binary::Split::Train };
+        match self {
+            DataSource::Folder(p) => data::load_image_folder(p, skip_bad),
+            DataSource::CifarBinary { dir, test } => cifar_binary::load(dir, split(*test)),
+            DataSource::CifarDownload { cache, test } => cifar_binary::load(&cifar_binary::fetch(cache)?, split(*test)),
+        }
+    }
+}
+
+pub struct RunOptions {
+    pub config: TrainConfig,
+    pub data: DataSource,
+    pub test: Option<DataSource>,
+    pub out: PathBuf,
+    pub skip_bad_images: bool,
+}
+
+/// Tolerance of the tract-vs-burn check on the exported file.
+pub const PARITY_TOLERANCE: f32 = 1e-4;
+/// Images kept as the golden input/output pair beside the model.
+pub const GOLDEN_IMAGES: usize = 8;
+
+/// A golden input/output pair beside a model (as tract's examples keep one):
+/// burn's probabilities for a few validation images, checked against tract in tests.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Golden {
+    pub labels: Vec<u8>,
+    /// Each image as hex of its 3072 HWC bytes.
+    pub images_hex: Vec<String>,
+    pub probabilities: Vec<Vec<f32>>,
+}
+
+impl Golden {
+    pub fn images(&self) -> Vec<Rgb32> {
+        self.images_hex
+            .iter()
+            .filter_map(|h| hex::decode(h).ok()?.try_into().ok())
+            .collect()
+    }
+}
+
+pub fn train(opts: RunOptions) -> Result<RunMetrics> {
+    let wall = Instant::now();
+    let config = &opts.config;
+    config.validate().map_err(TrainError::Config)?;
+    let full = opts.data.load(opts.skip_bad_images)?;
+    let classes = full.classes.len();
+    let (mut train_idx, val_idx) = data::stratified_split(&full.labels, classes, config.val_size, config.seed);
+    if config.train_limit > 0 && config.train_limit < train_idx.len() {
+        let labels: Vec<u8> = train_idx.iter().map(|&i| full.labels[i]).collect();
+        let (_, keep) = data::stratified_split(&labels, classes, config.train_limit, config.seed + 1);
+        train_idx = keep.into_iter().map(|k| train_idx[k]).collect();
+    }
+    let (train_set, val_set) = (full.subset(&train_idx), full.subset(&val_idx));
+    if train_set.is_empty() || val_set.is_empty() {
+        return Err(TrainError::Config(format!(
+            "split left {} training and {} validation images; adjust val_size/train_limit",
+            train_set.len(),
+            val_set.len()
+        )));
+    }
+    let test_set = match &opts.test {
+        Some(src) => Some(src.load(opts.skip_bad_images)?),
+        None => None,
+    };
+    if let Some(t) = &test_set
+        && t.classes != full.classes
+    {
+        return Err(TrainError::Config(format!("test classes {:?} differ from training classes {:?}", t.classes, full.classes)));
+    }
+    eprintln!(
+        "data: {} ({} classes): {} train, {} validation{}{}",
+        full.source,
+        classes,
+        train_set.len(),
+        val_set.len(),
+        test_set.as_ref().map(|t| format!(", {} test", t.len())).unwrap_or_default(),
+        if full.skipped > 0 { format!(", {} unreadable files skipped", full.skipped) } else { String::new() }
+    );
+
+    let device = Device::flex().autodiff();
+    device.seed(config.seed);
+    let model = Net::new(config, classes, &device);
+    let train_start = Instant::now();
+    let (model, epochs) = training::fit(config, model, &train_set, &val_set, &device, |m| {
+        eprintln!(
+            "epoch {:>3}: train loss {:.4} acc {:.4} | val loss {:.4} acc {:.4} | {:.0} img/s, {:.1}s",
+            m.epoch, m.train_loss, m.train_accuracy, m.val_loss, m.val_accuracy, m.images_per_second, m.seconds
+        );
+    });
+    let train_seconds = train_start.elapsed().as_secs_f64();
+    let model = model.valid();
+    let infer = Device::flex();
+    let report = |set: &Dataset| {
+        let e = training::evaluate(&model, set, 500, &infer);
+        let confusion = Confusion::new(&set.classes, &set.labels, &e.predictions);
+        SplitReport {
+            images: set.len(),
+            loss: e.loss,
+            accuracy: e.accuracy,
+            per_class_accuracy: confusion.per_class_accuracy(),
+            confusion,
+        }
+    };
+    let validation = report(&val_set);
+    let test = test_set.as_ref().map(report);
+
+    let trained_at = crate::publish::now_rfc3339();
+    let meta = ExportMeta {
+        labels: full.classes.clone(),
+        dataset: full.source.clone(),
+        val_accuracy: validation.accuracy,
+        trained_at: trained_at.clone(),
+        config_json: serde_json::to_string(config).expect("config serialises"),
+    };
+    let exported = export::export(&model, &meta)?;
+    let probe: Vec<Rgb32> = val_set.images.iter().take(64).copied().collect();
+    let parity = export::check_parity(&model, &exported.bytes, &probe)?;
+    if parity.max_abs_diff > PARITY_TOLERANCE || !parity.argmax_agree {
+        return Err(TrainError::Export(format!(
+            "tract disagrees with burn on the exported file: max |diff| {:.2e}, argmax agree {}",
+            parity.max_abs_diff, parity.argmax_agree
+        )));
+    }
+    eprintln!("export: tract matches burn on {} images (max |diff| {:.2e})", parity.images, parity.max_abs_diff);
+
+    let train_images: usize = epochs.len() * train_set.len();
+    let metrics = RunMetrics {
+        model_version: exported.version.clone(),
+        dataset: full.source.clone(),
+        classes: full.classes.clone(),
+        train_images: train_set.len(),
+        skipped_images: full.skipped,
+        final_train_accuracy: epochs.last().map(|e| e.train_accuracy).unwrap_or(f64::NAN),
+        epochs,
+        validation,
+        test,
+        train_seconds,
+        wall_seconds: wall.elapsed().as_secs_f64(),
+        train_images_per_second: train_images as f64 / train_seconds,
+        onnx_parity_max_abs_diff: parity.max_abs_diff,
+        trained_at,
+        config: config.clone(),
+    };
+    write_run(&opts.out, &model, &exported.bytes, &metrics, &val_set)?;
+    Ok(metrics)
+}
+
+fn write_run(out: &Path, model: &Net, onnx: &[u8], metrics: &RunMetrics, val: &Dataset) -> Result<()> {
+    std::fs::create_dir_all(out).map_err(io(out))?;
+    let write = |name: &str, bytes: &[u8]| std::fs::write(out.join(name), bytes).map_err(io(out.join(name)));
+    write("model.onnx", onnx)?;
+    write("metrics.json", &serde_json::to_vec_pretty(metrics).expect("metrics serialise"))?;
+    let golden_images: Vec<Rgb32> = val.images.iter().take(GOLDEN_IMAGES).copied().collect();
+    let refs: Vec<&Rgb32> = golden_images.iter().collect();
+    let probs: Vec<f32> = model
+        .forward_probabilities(training::input_tensor(&refs, None, &Device::flex()))
+        .into_data()
+        .convert::<f32>()
+        .to_vec()
+        .map_err(|e| TrainError::Export(format!("{e:?}")))?;
+    let golden = Golden {
+        labels: val.labels.iter().take(GOLDEN_IMAGES).copied().collect(),
+        images_hex: golden_images.iter().map(hex::encode).collect(),
+        probabilities: probs.chunks(metrics.classes.len()).map(<[f32]>::to_vec).collect(),
+    };
+    write("golden.json", &serde_json::to_vec(&golden).expect("golden serialises"))?;
+    plots::learning_curves(&out.join("learning-curves.png"), &metrics.epochs)?;
+    let title = format!("validation confusion (accuracy {:.4})", metrics.validation.accuracy);
+    plots::confusion_matrix(&out.join("confusion-matrix.png"), &metrics.validation.confusion, &title)
+}

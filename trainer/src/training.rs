@@ -1,0 +1,154 @@
+//! The training loop: seeded shuffling and augmentation, warm-up + linear-decay
+//! schedule, label-smoothed cross-entropy, per-epoch validation.
+
+use std::time::Instant;
+
+use burn::module::{AutodiffModule, Module};
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{OptimizerKind, TrainConfig};
+use crate::data::{Augment, Dataset, to_input};
+use crate::model::Net;
+
+/// One epoch's figures, as written to `metrics.json` and drawn in the curves.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub val_loss: f64,
+    pub val_accuracy: f64,
+    pub seconds: f64,
+    pub images_per_second: f64,
+    pub lr_end: f64,
+}
+
+/// Loss, accuracy and predictions over a dataset.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    pub loss: f64,
+    pub accuracy: f64,
+    pub predictions: Vec<u8>,
+}
+
+pub fn input_tensor(images: &[&contract::Rgb32], aug: Option<(Augment, &mut StdRng)>, device: &Device) -> Tensor<4> {
+    let n = images.len();
+    let side = contract::IMAGE_SIDE;
+    Tensor::<4>::from_data(TensorData::new(to_input(images, aug), [n, 3, side, side]), device)
+}
+
+fn label_tensor(labels: &[u8], device: &Device) -> Tensor<1, Int> {
+    let v: Vec<i64> = labels.iter().map(|&l| i64::from(l)).collect();
+    Tensor::<1, Int>::from_data(TensorData::new(v, [labels.len()]), device)
+}
+
+fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
+    let decay = (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
+    match config.optimizer {
+        OptimizerKind::Adam => AdamConfig::new().with_weight_decay(decay).init(),
+        OptimizerKind::Sgd => SgdConfig::new()
+            .with_weight_decay(decay)
+            .with_momentum(Some(MomentumConfig::new().with_momentum(config.momentum).with_dampening(0.0).with_nesterov(true)))
+            .init(),
+    }
+}
+
+/// Train `model` on `train`, validating on `val` after each epoch; `on_epoch` sees each
+/// epoch's figures as they land.
+pub fn fit(
+    config: &TrainConfig,
+    mut model: Net,
+    train: &Dataset,
+    val: &Dataset,
+    device: &Device,
+    mut on_epoch: impl FnMut(&EpochMetrics),
+) -> (Net, Vec<EpochMetrics>) {
+    let mut optim = optimizer(config);
+    let loss_fn = CrossEntropyLossConfig::new()
+        .with_smoothing((config.label_smoothing > 0.0).then_some(config.label_smoothing))
+        .init(device);
+    let mut rng = StdRng::seed_from_u64(config.seed);
+    let steps_per_epoch = train.len().div_ceil(config.batch_size);
+    let total_steps = steps_per_epoch * config.epochs;
+    let aug = Augment { translate: config.translate, flip: config.flip };
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    let mut history = Vec::new();
+    let mut step = 0;
+    for epoch in 1..=config.epochs {
+        order.shuffle(&mut rng);
+        let bar = crate::progress::bar(train.len() as u64, &format!("epoch {epoch}/{}", config.epochs));
+        let start = Instant::now();
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        let mut lr = 0.0;
+        for chunk in order.chunks(config.batch_size) {
+            let images: Vec<&contract::Rgb32> = chunk.iter().map(|&i| &train.images[i]).collect();
+            let labels: Vec<u8> = chunk.iter().map(|&i| train.labels[i]).collect();
+            let x = input_tensor(&images, Some((aug, &mut rng)), device);
+            let y = label_tensor(&labels, device);
+            let logits = model.forward(x);
+            let loss = loss_fn.forward(logits.clone(), y.clone());
+            let batch_correct: i64 = logits.argmax(1).reshape([chunk.len()]).equal(y).int().sum().into_scalar();
+            let batch_loss: f32 = loss.clone().into_scalar();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            lr = config.lr_at(step, total_steps);
+            model = optim.step(lr, model, grads);
+            step += 1;
+            loss_sum += f64::from(batch_loss) * chunk.len() as f64;
+            correct += batch_correct as usize;
+            seen += chunk.len();
+            let secs = start.elapsed().as_secs_f64();
+            bar.set_position(seen as u64);
+            bar.set_message(format!(
+                "loss {:.3} acc {:.3} {:.0} img/s",
+                loss_sum / seen as f64,
+                correct as f64 / seen as f64,
+                seen as f64 / secs
+            ));
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        bar.finish_and_clear();
+        let eval = evaluate(&model.valid(), val, config.batch_size.max(256), &device.clone().inner());
+        let m = EpochMetrics {
+            epoch,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_accuracy: correct as f64 / seen.max(1) as f64,
+            val_loss: eval.loss,
+            val_accuracy: eval.accuracy,
+            seconds,
+            images_per_second: seen as f64 / seconds,
+            lr_end: lr,
+        };
+        on_epoch(&m);
+        history.push(m);
+    }
+    (model, history)
+}
+
+/// Plain cross-entropy and accuracy of an inference-mode model.
+pub fn evaluate(model: &Net, data: &Dataset, batch_size: usize, device: &Device) -> Evaluation {
+    if data.is_empty() {
+        return Evaluation { loss: f64::NAN, accuracy: f64::NAN, predictions: Vec::new() };
+    }
+    let loss_fn = CrossEntropyLossConfig::new().init(device);
+    let (mut loss_sum, mut predictions) = (0.0f64, Vec::with_capacity(data.len()));
+    let idx: Vec<usize> = (0..data.len()).collect();
+    for chunk in idx.chunks(batch_size) {
+        let images: Vec<&contract::Rgb32> = chunk.iter().map(|&i| &data.images[i]).collect();
+        let labels: Vec<u8> = chunk.iter().map(|&i| data.labels[i]).collect();
+        let logits = model.forward(input_tensor(&images, None, device));
+        let loss: f32 = loss_fn.forward(logits.clone(), label_tensor(&labels, device)).into_scalar();
+        loss_sum += f64::from(loss) * chunk.len() as f64;
+        let pred: Vec<i64> = logits.argmax(1).into_data().convert::<i64>().to_vec().unwrap_or_default();
+        predictions.extend(pred.into_iter().map(|p| p as u8));
+    }
+    let correct = predictions.iter().zip(&data.labels).filter(|(p, l)| p == l).count();
+    Evaluation { loss: loss_sum / data.len() as f64, accuracy: correct as f64 / data.len() as f64, predictions }
+}
