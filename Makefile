@@ -51,8 +51,7 @@ run: setup
 	@echo "  curl -s -H 'Content-Type: image/jpeg' --data-binary @tests/fixtures/cat.jpg http://127.0.0.1:$(PORT)/lambda-url/$(FUNCTION)/predict"
 	@echo "  open http://127.0.0.1:$(PORT)/lambda-url/$(FUNCTION)/ in a browser"
 	@echo
-	cargo lambda watch --release --invoke-port $(PORT) --only-lambda-apis=false -p $(FUNCTION) 2>/dev/null || \
-	cargo lambda watch --release --invoke-port $(PORT) -p $(FUNCTION)
+	cargo lambda watch --release --disable-cors --invoke-port $(PORT) -p $(FUNCTION) --bin $(FUNCTION)
 
 # --- tests ---
 test: setup-test
@@ -62,7 +61,7 @@ test: setup-test
 	@if [ -f infra/package.json ]; then $(MAKE) test-infra; fi
 
 build-arm64: setup
-	cargo lambda build --release --arm64 -p $(FUNCTION)
+	cargo lambda build --release --arm64 -p $(FUNCTION) --bin $(FUNCTION)
 
 test-infra:
 	cd infra && npm test
@@ -90,7 +89,7 @@ bench-function: setup
 
 # --- AWS ---
 deploy: setup
-	cargo lambda build --release --arm64 -p $(FUNCTION)
+	cargo lambda build --release --arm64 -p $(FUNCTION) --bin $(FUNCTION)
 	cd infra && npm ci --no-audit --no-fund && npx cdk deploy --outputs-file cdk-outputs.json
 
 publish-model:

@@ -22,7 +22,7 @@ fn start_function(env: &[(&'static str, String)], logs: &std::path::Path) -> Wat
     let port = free_port();
     let mut cmd = Command::new(venv_tool("cargo-lambda"));
     cmd.current_dir(root())
-        .args(["lambda", "watch", "--release", "-p", FUNCTION, "--invoke-address", "127.0.0.1", "--invoke-port"])
+        .args(["lambda", "watch", "--release", "--disable-cors", "-p", FUNCTION, "--bin", FUNCTION, "--invoke-address", "127.0.0.1", "--invoke-port"])
         .arg(port.to_string())
         .env("PATH", format!("{}:{}", root().join(".venv/bin").display(), std::env::var("PATH").unwrap_or_default()));
     for (k, v) in env {

@@ -42,15 +42,15 @@ train_config! {
     /// Network architecture.
     arch: Arch = Arch::Airbench,
     /// Channel widths of the airbench net: stem, then one conv group per entry.
-    widths: Widths = Widths(vec![24, 48, 96, 192]),
+    widths: Widths = Widths(vec![16, 32, 64, 128]),
     /// Passes over the training set.
-    epochs: usize = 24,
+    epochs: usize = 18,
     /// Images per optimiser step.
-    batch_size: usize = 256,
+    batch_size: usize = 128,
     /// Optimiser.
     optimizer: OptimizerKind = OptimizerKind::Sgd,
     /// Peak learning rate (reached after warm-up, then linear decay to zero).
-    lr: f64 = 0.2,
+    lr: f64 = 0.1,
     /// Fraction of all steps spent warming the learning rate up linearly from zero.
     warmup: f64 = 0.15,
     /// SGD momentum (Nesterov).
@@ -150,6 +150,7 @@ impl TrainConfig {
             (self.threads == 0, "threads must be at least 1"),
             (self.translate > 8, "translate must be at most 8 pixels"),
             (self.widths.len() < 2, "widths needs a stem and at least one group"),
+            (self.widths.len() > 6, "widths allows at most 5 groups (each halves the 32-pixel side)"),
         ];
         match checks.iter().find(|(bad, _)| *bad) {
             Some((_, why)) => Err((*why).to_string()),

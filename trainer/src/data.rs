@@ -285,6 +285,11 @@ pub mod cifar_binary {
     /// The folder with the `.bin` files under `cache`, downloading and checking the
     /// archive first when it is not there yet.
     pub fn fetch(cache: &Path) -> Result<PathBuf> {
+        fetch_from(URL, cache)
+    }
+
+    /// [`fetch`] from another mirror of the same archive.
+    pub fn fetch_from(url: &str, cache: &Path) -> Result<PathBuf> {
         let dir = cache.join(DIR);
         if TRAIN_FILES.iter().chain([&TEST_FILE]).all(|f| dir.join(f).is_file()) {
             return Ok(dir);
@@ -292,7 +297,7 @@ pub mod cifar_binary {
         fs::create_dir_all(cache).map_err(io(cache))?;
         let archive = cache.join("cifar-10-binary.tar.gz");
         if !archive.is_file() {
-            download(URL, &archive, cache)?;
+            download(url, &archive, cache)?;
         }
         let bytes = fs::read(&archive).map_err(io(&archive))?;
         verify_md5(&archive, &bytes, MD5)?;
@@ -312,7 +317,12 @@ pub mod cifar_binary {
 
     fn download(url: &str, to: &Path, cache: &Path) -> Result<()> {
         let fail = |reason: String| TrainError::Download { url: url.into(), cache: cache.into(), reason };
-        let response = ureq::get(url).call().map_err(|e| fail(e.to_string()))?;
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_connect(Some(std::time::Duration::from_secs(20)))
+            .timeout_global(Some(std::time::Duration::from_secs(1800)))
+            .build()
+            .into();
+        let response = agent.get(url).call().map_err(|e| fail(e.to_string()))?;
         let mut body = response.into_body();
         let bytes = body.with_config().limit(400 << 20).read_to_vec().map_err(|e| fail(e.to_string()))?;
         let partial = to.with_extension("part");

@@ -46,7 +46,7 @@ pub fn export(model: &Net, meta: &ExportMeta) -> Result<Exported> {
     let validation = Tensor::<4>::zeros([3, 3, side, side], &device);
     let specs = [InputSpec::new([AxisSpec::dynamic(BATCH), AxisSpec::Static, AxisSpec::Static, AxisSpec::Static])];
     let onnx = OnnxExporter::new()
-        .export_dynamic(model, sample, validation, &specs, |m: &Net, x| m.forward_probabilities(x))
+        .export_dynamic(model, sample, validation, &specs, |m: &Net, x| m.forward(x))
         .map_err(|e| TrainError::Export(format!("{e:?}")))?;
     let mut proto = ModelProto::decode(onnx.as_bytes()).map_err(|e| TrainError::Export(e.to_string()))?;
     wrap_contract(&mut proto, meta.labels.len())?;
@@ -101,7 +101,7 @@ fn channel_constant(name: &str, values: [f32; 3]) -> TensorProto {
     }
 }
 
-/// Put the uint8 NHWC front before burn's float input and name the output.
+/// Put the uint8 NHWC front before burn's float input and a softmax after its logits.
 fn wrap_contract(proto: &mut ModelProto, classes: usize) -> Result<()> {
     let graph: &mut pb::GraphProto =
         proto.graph.as_mut().ok_or_else(|| TrainError::Export("exporter produced no graph".into()))?;
@@ -114,13 +114,17 @@ fn wrap_contract(proto: &mut ModelProto, classes: usize) -> Result<()> {
     }
     let float_in = graph.input[0].name.clone();
     let old_out = graph.output[0].name.clone();
+    // burn exports logits; the softmax the contract promises is appended here.
+    const LOGITS: &str = "contract/logits";
     for n in &mut graph.node {
         for o in n.output.iter_mut().chain(n.input.iter_mut()) {
             if *o == old_out {
-                *o = OUTPUT_NAME.into();
+                *o = LOGITS.into();
             }
         }
     }
+    let axis = AttributeProto { name: "axis".into(), r#type: AttributeType::Int as i32, i: 1, ..Default::default() };
+    graph.node.push(node("Softmax", &[LOGITS], OUTPUT_NAME, vec![axis]));
     let side = IMAGE_SIDE as i64;
     let batch = Dim::DimParam(BATCH.into());
     graph.output[0] = ValueInfoProto {
@@ -166,26 +170,31 @@ pub struct ParityReport {
     pub argmax_agree: bool,
 }
 
-/// Run `images` through burn and through tract on `bytes`, and compare.
-pub fn check_parity(model: &Net, bytes: &[u8], images: &[Rgb32]) -> Result<ParityReport> {
-    let device = Device::flex();
+/// burn's softmax output for `images`, one row per image.
+///
+/// Call before [`export`]: capturing moves batch-norm running statistics (state shared
+/// between module clones) onto the capture device, after which the module can no longer
+/// run on the CPU backend.
+pub fn burn_probabilities(model: &Net, images: &[Rgb32]) -> Result<Vec<Vec<f32>>> {
     let refs: Vec<&Rgb32> = images.iter().collect();
-    let burn_probs: Vec<f32> = model
-        .forward_probabilities(input_tensor(&refs, None, &device))
-        .into_data()
-        .convert::<f32>()
-        .to_vec()
-        .map_err(|e| TrainError::Export(format!("{e:?}")))?;
+    let tensor = model.forward_probabilities(input_tensor(&refs, None, &Device::flex()));
+    let [_, classes] = tensor.dims();
+    let flat = tensor.into_data().try_to_vec_as::<f32>().map_err(|e| TrainError::Export(format!("{e:?}")))?;
+    Ok(flat.chunks(classes).map(<[f32]>::to_vec).collect())
+}
+
+/// Run `images` through tract on `bytes` and compare with burn's rows for them.
+pub fn check_parity(bytes: &[u8], images: &[Rgb32], burn_rows: &[Vec<f32>]) -> Result<ParityReport> {
     let classifier = contract::Classifier::from_bytes(bytes)?;
-    let tract_probs = classifier.probabilities(images)?;
-    let classes = classifier.labels().len();
+    let tract_rows = classifier.probabilities(images)?;
     let mut max_abs_diff = 0f32;
-    let mut argmax_agree = true;
-    for (row, burn_row) in tract_probs.iter().zip(burn_probs.chunks(classes)) {
+    let mut argmax_agree = tract_rows.len() == burn_rows.len();
+    for (row, burn_row) in tract_rows.iter().zip(burn_rows) {
         for (a, b) in row.iter().zip(burn_row) {
             max_abs_diff = max_abs_diff.max((a - b).abs());
         }
-        argmax_agree &= contract::runtime::argmax(row).0 == contract::runtime::argmax(burn_row).0;
+        argmax_agree &= row.len() == burn_row.len()
+            && contract::runtime::argmax(row).0 == contract::runtime::argmax(burn_row).0;
     }
     Ok(ParityReport { images: images.len(), max_abs_diff, argmax_agree })
 }

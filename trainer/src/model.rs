@@ -105,6 +105,8 @@ pub struct AirbenchNet {
     stem: Conv2d,
     stem_norm: BatchNorm,
     groups: Vec<ConvGroup>,
+    /// Global max pool over what is left of the grid (a MaxPool the exporter can lower).
+    global_pool: MaxPool2d,
     head: Linear,
     scale: f32,
 }
@@ -121,7 +123,9 @@ impl AirbenchNet {
                 g
             })
             .collect();
+        let side = contract::IMAGE_SIDE >> (widths.len() - 1);
         Self {
+            global_pool: MaxPool2dConfig::new([side, side]).with_strides([side, side]).init(),
             stem: conv3(3, stem_width, false, device),
             stem_norm: BatchNormConfig::new(stem_width).with_momentum(0.2).init(device),
             groups,
@@ -135,9 +139,9 @@ impl AirbenchNet {
         for g in &self.groups {
             x = g.forward(x);
         }
-        // Global max pool: flatten the remaining spatial grid and take its max.
-        let [n, c, h, w] = x.dims();
-        let x = x.reshape([n, c, h * w]).max_dim(2).reshape([n, c]);
+        let x = self.global_pool.forward(x);
+        let [n, c, _, _] = x.dims();
+        let x = x.reshape([n, c]);
         self.head.forward(x).mul_scalar(self.scale)
     }
 }

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::module::AutodiffModule;
+use burn::module::Module;
 use burn::tensor::Device;
 use contract::Rgb32;
 use serde::{Deserialize, Serialize};
@@ -145,9 +145,10 @@ pub fn train(opts: RunOptions) -> Result<RunMetrics> {
         trained_at: trained_at.clone(),
         config_json: serde_json::to_string(config).expect("config serialises"),
     };
-    let exported = export::export(&model, &meta)?;
     let probe: Vec<Rgb32> = val_set.images.iter().take(64).copied().collect();
-    let parity = export::check_parity(&model, &exported.bytes, &probe)?;
+    let burn_rows = export::burn_probabilities(&model, &probe)?;
+    let exported = export::export(&model, &meta)?;
+    let parity = export::check_parity(&exported.bytes, &probe, &burn_rows)?;
     if parity.max_abs_diff > PARITY_TOLERANCE || !parity.argmax_agree {
         return Err(TrainError::Export(format!(
             "tract disagrees with burn on the exported file: max |diff| {:.2e}, argmax agree {}",
@@ -174,29 +175,21 @@ pub fn train(opts: RunOptions) -> Result<RunMetrics> {
         trained_at,
         config: config.clone(),
     };
-    write_run(&opts.out, &model, &exported.bytes, &metrics, &val_set)?;
+    let golden = Golden {
+        labels: val_set.labels.iter().take(GOLDEN_IMAGES).copied().collect(),
+        images_hex: probe.iter().take(GOLDEN_IMAGES).map(hex::encode).collect(),
+        probabilities: burn_rows.into_iter().take(GOLDEN_IMAGES).collect(),
+    };
+    write_run(&opts.out, &exported.bytes, &metrics, &golden)?;
     Ok(metrics)
 }
 
-fn write_run(out: &Path, model: &Net, onnx: &[u8], metrics: &RunMetrics, val: &Dataset) -> Result<()> {
+fn write_run(out: &Path, onnx: &[u8], metrics: &RunMetrics, golden: &Golden) -> Result<()> {
     std::fs::create_dir_all(out).map_err(io(out))?;
     let write = |name: &str, bytes: &[u8]| std::fs::write(out.join(name), bytes).map_err(io(out.join(name)));
     write("model.onnx", onnx)?;
     write("metrics.json", &serde_json::to_vec_pretty(metrics).expect("metrics serialise"))?;
-    let golden_images: Vec<Rgb32> = val.images.iter().take(GOLDEN_IMAGES).copied().collect();
-    let refs: Vec<&Rgb32> = golden_images.iter().collect();
-    let probs: Vec<f32> = model
-        .forward_probabilities(training::input_tensor(&refs, None, &Device::flex()))
-        .into_data()
-        .convert::<f32>()
-        .to_vec()
-        .map_err(|e| TrainError::Export(format!("{e:?}")))?;
-    let golden = Golden {
-        labels: val.labels.iter().take(GOLDEN_IMAGES).copied().collect(),
-        images_hex: golden_images.iter().map(hex::encode).collect(),
-        probabilities: probs.chunks(metrics.classes.len()).map(<[f32]>::to_vec).collect(),
-    };
-    write("golden.json", &serde_json::to_vec(&golden).expect("golden serialises"))?;
+    write("golden.json", &serde_json::to_vec(golden).expect("golden serialises"))?;
     plots::learning_curves(&out.join("learning-curves.png"), &metrics.epochs)?;
     let title = format!("validation confusion (accuracy {:.4})", metrics.validation.accuracy);
     plots::confusion_matrix(&out.join("confusion-matrix.png"), &metrics.validation.confusion, &title)

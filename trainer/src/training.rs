@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use burn::module::{AutodiffModule, Module};
+use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
@@ -146,7 +146,7 @@ pub fn evaluate(model: &Net, data: &Dataset, batch_size: usize, device: &Device)
         let logits = model.forward(input_tensor(&images, None, device));
         let loss: f32 = loss_fn.forward(logits.clone(), label_tensor(&labels, device)).into_scalar();
         loss_sum += f64::from(loss) * chunk.len() as f64;
-        let pred: Vec<i64> = logits.argmax(1).into_data().convert::<i64>().to_vec().unwrap_or_default();
+        let pred: Vec<i64> = logits.argmax(1).into_data().try_to_vec_as::<i64>().unwrap_or_default();
         predictions.extend(pred.into_iter().map(|p| p as u8));
     }
     let correct = predictions.iter().zip(&data.labels).filter(|(p, l)| p == l).count();

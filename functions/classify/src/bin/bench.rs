@@ -1,0 +1,139 @@
+//! `cargo run --release -p classify --bin bench`: whole-handler latency, cold start, and
+//! tract against ONNX Runtime on the same file, printed as tables (no timed tests).
+
+use std::io::Cursor;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use classify::settings::Settings;
+use serde_json::json;
+
+struct Args {
+    model: PathBuf,
+    iterations: usize,
+    ort_python: Option<String>,
+}
+
+fn args() -> Args {
+    let mut a = Args { model: "models/cifar10.onnx".into(), iterations: 300, ort_python: None };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--model" => a.model = it.next().expect("--model PATH").into(),
+            "--iterations" => a.iterations = it.next().and_then(|v| v.parse().ok()).expect("--iterations N"),
+            "--ort-python" => a.ort_python = it.next(),
+            "--help" | "-h" => {
+                println!("bench [--model PATH] [--iterations N] [--ort-python PYTHON-WITH-ONNXRUNTIME]");
+                std::process::exit(0);
+            }
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    a
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn time_ms(n: usize, mut f: impl FnMut()) -> Vec<f64> {
+    f(); // warm-up
+    let mut v: Vec<f64> = (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+fn event(content_type: &str, body: String, b64: bool) -> ApiGatewayV2httpRequest {
+    serde_json::from_value(json!({
+        "version": "2.0", "rawPath": "/predict", "headers": {"content-type": content_type},
+        "requestContext": {"http": {"method": "POST", "path": "/predict"}, "requestId": "bench", "timeEpoch": 0},
+        "body": body, "isBase64Encoded": b64,
+    }))
+    .expect("event")
+}
+
+fn encode(img: image::DynamicImage, format: image::ImageFormat) -> Vec<u8> {
+    let mut buf = Cursor::new(Vec::new());
+    img.write_to(&mut buf, format).expect("encode");
+    buf.into_inner()
+}
+
+fn main() {
+    let args = args();
+    let bytes = std::fs::read(&args.model).unwrap_or_else(|e| panic!("{}: {e}", args.model.display()));
+    println!("model {} ({} bytes), {} iterations, 1 thread\n", args.model.display(), bytes.len(), args.iterations);
+
+    // Cold start: parse + optimise (the S3 fetch is network time, not measured here).
+    let loads = time_ms(20, || {
+        contract::Classifier::from_bytes(&bytes).expect("model loads");
+    });
+    println!("| cold start | p50 ms | p99 ms |\n|---|---|---|");
+    println!("| model parse + tract optimise | {:.1} | {:.1} |\n", percentile(&loads, 0.5), percentile(&loads, 0.99));
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let settings = Settings { model_uri: Some(format!("file://{}", args.model.display())), ..Settings::default() };
+    let app = rt.block_on(classify::init(settings)).expect("init");
+
+    let small = encode(
+        image::RgbImage::from_fn(32, 32, |x, y| image::Rgb([(x * 8) as u8, (y * 8) as u8, 90])).into(),
+        image::ImageFormat::Png,
+    );
+    let photo = encode(
+        image::RgbImage::from_fn(1024, 768, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])).into(),
+        image::ImageFormat::Jpeg,
+    );
+    let batch: Vec<String> = (0..32).map(|_| STANDARD.encode(&small)).collect();
+    let cases = [
+        ("32x32 PNG, raw body", event("image/png", STANDARD.encode(&small), true)),
+        ("1024x768 JPEG, raw body", event("image/jpeg", STANDARD.encode(&photo), true)),
+        ("batch of 32 PNGs, JSON", event("application/json", json!({"images": batch}).to_string(), false)),
+    ];
+    println!("| whole handler | p50 ms | p99 ms |\n|---|---|---|");
+    for (name, ev) in &cases {
+        let t = time_ms(args.iterations, || {
+            let r = app.handle(ev);
+            assert_eq!(r.status_code, 200);
+        });
+        println!("| {name} | {:.2} | {:.2} |", percentile(&t, 0.5), percentile(&t, 0.99));
+    }
+
+    println!("\n| engine | batch | ms per call (p50) | ms per image |\n|---|---|---|---|");
+    let mut tract_ms = Vec::new();
+    for n in [1usize, 32] {
+        let images = vec![[7u8; contract::IMAGE_BYTES]; n];
+        let t = time_ms(args.iterations / n.min(8).max(1), || {
+            app.classifier.probabilities(&images).expect("inference");
+        });
+        let p50 = percentile(&t, 0.5);
+        tract_ms.push(p50);
+        println!("| tract | {n} | {p50:.3} | {:.3} |", p50 / n as f64);
+    }
+    if let Some(py) = &args.ort_python {
+        let out = Command::new(py)
+            .arg("scripts/ort_bench.py")
+            .arg(&args.model)
+            .arg(args.iterations.to_string())
+            .output()
+            .expect("python runs");
+        if !out.status.success() {
+            println!("onnxruntime bench failed: {}", String::from_utf8_lossy(&out.stderr));
+            return;
+        }
+        let ort: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ort JSON");
+        for (i, n) in [1usize, 32].into_iter().enumerate() {
+            let ms = ort[n.to_string()].as_f64().unwrap();
+            println!("| onnxruntime {} | {n} | {ms:.3} | {:.3} |", ort["version"].as_str().unwrap_or("?"), ms / n as f64);
+            println!("| **tract / onnxruntime** | {n} | **{:.2}x** | |", tract_ms[i] / ms);
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! The trainer's whole path on real images in well under a minute: tiny preset ->
+//! train -> export -> tract check -> publish to a folder; and the official binary
+//! format on small files generated here.
+
+use std::path::Path;
+
+use contract::{IMAGE_BYTES, ModelPointer, meta};
+use trainer::config::Preset;
+use trainer::data::cifar_binary;
+use trainer::run::{DataSource, RunOptions};
+
+fn shared_dataset() -> std::path::PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets/cifar10-jpeg/train.tar.gz");
+    assert!(p.is_file(), "{} missing", p.display());
+    p
+}
+
+#[test]
+fn tiny_preset_trains_exports_checks_and_publishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let metrics = trainer::run::train(RunOptions {
+        config: Preset::Tiny.config(),
+        data: DataSource::Folder(shared_dataset()),
+        test: None,
+        out: out.clone(),
+        skip_bad_images: false,
+    })
+    .expect("tiny run");
+    assert_eq!(metrics.epochs.len(), 1);
+    assert_eq!(metrics.validation.images, 100);
+    assert!(metrics.onnx_parity_max_abs_diff <= 1e-4);
+    for f in ["model.onnx", "metrics.json", "golden.json", "learning-curves.png", "confusion-matrix.png"] {
+        assert!(out.join(f).is_file(), "{f} written");
+    }
+    let png = std::fs::read(out.join("learning-curves.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+
+    // The file follows the contract, read by tract and by the protobuf itself.
+    let bytes = std::fs::read(out.join("model.onnx")).unwrap();
+    let proto = contract::runtime::parse_proto(&bytes).unwrap();
+    let props = contract::runtime::metadata_of(&proto);
+    for key in meta::REQUIRED {
+        assert!(props.contains_key(key), "metadata {key}");
+    }
+    assert_eq!(props[meta::MODEL_VERSION], metrics.model_version);
+    let labels: Vec<String> = serde_json::from_str(&props[meta::LABELS]).unwrap();
+    assert_eq!(labels, contract::CIFAR10_LABELS);
+    let config: serde_json::Value = serde_json::from_str(&props[meta::CONFIG]).unwrap();
+    assert_eq!(config["epochs"], 1);
+    let graph = proto.graph.as_ref().unwrap();
+    assert_eq!(graph.input[0].name, "image");
+    assert_eq!(graph.output[0].name, "probabilities");
+    let classifier = contract::Classifier::from_bytes(&bytes).unwrap();
+    // Symbolic batch: 1, 3 and 7 images all run.
+    for n in [1, 3, 7] {
+        let rows = classifier.probabilities(&vec![[90u8; IMAGE_BYTES]; n]).unwrap();
+        assert_eq!(rows.len(), n);
+        for r in rows {
+            assert!((r.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        }
+    }
+    // The golden pair matches tract.
+    let golden: trainer::run::Golden = serde_json::from_slice(&std::fs::read(out.join("golden.json")).unwrap()).unwrap();
+    let rows = classifier.probabilities(&golden.images()).unwrap();
+    for (a, b) in rows.iter().zip(&golden.probabilities) {
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() <= 1e-4);
+        }
+    }
+
+    // Publish to a folder: content-addressed model, pointer last and consistent.
+    let dest = dir.path().join("bucket");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let published = rt.block_on(trainer::publish::publish(&out, &format!("file://{}", dest.display()))).unwrap();
+    let pointer: ModelPointer =
+        serde_json::from_slice(&std::fs::read(dest.join("models/latest.json")).unwrap()).unwrap();
+    assert_eq!(pointer, published.pointer);
+    assert_eq!(pointer.sha256, contract::sha256_hex(&bytes));
+    assert_eq!(pointer.key, format!("models/{}.onnx", pointer.sha256));
+    assert_eq!(std::fs::read(dest.join(&pointer.key)).unwrap(), bytes);
+    assert!(dest.join(format!("models/{}/metrics.json", pointer.sha256)).is_file());
+    assert_eq!(pointer.version, metrics.model_version);
+}
+
+/// Records in the official layout: label byte, then red, green and blue planes.
+fn write_batch(path: &Path, records: &[(u8, [u8; 3])]) {
+    let mut bytes = Vec::new();
+    for (label, rgb) in records {
+        bytes.push(*label);
+        for c in rgb {
+            bytes.extend(std::iter::repeat_n(*c, 1024));
+        }
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn official_binary_format_loads_from_generated_files() {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, name) in cifar_binary::TRAIN_FILES.iter().enumerate() {
+        write_batch(&dir.path().join(name), &[(i as u8, [10, 20, 30]), (9, [1, 2, 3])]);
+    }
+    write_batch(&dir.path().join(cifar_binary::TEST_FILE), &[(3, [200, 100, 50])]);
+    let train = cifar_binary::load(dir.path(), cifar_binary::Split::Train).unwrap();
+    assert_eq!(train.len(), 10);
+    assert_eq!(train.labels[..4], [0, 9, 1, 9]);
+    // Planar -> HWC: every pixel is (10, 20, 30).
+    assert_eq!(&train.images[0][..6], &[10, 20, 30, 10, 20, 30]);
+    let test = cifar_binary::load(dir.path(), cifar_binary::Split::Test).unwrap();
+    assert_eq!((test.len(), test.labels[0], test.images[0][0]), (1, 3, 200));
+    assert_eq!(test.classes[3], "cat");
+    // Already-extracted files are used without any download.
+    let cache = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(cache.path().join(cifar_binary::DIR)).unwrap();
+    for f in cifar_binary::TRAIN_FILES.iter().chain([&cifar_binary::TEST_FILE]) {
+        std::fs::copy(dir.path().join(f), cache.path().join(cifar_binary::DIR).join(f)).unwrap();
+    }
+    assert_eq!(cifar_binary::fetch(cache.path()).unwrap(), cache.path().join(cifar_binary::DIR));
+
+    // Broken files get clear errors, not panics.
+    std::fs::write(dir.path().join(cifar_binary::TEST_FILE), [1u8; 100]).unwrap();
+    let err = cifar_binary::load(dir.path(), cifar_binary::Split::Test).unwrap_err().to_string();
+    assert!(err.contains("3073-byte records"), "{err}");
+    write_batch(&dir.path().join(cifar_binary::TEST_FILE), &[(12, [0, 0, 0])]);
+    let err = cifar_binary::load(dir.path(), cifar_binary::Split::Test).unwrap_err().to_string();
+    assert!(err.contains("label 12"), "{err}");
+}
+
+#[test]
+fn download_failure_names_the_url_and_the_alternative() {
+    let cache = tempfile::tempdir().unwrap();
+    let url = "http://127.0.0.1:9/cifar-10-binary.tar.gz";
+    let err = cifar_binary::fetch_from(url, cache.path()).unwrap_err().to_string();
+    assert!(err.contains(url), "{err}");
+    assert!(err.contains("--data"), "{err}");
+}
+
+#[test]
+fn md5_is_checked() {
+    let path = Path::new("x.tar.gz");
+    cifar_binary::verify_md5(path, b"abc", "900150983cd24fb0d6963f7d28e17f72").unwrap();
+    let err = cifar_binary::verify_md5(path, b"abd", cifar_binary::MD5).unwrap_err().to_string();
+    assert!(err.contains(cifar_binary::MD5), "{err}");
+}
+
+#[test]
+fn unreadable_images_name_the_file_or_are_skipped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    for class in ["a", "b"] {
+        std::fs::create_dir_all(dir.path().join(class)).unwrap();
+        let img = image::RgbImage::from_pixel(40, 20, image::Rgb([1, 2, 3]));
+        img.save(dir.path().join(class).join("ok.png")).unwrap();
+    }
+    std::fs::write(dir.path().join("b/broken.jpg"), b"\xff\xd8\xff not really").unwrap();
+    let err = trainer::data::load_image_folder(dir.path(), false).unwrap_err().to_string();
+    assert!(err.contains("broken.jpg") && err.contains("--skip-bad-images"), "{err}");
+    let ds = trainer::data::load_image_folder(dir.path(), true).unwrap();
+    assert_eq!((ds.len(), ds.skipped), (2, 1));
+    assert_eq!(ds.classes, ["a", "b"]);
+    let err = trainer::data::load_image_folder(&dir.path().join("a"), false).unwrap_err().to_string();
+    assert!(err.contains("class folders"), "{err}");
+}
