@@ -133,6 +133,26 @@ impl S3Server {
         assert_eq!(r.status().as_u16(), 200, "create bucket {bucket}");
     }
 
+    /// Read an object with real (signed) S3 requests: `(status, body)`, 404 when missing.
+    pub fn get_object(&self, bucket: &str, key: &str) -> (u16, Vec<u8>) {
+        use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "e2e"))
+            .force_path_style(true)
+            .build();
+        let client = aws_sdk_s3::Client::from_conf(config);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async {
+            match client.get_object().bucket(bucket).key(key).send().await {
+                Ok(out) => (200, out.body.collect().await.expect("body").into_bytes().to_vec()),
+                Err(e) => (e.raw_response().map(|r| r.status().as_u16()).unwrap_or(0), Vec::new()),
+            }
+        })
+    }
+
     /// Environment that points the AWS SDK at this server.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
@@ -182,5 +202,83 @@ pub fn write_folder(dir: &Path, images: &[(String, String, Vec<u8>)]) {
         let d = dir.join(class);
         std::fs::create_dir_all(&d).expect("mkdir");
         std::fs::write(d.join(name), bytes).expect("write image");
+    }
+}
+
+/// A minimal Lambda runtime API (the `/2018-06-01/runtime/...` endpoints a function polls),
+/// for running a built `bootstrap` outside `cargo lambda watch`.
+pub mod runtime_api {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use serde_json::Value;
+
+    /// Serves queued invocations on `/next` and sends back what the function posts.
+    pub fn start(events: Vec<Value>) -> (u16, mpsc::Receiver<(String, Value)>) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().unwrap().port();
+        let (tx, rx) = mpsc::channel();
+        let queue = std::sync::Arc::new(std::sync::Mutex::new(events.into_iter().enumerate().collect::<Vec<_>>()));
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (tx, queue) = (tx.clone(), queue.clone());
+                std::thread::spawn(move || serve(stream, tx, queue));
+            }
+        });
+        (port, rx)
+    }
+
+    type Queue = std::sync::Arc<std::sync::Mutex<Vec<(usize, Value)>>>;
+
+    fn serve(stream: TcpStream, tx: mpsc::Sender<(String, Value)>, queue: Queue) {
+        let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+        let mut out = stream;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+            let mut length = 0usize;
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                    return;
+                }
+                if h == "\r\n" {
+                    break;
+                }
+                if let Some((k, v)) = h.split_once(':')
+                    && k.eq_ignore_ascii_case("content-length")
+                {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; length];
+            if reader.read_exact(&mut body).is_err() {
+                return;
+            }
+            if path.ends_with("/invocation/next") {
+                let next = { queue.lock().unwrap().pop() };
+                let Some((id, event)) = next else {
+                    std::thread::sleep(Duration::from_secs(600));
+                    return;
+                };
+                let payload = event.to_string();
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nlambda-runtime-aws-request-id: req-{id}\r\n\
+                     lambda-runtime-deadline-ms: 9999999999999\r\nlambda-runtime-invoked-function-arn: arn:aws:lambda:us-east-1:000000000000:function:classify\r\n\
+                     content-length: {}\r\n\r\n",
+                    payload.len()
+                );
+                let _ = out.write_all(head.as_bytes()).and_then(|_| out.write_all(payload.as_bytes()));
+            } else {
+                let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let _ = tx.send((path, value));
+                let _ = out.write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\n\r\n{}");
+            }
+        }
     }
 }

@@ -1,0 +1,8 @@
+//! End-to-end tests, one binary (each test file would otherwise link its own copy of
+//! the AWS SDK and tract).
+
+mod arm64;
+mod init;
+mod onnxruntime;
+mod pipeline;
+mod publish;
