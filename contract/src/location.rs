@@ -20,10 +20,15 @@ impl std::str::FromStr for Location {
             if bucket.is_empty() {
                 return Err(format!("`{uri}` has no bucket; expected s3://bucket/key"));
             }
-            Ok(Location::S3 { bucket: bucket.into(), key: key.into() })
+            Ok(Location::S3 {
+                bucket: bucket.into(),
+                key: key.into(),
+            })
         } else if let Some(path) = uri.strip_prefix("file://") {
             if path.is_empty() {
-                return Err(format!("`{uri}` has no path; expected file:///abs/path or file://rel/path"));
+                return Err(format!(
+                    "`{uri}` has no path; expected file:///abs/path or file://rel/path"
+                ));
             }
             Ok(Location::File(PathBuf::from(path)))
         } else {
@@ -47,7 +52,9 @@ pub async fn s3_client() -> aws_sdk_s3::Client {
     let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let custom_endpoint =
         std::env::var_os("AWS_ENDPOINT_URL_S3").is_some() || std::env::var_os("AWS_ENDPOINT_URL").is_some();
-    let config = aws_sdk_s3::config::Builder::from(&shared).force_path_style(custom_endpoint).build();
+    let config = aws_sdk_s3::config::Builder::from(&shared)
+        .force_path_style(custom_endpoint)
+        .build();
     aws_sdk_s3::Client::from_conf(config)
 }
 
@@ -58,9 +65,18 @@ mod tests {
     #[test]
     fn parses_and_prints_locations() {
         let s3: Location = "s3://b/p/models/latest.json".parse().unwrap();
-        assert_eq!(s3, Location::S3 { bucket: "b".into(), key: "p/models/latest.json".into() });
+        assert_eq!(
+            s3,
+            Location::S3 {
+                bucket: "b".into(),
+                key: "p/models/latest.json".into()
+            }
+        );
         assert_eq!(s3.to_string(), "s3://b/p/models/latest.json");
-        assert_eq!("file:///tmp/m.onnx".parse::<Location>().unwrap(), Location::File("/tmp/m.onnx".into()));
+        assert_eq!(
+            "file:///tmp/m.onnx".parse::<Location>().unwrap(),
+            Location::File("/tmp/m.onnx".into())
+        );
         assert!("http://x".parse::<Location>().is_err());
         assert!("s3:///key".parse::<Location>().is_err());
         assert!("file://".parse::<Location>().is_err());

@@ -21,7 +21,11 @@ pub struct DecodeLimits {
 
 impl Default for DecodeLimits {
     fn default() -> Self {
-        Self { max_side: 8192, max_pixels: 40_000_000, max_alloc: 512 << 20 }
+        Self {
+            max_side: 8192,
+            max_pixels: 40_000_000,
+            max_alloc: 512 << 20,
+        }
     }
 }
 
@@ -29,8 +33,13 @@ impl Default for DecodeLimits {
 /// scale factor, so a large photo is area-averaged rather than aliased.
 pub const RESIZE_FILTER: FilterType = FilterType::Triangle;
 
-const SUPPORTED: [ImageFormat; 5] =
-    [ImageFormat::Png, ImageFormat::Jpeg, ImageFormat::WebP, ImageFormat::Gif, ImageFormat::Bmp];
+const SUPPORTED: [ImageFormat; 5] = [
+    ImageFormat::Png,
+    ImageFormat::Jpeg,
+    ImageFormat::WebP,
+    ImageFormat::Gif,
+    ImageFormat::Bmp,
+];
 
 /// Decode, flatten alpha onto white, convert to RGB and resize to 32x32.
 pub fn decode_rgb32(bytes: &[u8], limits: &DecodeLimits) -> Result<Rgb32, ImageError> {
@@ -45,11 +54,12 @@ pub fn decode_rgb32(bytes: &[u8], limits: &DecodeLimits) -> Result<Rgb32, ImageE
     if width == 0 || height == 0 {
         return Err(ImageError::Empty);
     }
-    if width > limits.max_side
-        || height > limits.max_side
-        || u64::from(width) * u64::from(height) > limits.max_pixels
-    {
-        return Err(ImageError::TooLarge { width, height, max: limits.max_side });
+    if width > limits.max_side || height > limits.max_side || u64::from(width) * u64::from(height) > limits.max_pixels {
+        return Err(ImageError::TooLarge {
+            width,
+            height,
+            max: limits.max_side,
+        });
     }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut decode_limits = Limits::default();
@@ -99,7 +109,7 @@ pub fn to_rgb32(image: DynamicImage) -> Rgb32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use image::{ImageBuffer, Rgba, RgbImage};
+    use image::{ImageBuffer, RgbImage, Rgba};
 
     fn encode(img: DynamicImage, format: ImageFormat) -> Vec<u8> {
         let mut buf = Cursor::new(Vec::new());
@@ -110,28 +120,38 @@ mod tests {
     #[test]
     fn png_32x32_is_passed_through_exactly() {
         let img = RgbImage::from_fn(32, 32, |x, y| image::Rgb([x as u8 * 8, y as u8 * 8, 7]));
-        let out = decode_rgb32(&encode(img.clone().into(), ImageFormat::Png), &DecodeLimits::default())
-            .unwrap();
+        let out = decode_rgb32(&encode(img.clone().into(), ImageFormat::Png), &DecodeLimits::default()).unwrap();
         assert_eq!(&out[..], img.as_raw().as_slice());
     }
 
     #[test]
     fn large_image_is_resized_and_transparent_is_white() {
         let img = ImageBuffer::from_pixel(300, 200, Rgba([10u8, 20, 30, 0]));
-        let out = decode_rgb32(&encode(img.into(), ImageFormat::Png), &DecodeLimits::default())
-            .unwrap();
+        let out = decode_rgb32(&encode(img.into(), ImageFormat::Png), &DecodeLimits::default()).unwrap();
         assert!(out.iter().all(|&v| v == 255));
     }
 
     #[test]
     fn bad_inputs_get_specific_errors() {
         let limits = DecodeLimits::default();
-        assert!(matches!(decode_rgb32(b"hello world", &limits), Err(ImageError::UnknownFormat)));
+        assert!(matches!(
+            decode_rgb32(b"hello world", &limits),
+            Err(ImageError::UnknownFormat)
+        ));
         let png = encode(RgbImage::new(64, 64).into(), ImageFormat::Png);
-        assert!(matches!(decode_rgb32(&png[..png.len() / 2], &limits), Err(ImageError::Corrupt(_))));
+        assert!(matches!(
+            decode_rgb32(&png[..png.len() / 2], &limits),
+            Err(ImageError::Corrupt(_))
+        ));
         let small = DecodeLimits { max_side: 16, ..limits };
-        assert!(matches!(decode_rgb32(&png, &small), Err(ImageError::TooLarge { width: 64, .. })));
+        assert!(matches!(
+            decode_rgb32(&png, &small),
+            Err(ImageError::TooLarge { width: 64, .. })
+        ));
         let tiff_magic = b"II*\0\x08\0\0\0rest-of-a-tiff";
-        assert!(matches!(decode_rgb32(tiff_magic, &limits), Err(ImageError::Unsupported(_))));
+        assert!(matches!(
+            decode_rgb32(tiff_magic, &limits),
+            Err(ImageError::Unsupported(_))
+        ));
     }
 }

@@ -20,7 +20,10 @@ pub struct Classifier {
 
 impl std::fmt::Debug for Classifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Classifier").field("labels", &self.labels).field("metadata", &self.metadata).finish()
+        f.debug_struct("Classifier")
+            .field("labels", &self.labels)
+            .field("metadata", &self.metadata)
+            .finish()
     }
 }
 
@@ -31,7 +34,11 @@ pub fn parse_proto(bytes: &[u8]) -> Result<ModelProto, ContractError> {
 
 /// `metadata_props` as a map.
 pub fn metadata_of(proto: &ModelProto) -> BTreeMap<String, String> {
-    proto.metadata_props.iter().map(|p| (p.key.clone(), p.value.clone())).collect()
+    proto
+        .metadata_props
+        .iter()
+        .map(|p| (p.key.clone(), p.value.clone()))
+        .collect()
 }
 
 impl Classifier {
@@ -48,12 +55,21 @@ impl Classifier {
                 return Err(ContractError::MissingMetadata(key));
             }
         }
-        let labels: Vec<String> = serde_json::from_str(&metadata[meta::LABELS])
-            .map_err(|e| ContractError::BadMetadata { key: meta::LABELS, reason: e.to_string() })?;
+        let labels: Vec<String> =
+            serde_json::from_str(&metadata[meta::LABELS]).map_err(|e| ContractError::BadMetadata {
+                key: meta::LABELS,
+                reason: e.to_string(),
+            })?;
         if labels.len() < 2 {
-            return Err(ContractError::BadMetadata { key: meta::LABELS, reason: "fewer than 2 labels".into() });
+            return Err(ContractError::BadMetadata {
+                key: meta::LABELS,
+                reason: "fewer than 2 labels".into(),
+            });
         }
-        let graph = proto.graph.as_ref().ok_or_else(|| ContractError::Parse("no graph".into()))?;
+        let graph = proto
+            .graph
+            .as_ref()
+            .ok_or_else(|| ContractError::Parse("no graph".into()))?;
         let input_names: Vec<&str> = graph.input.iter().map(|i| i.name.as_str()).collect();
         let output_names: Vec<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
         if input_names != [INPUT_NAME] || output_names != [OUTPUT_NAME] {
@@ -107,7 +123,9 @@ impl Classifier {
             .plan
             .run(tvec!(Tensor::from(input).into()))
             .map_err(|e| ContractError::Inference(format!("{e:#}")))?;
-        let view = outputs[0].to_plain_array_view::<f32>().map_err(|e| ContractError::Inference(e.to_string()))?;
+        let view = outputs[0]
+            .to_plain_array_view::<f32>()
+            .map_err(|e| ContractError::Inference(e.to_string()))?;
         let classes = view.shape().get(1).copied().unwrap_or(0);
         let flat: Vec<f32> = view.iter().copied().collect();
         Ok(flat.chunks(classes.max(1)).map(<[f32]>::to_vec).collect())
@@ -117,18 +135,22 @@ impl Classifier {
 fn optimise(proto: &ModelProto) -> TractResult<Arc<TypedRunnableModel>> {
     let mut model = tract_onnx::onnx().model_for_proto_model(proto)?;
     let n = model.symbols.sym("N");
-    let shape: TVec<TDim> =
-        tvec![n.into(), (IMAGE_SIDE as i64).into(), (IMAGE_SIDE as i64).into(), (CHANNELS as i64).into()];
+    let shape: TVec<TDim> = tvec![
+        n.into(),
+        (IMAGE_SIDE as i64).into(),
+        (IMAGE_SIDE as i64).into(),
+        (CHANNELS as i64).into()
+    ];
     model.set_input_fact(0, InferenceFact::dt_shape(u8::datum_type(), shape))?;
     model.into_optimized()?.into_runnable()
 }
 
 /// Index and value of the largest probability.
 pub fn argmax(row: &[f32]) -> (usize, f32) {
-    row.iter()
-        .copied()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, p)| if p > best.1 { (i, p) } else { best })
+    row.iter().copied().enumerate().fold(
+        (0, f32::NEG_INFINITY),
+        |best, (i, p)| if p > best.1 { (i, p) } else { best },
+    )
 }
 
 /// Indices of the `k` largest probabilities, largest first.

@@ -25,7 +25,10 @@ fn shipped_model_reproduces_its_golden_outputs() {
     let got = classifier.probabilities(&images).unwrap();
     assert_eq!(got.len(), want.len());
     for (g, w) in got.iter().zip(&want) {
-        assert_eq!(contract::runtime::argmax(g).0, w.iter().enumerate().fold(0, |b, (i, v)| if *v > w[b] { i } else { b }));
+        assert_eq!(
+            contract::runtime::argmax(g).0,
+            w.iter().enumerate().fold(0, |b, (i, v)| if *v > w[b] { i } else { b })
+        );
         for (a, b) in g.iter().zip(w) {
             assert!((f64::from(*a) - b).abs() <= 1e-4, "tract {a} vs burn {b}");
         }

@@ -9,13 +9,20 @@ use std::time::{Duration, Instant};
 
 /// Repository root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 /// A release binary of the workspace (`make test` builds them first).
 pub fn bin(name: &str) -> PathBuf {
     let p = root().join("target/release").join(name);
-    assert!(p.is_file(), "{} is missing: run `cargo build --release --workspace --bins` (make test does)", p.display());
+    assert!(
+        p.is_file(),
+        "{} is missing: run `cargo build --release --workspace --bins` (make test does)",
+        p.display()
+    );
     p
 }
 
@@ -35,7 +42,10 @@ pub fn dataset_tgz() -> PathBuf {
 
 /// A free loopback port (bound, then released for the child to take).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// A child process in its own process group, killed with its descendants on drop.
@@ -50,9 +60,16 @@ impl Service {
         use std::os::unix::process::CommandExt;
         let log = log_dir.join(format!("{name}.log"));
         let file = std::fs::File::create(&log).expect("log file");
-        cmd.stdin(Stdio::null()).stdout(file.try_clone().expect("dup log")).stderr(file).process_group(0);
+        cmd.stdin(Stdio::null())
+            .stdout(file.try_clone().expect("dup log"))
+            .stderr(file)
+            .process_group(0);
         let child = cmd.spawn().unwrap_or_else(|e| panic!("starting {name}: {e}"));
-        Service { child, name: name.into(), log }
+        Service {
+            child,
+            name: name.into(),
+            log,
+        }
     }
 
     pub fn log_text(&self) -> String {
@@ -67,7 +84,11 @@ impl Service {
                 return;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("{} exited with {status} before it was ready:\n{}", self.name, self.log_text());
+                panic!(
+                    "{} exited with {status} before it was ready:\n{}",
+                    self.name,
+                    self.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -129,7 +150,10 @@ impl S3Server {
     }
 
     pub fn create_bucket(&self, bucket: &str) {
-        let r = http().put(&format!("{}/{bucket}", self.endpoint)).send_empty().expect("create bucket");
+        let r = http()
+            .put(&format!("{}/{bucket}", self.endpoint))
+            .send_empty()
+            .expect("create bucket");
         assert_eq!(r.status().as_u16(), 200, "create bucket {bucket}");
     }
 
@@ -144,7 +168,10 @@ impl S3Server {
             .force_path_style(true)
             .build();
         let client = aws_sdk_s3::Client::from_conf(config);
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
         rt.block_on(async {
             match client.get_object().bucket(bucket).key(key).send().await {
                 Ok(out) => (200, out.body.collect().await.expect("body").into_bytes().to_vec()),
@@ -179,7 +206,12 @@ pub fn sample_images(per_class: usize) -> Vec<(String, String, Vec<u8>)> {
             continue;
         }
         let path = entry.path().expect("path").into_owned();
-        let class = path.parent().and_then(Path::file_name).unwrap().to_string_lossy().into_owned();
+        let class = path
+            .parent()
+            .and_then(Path::file_name)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let n = counts.entry(class.clone()).or_default();
         if *n >= per_class {
@@ -220,7 +252,9 @@ pub mod runtime_api {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().unwrap().port();
         let (tx, rx) = mpsc::channel();
-        let queue = std::sync::Arc::new(std::sync::Mutex::new(events.into_iter().enumerate().collect::<Vec<_>>()));
+        let queue = std::sync::Arc::new(std::sync::Mutex::new(
+            events.into_iter().enumerate().collect::<Vec<_>>(),
+        ));
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let (tx, queue) = (tx.clone(), queue.clone());
@@ -273,7 +307,9 @@ pub mod runtime_api {
                      content-length: {}\r\n\r\n",
                     payload.len()
                 );
-                let _ = out.write_all(head.as_bytes()).and_then(|_| out.write_all(payload.as_bytes()));
+                let _ = out
+                    .write_all(head.as_bytes())
+                    .and_then(|_| out.write_all(payload.as_bytes()));
             } else {
                 let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                 let _ = tx.send((path, value));

@@ -146,11 +146,17 @@ impl TrainConfig {
             (!(self.lr > 0.0), "lr must be positive"),
             (!(0.0..1.0).contains(&self.warmup), "warmup must be in [0, 1)"),
             (!(0.0..1.0).contains(&self.dropout), "dropout must be in [0, 1)"),
-            (!(0.0..1.0).contains(&self.label_smoothing), "label_smoothing must be in [0, 1)"),
+            (
+                !(0.0..1.0).contains(&self.label_smoothing),
+                "label_smoothing must be in [0, 1)",
+            ),
             (self.threads == 0, "threads must be at least 1"),
             (self.translate > 8, "translate must be at most 8 pixels"),
             (self.widths.len() < 2, "widths needs a stem and at least one group"),
-            (self.widths.len() > 6, "widths allows at most 5 groups (each halves the 32-pixel side)"),
+            (
+                self.widths.len() > 6,
+                "widths allows at most 5 groups (each halves the 32-pixel side)",
+            ),
         ];
         match checks.iter().find(|(bad, _)| *bad) {
             Some((_, why)) => Err((*why).to_string()),
@@ -176,7 +182,11 @@ mod tests {
     #[test]
     fn overrides_win_and_config_round_trips() {
         let mut c = Preset::Tiny.config();
-        ConfigOverrides { epochs: Some(3), ..Default::default() }.apply(&mut c);
+        ConfigOverrides {
+            epochs: Some(3),
+            ..Default::default()
+        }
+        .apply(&mut c);
         assert_eq!(c.epochs, 3);
         assert_eq!(c.train_limit, 400);
         let back: TrainConfig = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
@@ -186,7 +196,11 @@ mod tests {
 
     #[test]
     fn schedule_warms_up_then_decays() {
-        let c = TrainConfig { lr: 1.0, warmup: 0.25, ..Default::default() };
+        let c = TrainConfig {
+            lr: 1.0,
+            warmup: 0.25,
+            ..Default::default()
+        };
         assert_eq!(c.lr_at(0, 100), 0.0);
         assert!((c.lr_at(25, 100) - 1.0).abs() < 1e-9);
         assert!(c.lr_at(60, 100) < c.lr_at(30, 100));
@@ -195,7 +209,14 @@ mod tests {
 
     #[test]
     fn bad_settings_are_refused() {
-        assert!(TrainConfig { epochs: 0, ..Default::default() }.validate().is_err());
+        assert!(
+            TrainConfig {
+                epochs: 0,
+                ..Default::default()
+            }
+            .validate()
+            .is_err()
+        );
         assert!("8".parse::<Widths>().is_err());
         assert_eq!("8,16".parse::<Widths>().unwrap().0, vec![8, 16]);
     }

@@ -51,7 +51,11 @@ impl Dataset {
 /// Load an image-folder dataset (`<root>/<class>/<file>`) from a directory or a `.tar.gz`
 /// of one. Every file goes through the same decoder the function uses.
 pub fn load_image_folder(path: &Path, skip_bad: bool) -> Result<Dataset> {
-    let files = if is_targz(path) { read_targz(path)? } else { read_dir_tree(path)? };
+    let files = if is_targz(path) {
+        read_targz(path)?
+    } else {
+        read_dir_tree(path)?
+    };
     let class_names: Vec<String> = {
         let mut set: Vec<String> = files.keys().map(|(c, _)| c.clone()).collect();
         set.dedup();
@@ -60,14 +64,24 @@ pub fn load_image_folder(path: &Path, skip_bad: bool) -> Result<Dataset> {
     if class_names.len() < 2 {
         return Err(TrainError::Dataset {
             path: path.into(),
-            reason: format!("found {} class folders; need at least 2 (<root>/<class>/<file>)", class_names.len()),
+            reason: format!(
+                "found {} class folders; need at least 2 (<root>/<class>/<file>)",
+                class_names.len()
+            ),
         });
     }
-    let index: BTreeMap<&str, u8> =
-        class_names.iter().enumerate().map(|(i, c)| (c.as_str(), i as u8)).collect();
+    let index: BTreeMap<&str, u8> = class_names
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.as_str(), i as u8))
+        .collect();
     let limits = DecodeLimits::default();
     let bar = crate::progress::bar(files.len() as u64, "decoding");
-    let mut ds = Dataset { classes: class_names.clone(), source: path.display().to_string(), ..Default::default() };
+    let mut ds = Dataset {
+        classes: class_names.clone(),
+        source: path.display().to_string(),
+        ..Default::default()
+    };
     for ((class, name), bytes) in &files {
         bar.inc(1);
         match contract::decode_rgb32(bytes, &limits) {
@@ -78,13 +92,19 @@ pub fn load_image_folder(path: &Path, skip_bad: bool) -> Result<Dataset> {
             }
             Err(_) if skip_bad => ds.skipped += 1,
             Err(source) => {
-                return Err(TrainError::BadImage { path: path.join(class).join(name), source });
+                return Err(TrainError::BadImage {
+                    path: path.join(class).join(name),
+                    source,
+                });
             }
         }
     }
     bar.finish_and_clear();
     if ds.is_empty() {
-        return Err(TrainError::Dataset { path: path.into(), reason: "no readable images".into() });
+        return Err(TrainError::Dataset {
+            path: path.into(),
+            reason: "no readable images".into(),
+        });
     }
     Ok(ds)
 }
@@ -94,7 +114,11 @@ fn order_classes(mut names: Vec<String>) -> Vec<String> {
     names.sort();
     let mut cifar: Vec<String> = CIFAR10_LABELS.iter().map(|s| s.to_string()).collect();
     cifar.sort();
-    if names == cifar { CIFAR10_LABELS.iter().map(|s| s.to_string()).collect() } else { names }
+    if names == cifar {
+        CIFAR10_LABELS.iter().map(|s| s.to_string()).collect()
+    } else {
+        names
+    }
 }
 
 fn is_targz(path: &Path) -> bool {
@@ -139,8 +163,13 @@ fn read_targz(path: &Path) -> Result<Files> {
         }
         let entry_path: PathBuf = entry.path().map_err(io(path))?.into_owned();
         let name = entry_path.file_name().map(|n| n.to_string_lossy().into_owned());
-        let class = entry_path.parent().and_then(Path::file_name).map(|n| n.to_string_lossy().into_owned());
-        let (Some(name), Some(class)) = (name, class) else { continue };
+        let class = entry_path
+            .parent()
+            .and_then(Path::file_name)
+            .map(|n| n.to_string_lossy().into_owned());
+        let (Some(name), Some(class)) = (name, class) else {
+            continue;
+        };
         if is_hidden(&name) || is_hidden(&class) {
             continue;
         }
@@ -214,7 +243,13 @@ pub fn to_input(images: &[&Rgb32], aug: Option<(Augment, &mut StdRng)>) -> Vec<f
 
 fn reflect(i: i64, n: usize) -> usize {
     let n = n as i64;
-    let i = if i < 0 { -i } else if i >= n { 2 * n - 2 - i } else { i };
+    let i = if i < 0 {
+        -i
+    } else if i >= n {
+        2 * n - 2 - i
+    } else {
+        i
+    };
     i.clamp(0, n - 1) as usize
 }
 
@@ -226,8 +261,13 @@ pub mod cifar_binary {
     pub const MD5: &str = "c32a1d4ab5d03f1284b67883e8d87530";
     /// Folder inside the archive.
     pub const DIR: &str = "cifar-10-batches-bin";
-    pub const TRAIN_FILES: [&str; 5] =
-        ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"];
+    pub const TRAIN_FILES: [&str; 5] = [
+        "data_batch_1.bin",
+        "data_batch_2.bin",
+        "data_batch_3.bin",
+        "data_batch_4.bin",
+        "data_batch_5.bin",
+    ];
     pub const TEST_FILE: &str = "test_batch.bin";
     const RECORD: usize = 1 + IMAGE_BYTES;
 
@@ -260,7 +300,10 @@ pub mod cifar_binary {
             for (i, rec) in bytes.chunks_exact(RECORD).enumerate() {
                 let label = rec[0];
                 if label as usize >= CIFAR10_LABELS.len() {
-                    return Err(TrainError::Dataset { path, reason: format!("label {label} out of range 0..9") });
+                    return Err(TrainError::Dataset {
+                        path,
+                        reason: format!("label {label} out of range 0..9"),
+                    });
                 }
                 ds.labels.push(label);
                 ds.files.push(format!("{name}:{i}"));
@@ -310,13 +353,21 @@ pub mod cifar_binary {
         use md5::{Digest, Md5};
         let actual = hex::encode(Md5::digest(bytes));
         if actual != expected {
-            return Err(TrainError::Checksum { path: path.into(), expected: expected.into(), actual });
+            return Err(TrainError::Checksum {
+                path: path.into(),
+                expected: expected.into(),
+                actual,
+            });
         }
         Ok(())
     }
 
     fn download(url: &str, to: &Path, cache: &Path) -> Result<()> {
-        let fail = |reason: String| TrainError::Download { url: url.into(), cache: cache.into(), reason };
+        let fail = |reason: String| TrainError::Download {
+            url: url.into(),
+            cache: cache.into(),
+            reason,
+        };
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_connect(Some(std::time::Duration::from_secs(20)))
             .timeout_global(Some(std::time::Duration::from_secs(1800)))
@@ -324,7 +375,11 @@ pub mod cifar_binary {
             .into();
         let response = agent.get(url).call().map_err(|e| fail(e.to_string()))?;
         let mut body = response.into_body();
-        let bytes = body.with_config().limit(400 << 20).read_to_vec().map_err(|e| fail(e.to_string()))?;
+        let bytes = body
+            .with_config()
+            .limit(400 << 20)
+            .read_to_vec()
+            .map_err(|e| fail(e.to_string()))?;
         let partial = to.with_extension("part");
         fs::write(&partial, &bytes).map_err(io(&partial))?;
         fs::rename(&partial, to).map_err(io(to))
@@ -357,7 +412,18 @@ mod tests {
         assert!((plain[0] - (255.0 - CHANNEL_MEAN[0]) / CHANNEL_STD[0]).abs() < 1e-6);
         let mut rng = StdRng::seed_from_u64(0);
         let flipped = (0..20)
-            .map(|_| to_input(&[&img], Some((Augment { translate: 0, flip: true }, &mut rng))))
+            .map(|_| {
+                to_input(
+                    &[&img],
+                    Some((
+                        Augment {
+                            translate: 0,
+                            flip: true,
+                        },
+                        &mut rng,
+                    )),
+                )
+            })
             .find(|v| v[0] != plain[0])
             .expect("some draw flips");
         assert_eq!(flipped[IMAGE_SIDE - 1], plain[0]);

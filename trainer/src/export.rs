@@ -44,7 +44,12 @@ pub fn export(model: &Net, meta: &ExportMeta) -> Result<Exported> {
     let side = IMAGE_SIDE;
     let sample = Tensor::<4>::zeros([2, 3, side, side], &device);
     let validation = Tensor::<4>::zeros([3, 3, side, side], &device);
-    let specs = [InputSpec::new([AxisSpec::dynamic(BATCH), AxisSpec::Static, AxisSpec::Static, AxisSpec::Static])];
+    let specs = [InputSpec::new([
+        AxisSpec::dynamic(BATCH),
+        AxisSpec::Static,
+        AxisSpec::Static,
+        AxisSpec::Static,
+    ])];
     let onnx = OnnxExporter::new()
         .export_dynamic(model, sample, validation, &specs, |m: &Net, x| m.forward(x))
         .map_err(|e| TrainError::Export(format!("{e:?}")))?;
@@ -53,19 +58,27 @@ pub fn export(model: &Net, meta: &ExportMeta) -> Result<Exported> {
     let graph_bytes = proto.graph.as_ref().map(Message::encode_to_vec).unwrap_or_default();
     let version = sha256_hex(&graph_bytes)[..16].to_string();
     let props = [
-        (meta::LABELS, serde_json::to_string(&meta.labels).expect("strings serialise")),
+        (
+            meta::LABELS,
+            serde_json::to_string(&meta.labels).expect("strings serialise"),
+        ),
         (meta::MODEL_VERSION, version.clone()),
         (meta::DATASET, meta.dataset.clone()),
         (meta::VAL_ACCURACY, format!("{:.4}", meta.val_accuracy)),
         (meta::TRAINED_AT, meta.trained_at.clone()),
         (meta::CONFIG, meta.config_json.clone()),
     ];
-    proto.metadata_props =
-        props.into_iter().map(|(key, value)| StringStringEntryProto { key: key.into(), value }).collect();
+    proto.metadata_props = props
+        .into_iter()
+        .map(|(key, value)| StringStringEntryProto { key: key.into(), value })
+        .collect();
     proto.producer_name = "trainer".into();
     proto.producer_version = env!("CARGO_PKG_VERSION").into();
     proto.doc_string = "CIFAR-style image classifier: uint8 NHWC `image` -> softmax `probabilities`.".into();
-    Ok(Exported { bytes: proto.encode_to_vec(), version })
+    Ok(Exported {
+        bytes: proto.encode_to_vec(),
+        version,
+    })
 }
 
 fn tensor_type(elem: DataType, dims: &[Dim]) -> Option<TypeProto> {
@@ -73,7 +86,13 @@ fn tensor_type(elem: DataType, dims: &[Dim]) -> Option<TypeProto> {
         value: Some(type_proto::Value::TensorType(type_proto::Tensor {
             elem_type: elem as i32,
             shape: Some(TensorShapeProto {
-                dim: dims.iter().map(|d| Dimension { value: Some(d.clone()), ..Default::default() }).collect(),
+                dim: dims
+                    .iter()
+                    .map(|d| Dimension {
+                        value: Some(d.clone()),
+                        ..Default::default()
+                    })
+                    .collect(),
             }),
         })),
         ..Default::default()
@@ -103,8 +122,10 @@ fn channel_constant(name: &str, values: [f32; 3]) -> TensorProto {
 
 /// Put the uint8 NHWC front before burn's float input and a softmax after its logits.
 fn wrap_contract(proto: &mut ModelProto, classes: usize) -> Result<()> {
-    let graph: &mut pb::GraphProto =
-        proto.graph.as_mut().ok_or_else(|| TrainError::Export("exporter produced no graph".into()))?;
+    let graph: &mut pb::GraphProto = proto
+        .graph
+        .as_mut()
+        .ok_or_else(|| TrainError::Export("exporter produced no graph".into()))?;
     if graph.input.len() != 1 || graph.output.len() != 1 {
         return Err(TrainError::Export(format!(
             "expected one input and one output, got {} and {}",
@@ -123,7 +144,12 @@ fn wrap_contract(proto: &mut ModelProto, classes: usize) -> Result<()> {
             }
         }
     }
-    let axis = AttributeProto { name: "axis".into(), r#type: AttributeType::Int as i32, i: 1, ..Default::default() };
+    let axis = AttributeProto {
+        name: "axis".into(),
+        r#type: AttributeType::Int as i32,
+        i: 1,
+        ..Default::default()
+    };
     graph.node.push(node("Softmax", &[LOGITS], OUTPUT_NAME, vec![axis]));
     let side = IMAGE_SIDE as i64;
     let batch = Dim::DimParam(BATCH.into());
@@ -134,7 +160,10 @@ fn wrap_contract(proto: &mut ModelProto, classes: usize) -> Result<()> {
     };
     graph.input[0] = ValueInfoProto {
         name: INPUT_NAME.into(),
-        r#type: tensor_type(DataType::Uint8, &[batch, Dim::DimValue(side), Dim::DimValue(side), Dim::DimValue(3)]),
+        r#type: tensor_type(
+            DataType::Uint8,
+            &[batch, Dim::DimValue(side), Dim::DimValue(side), Dim::DimValue(3)],
+        ),
         ..Default::default()
     };
     let inv_std = CHANNEL_STD.map(|s| 1.0 / s);
@@ -179,7 +208,10 @@ pub fn burn_probabilities(model: &Net, images: &[Rgb32]) -> Result<Vec<Vec<f32>>
     let refs: Vec<&Rgb32> = images.iter().collect();
     let tensor = model.forward_probabilities(input_tensor(&refs, None, &Device::flex()));
     let [_, classes] = tensor.dims();
-    let flat = tensor.into_data().try_to_vec_as::<f32>().map_err(|e| TrainError::Export(format!("{e:?}")))?;
+    let flat = tensor
+        .into_data()
+        .try_to_vec_as::<f32>()
+        .map_err(|e| TrainError::Export(format!("{e:?}")))?;
     Ok(flat.chunks(classes).map(<[f32]>::to_vec).collect())
 }
 
@@ -193,8 +225,12 @@ pub fn check_parity(bytes: &[u8], images: &[Rgb32], burn_rows: &[Vec<f32>]) -> R
         for (a, b) in row.iter().zip(burn_row) {
             max_abs_diff = max_abs_diff.max((a - b).abs());
         }
-        argmax_agree &= row.len() == burn_row.len()
-            && contract::runtime::argmax(row).0 == contract::runtime::argmax(burn_row).0;
+        argmax_agree &=
+            row.len() == burn_row.len() && contract::runtime::argmax(row).0 == contract::runtime::argmax(burn_row).0;
     }
-    Ok(ParityReport { images: images.len(), max_abs_diff, argmax_agree })
+    Ok(ParityReport {
+        images: images.len(),
+        max_abs_diff,
+        argmax_agree,
+    })
 }

@@ -10,7 +10,10 @@ use trainer::metrics::Confusion;
 use trainer::run::{DataSource, RunOptions};
 
 #[derive(Parser)]
-#[command(version, about = "Train a CNN on CIFAR-10 or an image folder, export ONNX, publish it.")]
+#[command(
+    version,
+    about = "Train a CNN on CIFAR-10 or an image folder, export ONNX, publish it."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -176,22 +179,36 @@ fn train(args: TrainArgs) -> Result<()> {
     let m = trainer::run::train(opts)?;
     println!("run written to {}", args.out.display());
     println!("model_version      {}", m.model_version);
-    println!("train accuracy     {:.4} (last epoch, augmented)", m.final_train_accuracy);
-    println!("val accuracy       {:.4}  loss {:.4}", m.validation.accuracy, m.validation.loss);
+    println!(
+        "train accuracy     {:.4} (last epoch, augmented)",
+        m.final_train_accuracy
+    );
+    println!(
+        "val accuracy       {:.4}  loss {:.4}",
+        m.validation.accuracy, m.validation.loss
+    );
     if let Some(t) = &m.test {
         println!("test accuracy      {:.4}  loss {:.4}", t.accuracy, t.loss);
     }
-    println!("training           {:.1}s, {:.0} images/s; wall {:.1}s", m.train_seconds, m.train_images_per_second, m.wall_seconds);
+    println!(
+        "training           {:.1}s, {:.0} images/s; wall {:.1}s",
+        m.train_seconds, m.train_images_per_second, m.wall_seconds
+    );
     println!("config             {}", serde_json::to_string(&m.config)?);
     Ok(())
 }
 
 fn evaluate(args: EvaluateArgs) -> Result<()> {
     let bytes = std::fs::read(&args.model).with_context(|| format!("reading {}", args.model.display()))?;
-    let classifier = contract::Classifier::from_bytes(&bytes).with_context(|| format!("loading {}", args.model.display()))?;
+    let classifier =
+        contract::Classifier::from_bytes(&bytes).with_context(|| format!("loading {}", args.model.display()))?;
     let data = args.data.source(args.test_split).load(args.skip_bad_images)?;
     if data.classes != classifier.labels() {
-        bail!("dataset classes {:?} differ from the model's labels {:?}", data.classes, classifier.labels());
+        bail!(
+            "dataset classes {:?} differ from the model's labels {:?}",
+            data.classes,
+            classifier.labels()
+        );
     }
     let bar = trainer::progress::bar(data.len() as u64, "scoring");
     let start = Instant::now();
@@ -232,9 +249,19 @@ fn evaluate(args: EvaluateArgs) -> Result<()> {
         });
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("model {} (version {}) on {}", args.model.display(), classifier.version(), data.source);
+        println!(
+            "model {} (version {}) on {}",
+            args.model.display(),
+            classifier.version(),
+            data.source
+        );
         print!("{}", confusion.table());
-        println!("{} images in {:.2}s ({:.0} images/s)", data.len(), secs, data.len() as f64 / secs);
+        println!(
+            "{} images in {:.2}s ({:.0} images/s)",
+            data.len(),
+            secs,
+            data.len() as f64 / secs
+        );
     }
     Ok(())
 }
@@ -260,7 +287,13 @@ fn bench(args: BenchArgs) -> Result<()> {
         ("airbench (default)".into(), Preset::Default.config()),
     ];
     for w in args.widths {
-        configs.push((format!("airbench {:?}", w.0), TrainConfig { widths: w, ..Preset::Default.config() }));
+        configs.push((
+            format!("airbench {:?}", w.0),
+            TrainConfig {
+                widths: w,
+                ..Preset::Default.config()
+            },
+        ));
     }
     println!("| net | batch | images | images/s |");
     println!("|---|---|---|---|");

@@ -20,7 +20,10 @@ impl Confusion {
         for (&t, &p) in truth.iter().zip(predicted) {
             matrix[t as usize][p as usize] += 1;
         }
-        Self { labels: labels.to_vec(), matrix }
+        Self {
+            labels: labels.to_vec(),
+            matrix,
+        }
     }
 
     pub fn total(&self) -> u32 {

@@ -15,12 +15,19 @@ static FONT: Once = Once::new();
 
 fn register() {
     FONT.call_once(|| {
-        let _ = register_font("sans-serif", FontStyle::Normal, include_bytes!("../assets/DejaVuSans.ttf"));
+        let _ = register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            include_bytes!("../assets/DejaVuSans.ttf"),
+        );
     });
 }
 
 fn plot_err(path: &Path) -> impl Fn(String) -> TrainError + '_ {
-    move |reason| TrainError::Plot { path: path.into(), reason }
+    move |reason| TrainError::Plot {
+        path: path.into(),
+        reason,
+    }
 }
 
 /// Loss (left) and accuracy (right) per epoch, train and validation.
@@ -31,7 +38,11 @@ pub fn learning_curves(path: &Path, epochs: &[EpochMetrics]) -> Result<()> {
     root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
     let (left, right) = root.split_horizontally(600);
     let n = epochs.len().max(1) as f64;
-    let loss_max = epochs.iter().flat_map(|e| [e.train_loss, e.val_loss]).fold(0.1, f64::max) * 1.1;
+    let loss_max = epochs
+        .iter()
+        .flat_map(|e| [e.train_loss, e.val_loss])
+        .fold(0.1, f64::max)
+        * 1.1;
     let series = |area: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
                   title: &str,
                   y_max: f64,
@@ -44,7 +55,11 @@ pub fn learning_curves(path: &Path, epochs: &[EpochMetrics]) -> Result<()> {
             .y_label_area_size(52)
             .build_cartesian_2d(0.5..n + 0.5, 0.0..y_max)
             .map_err(|e| err(e.to_string()))?;
-        chart.configure_mesh().x_desc("epoch").draw().map_err(|e| err(e.to_string()))?;
+        chart
+            .configure_mesh()
+            .x_desc("epoch")
+            .draw()
+            .map_err(|e| err(e.to_string()))?;
         for (i, (name, color)) in [("train", BLUE), ("validation", RED)].into_iter().enumerate() {
             let points: Vec<(f64, f64)> = epochs
                 .iter()
@@ -110,7 +125,10 @@ pub fn confusion_matrix(path: &Path, confusion: &Confusion, title: &str) -> Resu
             let y = k - 1 - t;
             let shade = (255.0 * (1.0 - share)) as u8;
             chart
-                .draw_series(std::iter::once(Rectangle::new([(p, y), (p + 1, y + 1)], RGBColor(shade, shade, 255).filled())))
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(p, y), (p + 1, y + 1)],
+                    RGBColor(shade, shade, 255).filled(),
+                )))
                 .map_err(|e| err(e.to_string()))?;
             let color = if share > 0.5 { WHITE } else { BLACK };
             chart

@@ -27,7 +27,10 @@ pub struct Published {
 /// Upload `run_dir`'s model (and whichever of [`RUN_FILES`] exist) to `dest`, a
 /// `s3://bucket/prefix/` or `file://dir/` location.
 pub async fn publish(run_dir: &Path, dest: &str) -> Result<Published> {
-    let location: Location = dest.parse().map_err(|reason| TrainError::Publish { dest: dest.into(), reason })?;
+    let location: Location = dest.parse().map_err(|reason| TrainError::Publish {
+        dest: dest.into(),
+        reason,
+    })?;
     let model_path = run_dir.join("model.onnx");
     let model = std::fs::read(&model_path).map_err(io(&model_path))?;
     let classifier = contract::Classifier::from_bytes(&model)?;
@@ -61,14 +64,19 @@ pub async fn publish(run_dir: &Path, dest: &str) -> Result<Published> {
     };
     let pointer_bytes = serde_json::to_vec_pretty(&pointer).expect("pointer serialises");
     let pkey = pointer_key(&prefix);
-    let fail = |reason: String| TrainError::Publish { dest: dest.into(), reason };
+    let fail = |reason: String| TrainError::Publish {
+        dest: dest.into(),
+        reason,
+    };
     let (model_uri, pointer_uri) = match &location {
         Location::S3 { bucket, .. } => {
             let client = contract::location::s3_client().await;
             for (k, bytes, ct) in objects {
                 put_s3(&client, bucket, &k, bytes, ct).await.map_err(&fail)?;
             }
-            put_s3(&client, bucket, &pkey, pointer_bytes, "application/json").await.map_err(&fail)?;
+            put_s3(&client, bucket, &pkey, pointer_bytes, "application/json")
+                .await
+                .map_err(&fail)?;
             (format!("s3://{bucket}/{key}"), format!("s3://{bucket}/{pkey}"))
         }
         Location::File(dir) => {
@@ -76,15 +84,26 @@ pub async fn publish(run_dir: &Path, dest: &str) -> Result<Published> {
                 put_file(&dir.join(&k), &bytes)?;
             }
             put_file(&dir.join(&pkey), &pointer_bytes)?;
-            (format!("file://{}", dir.join(&key).display()), format!("file://{}", dir.join(&pkey).display()))
+            (
+                format!("file://{}", dir.join(&key).display()),
+                format!("file://{}", dir.join(&pkey).display()),
+            )
         }
     };
-    Ok(Published { model_uri, pointer_uri, pointer })
+    Ok(Published {
+        model_uri,
+        pointer_uri,
+        pointer,
+    })
 }
 
 fn normalise_prefix(key: &str) -> String {
     let trimmed = key.trim_matches('/');
-    if trimmed.is_empty() { String::new() } else { format!("{trimmed}/") }
+    if trimmed.is_empty() {
+        String::new()
+    } else {
+        format!("{trimmed}/")
+    }
 }
 
 async fn put_s3(client: &aws_sdk_s3::Client, bucket: &str, key: &str, bytes: Vec<u8>, ct: &str) -> Result<(), String> {
@@ -112,7 +131,10 @@ fn put_file(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// UTC now as RFC 3339, without pulling in a date crate.
 pub fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Civil-from-days (Howard Hinnant's algorithm).
     let z = days as i64 + 719_468;
@@ -124,7 +146,12 @@ pub fn now_rfc3339() -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]

@@ -30,7 +30,13 @@ pub enum DataSource {
 
 impl DataSource {
     pub fn load(&self, skip_bad: bool) -> Result<Dataset> {
-        let split = |test: bool| if test { cifar_binary::Split::Test } else { cifar_binary::Split::Train };
+        let split = |test: bool| {
+            if test {
+                cifar_binary::Split::Test
+            } else {
+                cifar_binary::Split::Train
+            }
+        };
         match self {
             DataSource::Folder(p) => data::load_image_folder(p, skip_bad),
             DataSource::CifarBinary { dir, test } => cifar_binary::load(dir, split(*test)),
@@ -98,7 +104,10 @@ pub fn train(opts: RunOptions) -> Result<RunMetrics> {
     if let Some(t) = &test_set
         && t.classes != full.classes
     {
-        return Err(TrainError::Config(format!("test classes {:?} differ from training classes {:?}", t.classes, full.classes)));
+        return Err(TrainError::Config(format!(
+            "test classes {:?} differ from training classes {:?}",
+            t.classes, full.classes
+        )));
     }
     eprintln!(
         "data: {} ({} classes): {} train, {} validation{}{}",
@@ -106,8 +115,15 @@ pub fn train(opts: RunOptions) -> Result<RunMetrics> {
         classes,
         train_set.len(),
         val_set.len(),
-        test_set.as_ref().map(|t| format!(", {} test", t.len())).unwrap_or_default(),
-        if full.skipped > 0 { format!(", {} unreadable files skipped", full.skipped) } else { String::new() }
+        test_set
+            .as_ref()
+            .map(|t| format!(", {} test", t.len()))
+            .unwrap_or_default(),
+        if full.skipped > 0 {
+            format!(", {} unreadable files skipped", full.skipped)
+        } else {
+            String::new()
+        }
     );
 
     let device = Device::flex().autodiff();
@@ -155,7 +171,10 @@ pub fn train(opts: RunOptions) -> Result<RunMetrics> {
             parity.max_abs_diff, parity.argmax_agree
         )));
     }
-    eprintln!("export: tract matches burn on {} images (max |diff| {:.2e})", parity.images, parity.max_abs_diff);
+    eprintln!(
+        "export: tract matches burn on {} images (max |diff| {:.2e})",
+        parity.images, parity.max_abs_diff
+    );
 
     let train_images: usize = epochs.len() * train_set.len();
     let metrics = RunMetrics {
@@ -188,7 +207,10 @@ fn write_run(out: &Path, onnx: &[u8], metrics: &RunMetrics, golden: &Golden) -> 
     std::fs::create_dir_all(out).map_err(io(out))?;
     let write = |name: &str, bytes: &[u8]| std::fs::write(out.join(name), bytes).map_err(io(out.join(name)));
     write("model.onnx", onnx)?;
-    write("metrics.json", &serde_json::to_vec_pretty(metrics).expect("metrics serialise"))?;
+    write(
+        "metrics.json",
+        &serde_json::to_vec_pretty(metrics).expect("metrics serialise"),
+    )?;
     write("golden.json", &serde_json::to_vec(golden).expect("golden serialises"))?;
     plots::learning_curves(&out.join("learning-curves.png"), &metrics.epochs)?;
     let title = format!("validation confusion (accuracy {:.4})", metrics.validation.accuracy);

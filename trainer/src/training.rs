@@ -56,7 +56,12 @@ fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
         OptimizerKind::Adam => AdamConfig::new().with_weight_decay(decay).init(),
         OptimizerKind::Sgd => SgdConfig::new()
             .with_weight_decay(decay)
-            .with_momentum(Some(MomentumConfig::new().with_momentum(config.momentum).with_dampening(0.0).with_nesterov(true)))
+            .with_momentum(Some(
+                MomentumConfig::new()
+                    .with_momentum(config.momentum)
+                    .with_dampening(0.0)
+                    .with_nesterov(true),
+            ))
             .init(),
     }
 }
@@ -78,7 +83,10 @@ pub fn fit(
     let mut rng = StdRng::seed_from_u64(config.seed);
     let steps_per_epoch = train.len().div_ceil(config.batch_size);
     let total_steps = steps_per_epoch * config.epochs;
-    let aug = Augment { translate: config.translate, flip: config.flip };
+    let aug = Augment {
+        translate: config.translate,
+        flip: config.flip,
+    };
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut history = Vec::new();
     let mut step = 0;
@@ -95,7 +103,13 @@ pub fn fit(
             let y = label_tensor(&labels, device);
             let logits = model.forward(x);
             let loss = loss_fn.forward(logits.clone(), y.clone());
-            let batch_correct: i64 = logits.argmax(1).reshape([chunk.len()]).equal(y).int().sum().into_scalar();
+            let batch_correct: i64 = logits
+                .argmax(1)
+                .reshape([chunk.len()])
+                .equal(y)
+                .int()
+                .sum()
+                .into_scalar();
             let batch_loss: f32 = loss.clone().into_scalar();
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             lr = config.lr_at(step, total_steps);
@@ -135,7 +149,11 @@ pub fn fit(
 /// Plain cross-entropy and accuracy of an inference-mode model.
 pub fn evaluate(model: &Net, data: &Dataset, batch_size: usize, device: &Device) -> Evaluation {
     if data.is_empty() {
-        return Evaluation { loss: f64::NAN, accuracy: f64::NAN, predictions: Vec::new() };
+        return Evaluation {
+            loss: f64::NAN,
+            accuracy: f64::NAN,
+            predictions: Vec::new(),
+        };
     }
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let (mut loss_sum, mut predictions) = (0.0f64, Vec::with_capacity(data.len()));
@@ -144,11 +162,17 @@ pub fn evaluate(model: &Net, data: &Dataset, batch_size: usize, device: &Device)
         let images: Vec<&contract::Rgb32> = chunk.iter().map(|&i| &data.images[i]).collect();
         let labels: Vec<u8> = chunk.iter().map(|&i| data.labels[i]).collect();
         let logits = model.forward(input_tensor(&images, None, device));
-        let loss: f32 = loss_fn.forward(logits.clone(), label_tensor(&labels, device)).into_scalar();
+        let loss: f32 = loss_fn
+            .forward(logits.clone(), label_tensor(&labels, device))
+            .into_scalar();
         loss_sum += f64::from(loss) * chunk.len() as f64;
         let pred: Vec<i64> = logits.argmax(1).into_data().try_to_vec_as::<i64>().unwrap_or_default();
         predictions.extend(pred.into_iter().map(|p| p as u8));
     }
     let correct = predictions.iter().zip(&data.labels).filter(|(p, l)| p == l).count();
-    Evaluation { loss: loss_sum / data.len() as f64, accuracy: correct as f64 / data.len() as f64, predictions }
+    Evaluation {
+        loss: loss_sum / data.len() as f64,
+        accuracy: correct as f64 / data.len() as f64,
+        predictions,
+    }
 }

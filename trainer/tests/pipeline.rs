@@ -30,7 +30,13 @@ fn tiny_preset_trains_exports_checks_and_publishes() {
     assert_eq!(metrics.epochs.len(), 1);
     assert_eq!(metrics.validation.images, 100);
     assert!(metrics.onnx_parity_max_abs_diff <= 1e-4);
-    for f in ["model.onnx", "metrics.json", "golden.json", "learning-curves.png", "confusion-matrix.png"] {
+    for f in [
+        "model.onnx",
+        "metrics.json",
+        "golden.json",
+        "learning-curves.png",
+        "confusion-matrix.png",
+    ] {
         assert!(out.join(f).is_file(), "{f} written");
     }
     let png = std::fs::read(out.join("learning-curves.png")).unwrap();
@@ -61,7 +67,8 @@ fn tiny_preset_trains_exports_checks_and_publishes() {
         }
     }
     // The golden pair matches tract.
-    let golden: trainer::run::Golden = serde_json::from_slice(&std::fs::read(out.join("golden.json")).unwrap()).unwrap();
+    let golden: trainer::run::Golden =
+        serde_json::from_slice(&std::fs::read(out.join("golden.json")).unwrap()).unwrap();
     let rows = classifier.probabilities(&golden.images()).unwrap();
     for (a, b) in rows.iter().zip(&golden.probabilities) {
         for (x, y) in a.iter().zip(b) {
@@ -71,8 +78,13 @@ fn tiny_preset_trains_exports_checks_and_publishes() {
 
     // Publish to a folder: content-addressed model, pointer last and consistent.
     let dest = dir.path().join("bucket");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let published = rt.block_on(trainer::publish::publish(&out, &format!("file://{}", dest.display()))).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let published = rt
+        .block_on(trainer::publish::publish(&out, &format!("file://{}", dest.display())))
+        .unwrap();
     let pointer: ModelPointer =
         serde_json::from_slice(&std::fs::read(dest.join("models/latest.json")).unwrap()).unwrap();
     assert_eq!(pointer, published.pointer);
@@ -116,14 +128,21 @@ fn official_binary_format_loads_from_generated_files() {
     for f in cifar_binary::TRAIN_FILES.iter().chain([&cifar_binary::TEST_FILE]) {
         std::fs::copy(dir.path().join(f), cache.path().join(cifar_binary::DIR).join(f)).unwrap();
     }
-    assert_eq!(cifar_binary::fetch(cache.path()).unwrap(), cache.path().join(cifar_binary::DIR));
+    assert_eq!(
+        cifar_binary::fetch(cache.path()).unwrap(),
+        cache.path().join(cifar_binary::DIR)
+    );
 
     // Broken files get clear errors, not panics.
     std::fs::write(dir.path().join(cifar_binary::TEST_FILE), [1u8; 100]).unwrap();
-    let err = cifar_binary::load(dir.path(), cifar_binary::Split::Test).unwrap_err().to_string();
+    let err = cifar_binary::load(dir.path(), cifar_binary::Split::Test)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("3073-byte records"), "{err}");
     write_batch(&dir.path().join(cifar_binary::TEST_FILE), &[(12, [0, 0, 0])]);
-    let err = cifar_binary::load(dir.path(), cifar_binary::Split::Test).unwrap_err().to_string();
+    let err = cifar_binary::load(dir.path(), cifar_binary::Split::Test)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("label 12"), "{err}");
 }
 
@@ -140,7 +159,9 @@ fn download_failure_names_the_url_and_the_alternative() {
 fn md5_is_checked() {
     let path = Path::new("x.tar.gz");
     cifar_binary::verify_md5(path, b"abc", "900150983cd24fb0d6963f7d28e17f72").unwrap();
-    let err = cifar_binary::verify_md5(path, b"abd", cifar_binary::MD5).unwrap_err().to_string();
+    let err = cifar_binary::verify_md5(path, b"abd", cifar_binary::MD5)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains(cifar_binary::MD5), "{err}");
 }
 
@@ -153,11 +174,15 @@ fn unreadable_images_name_the_file_or_are_skipped_and_counted() {
         img.save(dir.path().join(class).join("ok.png")).unwrap();
     }
     std::fs::write(dir.path().join("b/broken.jpg"), b"\xff\xd8\xff not really").unwrap();
-    let err = trainer::data::load_image_folder(dir.path(), false).unwrap_err().to_string();
+    let err = trainer::data::load_image_folder(dir.path(), false)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("broken.jpg") && err.contains("--skip-bad-images"), "{err}");
     let ds = trainer::data::load_image_folder(dir.path(), true).unwrap();
     assert_eq!((ds.len(), ds.skipped), (2, 1));
     assert_eq!(ds.classes, ["a", "b"]);
-    let err = trainer::data::load_image_folder(&dir.path().join("a"), false).unwrap_err().to_string();
+    let err = trainer::data::load_image_folder(&dir.path().join("a"), false)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("class folders"), "{err}");
 }

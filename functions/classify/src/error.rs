@@ -11,7 +11,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -42,9 +46,20 @@ pub enum LoadError {
     #[error("pointer {uri} is not a model pointer: {reason}")]
     Pointer { uri: String, reason: String },
     #[error("{uri}: sha256 {actual} does not match the pointer's {expected}")]
-    Checksum { uri: String, expected: String, actual: String },
+    Checksum {
+        uri: String,
+        expected: String,
+        actual: String,
+    },
     #[error("{uri}: {source}")]
-    Model { uri: String, source: contract::ContractError },
+    Model {
+        uri: String,
+        source: contract::ContractError,
+    },
     #[error("setting {name}={value} is invalid: {reason}")]
-    Setting { name: &'static str, value: String, reason: String },
+    Setting {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
 }

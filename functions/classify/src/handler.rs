@@ -70,7 +70,11 @@ impl App {
         let method = req.request_context.http.method.clone();
         let path = normalise_path(req);
         let mut outcome = Outcome::default();
-        let origin = req.headers.get("origin").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let origin = req
+            .headers
+            .get("origin")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let mut resp = match self.route(&method, &path, req, &mut outcome) {
             Ok(r) => r,
             Err(e) => {
@@ -103,7 +107,11 @@ impl App {
     ) -> Result<ApiGatewayV2httpResponse, ApiError> {
         let Some((route, allowed)) = ROUTES.iter().find(|(p, _)| *p == path) else {
             outcome.route = "unknown";
-            return Err(ApiError::new(404, "not_found", format!("no route {path}; use POST /predict, GET /health, GET /model or GET /")));
+            return Err(ApiError::new(
+                404,
+                "not_found",
+                format!("no route {path}; use POST /predict, GET /health, GET /model or GET /"),
+            ));
         };
         outcome.route = route;
         if *method == Method::OPTIONS {
@@ -117,12 +125,16 @@ impl App {
                 format!("{method} {path} is not supported; use {} {path}", names.join(", ")),
             ));
             outcome.error = Some("method_not_allowed");
-            r.headers.insert("allow", HeaderValue::from_str(&names.join(", ")).expect("ascii"));
+            r.headers
+                .insert("allow", HeaderValue::from_str(&names.join(", ")).expect("ascii"));
             return Ok(r);
         }
         match *route {
             "/" => Ok(response(200, Some(INDEX_HTML.to_string()), "text/html; charset=utf-8")),
-            "/health" => Ok(json_response(200, &json!({"status": "ok", "model_version": self.classifier.version()}))),
+            "/health" => Ok(json_response(
+                200,
+                &json!({"status": "ok", "model_version": self.classifier.version()}),
+            )),
             "/model" => Ok(json_response(200, &self.model_info())),
             _ => self.predict(req, outcome),
         }
@@ -148,7 +160,11 @@ impl App {
         })
     }
 
-    fn predict(&self, req: &ApiGatewayV2httpRequest, outcome: &mut Outcome) -> Result<ApiGatewayV2httpResponse, ApiError> {
+    fn predict(
+        &self,
+        req: &ApiGatewayV2httpRequest,
+        outcome: &mut Outcome,
+    ) -> Result<ApiGatewayV2httpResponse, ApiError> {
         let body = self.body_bytes(req)?;
         let content_type = req
             .headers
@@ -159,13 +175,19 @@ impl App {
         let max_k = self.classifier.labels().len();
         let (images, top_k, batch) = match content_type.as_str() {
             "application/json" => self.parse_json(&body, max_k)?,
-            "image/png" | "image/jpeg" | "image/jpg" | "image/webp" | "image/gif" | "image/bmp"
+            "image/png"
+            | "image/jpeg"
+            | "image/jpg"
+            | "image/webp"
+            | "image/gif"
+            | "image/bmp"
             | "application/octet-stream" => {
                 let top_k = match req.query_string_parameters.first("top_k") {
                     Some(v) => parse_top_k(&Value::String(v.to_string()), max_k)?,
                     None => DEFAULT_TOP_K.min(max_k),
                 };
-                let image = contract::decode_rgb32(&body, &self.settings.limits).map_err(|e| ApiError::from_image(e, None))?;
+                let image =
+                    contract::decode_rgb32(&body, &self.settings.limits).map_err(|e| ApiError::from_image(e, None))?;
                 (vec![image], top_k, false)
             }
             "" => {
@@ -179,7 +201,9 @@ impl App {
                 return Err(ApiError::new(
                     415,
                     "unsupported_media_type",
-                    format!("Content-Type {other} is not accepted; use application/json, image/png, image/jpeg, image/webp, image/gif, image/bmp or application/octet-stream"),
+                    format!(
+                        "Content-Type {other} is not accepted; use application/json, image/png, image/jpeg, image/webp, image/gif, image/bmp or application/octet-stream"
+                    ),
                 ));
             }
         };
@@ -205,28 +229,49 @@ impl App {
         let labels = self.classifier.labels();
         let predictions: Vec<Prediction> = contract::runtime::top_k(row, top_k)
             .into_iter()
-            .map(|i| Prediction { label: labels[i].clone(), probability: row[i] })
+            .map(|i| Prediction {
+                label: labels[i].clone(),
+                probability: row[i],
+            })
             .collect();
-        ImageResult { label: predictions[0].label.clone(), probability: predictions[0].probability, predictions }
+        ImageResult {
+            label: predictions[0].label.clone(),
+            probability: predictions[0].probability,
+            predictions,
+        }
     }
 
     fn body_bytes(&self, req: &ApiGatewayV2httpRequest) -> Result<Vec<u8>, ApiError> {
         let raw = req.body.as_deref().unwrap_or("");
         if raw.is_empty() {
-            return Err(ApiError::bad_request("empty_body", "the request has no body; send JSON or an image"));
+            return Err(ApiError::bad_request(
+                "empty_body",
+                "the request has no body; send JSON or an image",
+            ));
         }
         // Base64 transport inflates by 4/3; check before decoding so a huge body costs nothing.
-        let approx = if req.is_base64_encoded { raw.len() / 4 * 3 } else { raw.len() };
+        let approx = if req.is_base64_encoded {
+            raw.len() / 4 * 3
+        } else {
+            raw.len()
+        };
         let too_large = || {
-            ApiError::new(413, "payload_too_large", format!("body exceeds {} bytes", self.settings.max_body_bytes))
+            ApiError::new(
+                413,
+                "payload_too_large",
+                format!("body exceeds {} bytes", self.settings.max_body_bytes),
+            )
         };
         if approx > self.settings.max_body_bytes + 3 {
             return Err(too_large());
         }
         let bytes = if req.is_base64_encoded {
-            STANDARD
-                .decode(raw)
-                .map_err(|e| ApiError::bad_request("invalid_body_encoding", format!("body is flagged base64 but does not decode: {e}")))?
+            STANDARD.decode(raw).map_err(|e| {
+                ApiError::bad_request(
+                    "invalid_body_encoding",
+                    format!("body is flagged base64 but does not decode: {e}"),
+                )
+            })?
         } else {
             raw.as_bytes().to_vec()
         };
@@ -238,14 +283,20 @@ impl App {
 
     fn parse_json(&self, body: &[u8], max_k: usize) -> Result<(Vec<Rgb32>, usize, bool), ApiError> {
         let req: PredictRequest = serde_json::from_slice(body).map_err(|e| {
-            ApiError::bad_request("invalid_json", format!("body is not valid JSON of the expected shape: {e}"))
+            ApiError::bad_request(
+                "invalid_json",
+                format!("body is not valid JSON of the expected shape: {e}"),
+            )
         })?;
         let top_k = match &req.top_k {
             Some(v) => parse_top_k(v, max_k)?,
             None => DEFAULT_TOP_K.min(max_k),
         };
         match (req.image, req.images) {
-            (Some(_), Some(_)) => Err(ApiError::bad_request("ambiguous_request", "send either \"image\" or \"images\", not both")),
+            (Some(_), Some(_)) => Err(ApiError::bad_request(
+                "ambiguous_request",
+                "send either \"image\" or \"images\", not both",
+            )),
             (None, None) => Err(ApiError::bad_request(
                 "missing_image",
                 "JSON body needs \"image\": \"<base64>\" or \"images\": [\"<base64>\", ...]",
@@ -253,13 +304,20 @@ impl App {
             (Some(v), None) => Ok((vec![self.decode_item(&v, None)?], top_k, false)),
             (None, Some(items)) => {
                 if items.is_empty() {
-                    return Err(ApiError::bad_request("empty_batch", "\"images\" is empty; send at least one image"));
+                    return Err(ApiError::bad_request(
+                        "empty_batch",
+                        "\"images\" is empty; send at least one image",
+                    ));
                 }
                 if items.len() > self.settings.max_images {
                     return Err(ApiError::new(
                         413,
                         "too_many_images",
-                        format!("{} images in one request; the limit is {}", items.len(), self.settings.max_images),
+                        format!(
+                            "{} images in one request; the limit is {}",
+                            items.len(),
+                            self.settings.max_images
+                        ),
                     ));
                 }
                 let images = items
@@ -290,11 +348,19 @@ impl App {
             origin.filter(|o| allowed.iter().any(|a| a == o)).map(str::to_owned)
         };
         headers.insert("vary", HeaderValue::from_static("Origin"));
-        let Some(value) = value.and_then(|v| HeaderValue::from_str(&v).ok()) else { return };
+        let Some(value) = value.and_then(|v| HeaderValue::from_str(&v).ok()) else {
+            return;
+        };
         headers.insert("access-control-allow-origin", value);
         if preflight {
-            headers.insert("access-control-allow-methods", HeaderValue::from_static("GET, POST, OPTIONS"));
-            headers.insert("access-control-allow-headers", HeaderValue::from_static("content-type, authorization"));
+            headers.insert(
+                "access-control-allow-methods",
+                HeaderValue::from_static("GET, POST, OPTIONS"),
+            );
+            headers.insert(
+                "access-control-allow-headers",
+                HeaderValue::from_static("content-type, authorization"),
+            );
             headers.insert("access-control-max-age", HeaderValue::from_static("600"));
         }
     }
@@ -333,14 +399,21 @@ fn parse_top_k(v: &Value, max_k: usize) -> Result<usize, ApiError> {
     };
     match k {
         Some(k) if (1..=max_k as u64).contains(&k) => Ok(k as usize),
-        _ => Err(ApiError::bad_request("invalid_top_k", format!("top_k must be an integer from 1 to {max_k}, got {v}"))),
+        _ => Err(ApiError::bad_request(
+            "invalid_top_k",
+            format!("top_k must be an integer from 1 to {max_k}, got {v}"),
+        )),
     }
 }
 
 /// Path relative to the API: a function URL or `$default` stage gives `/predict`; a named
 /// stage prefixes it (`/prod/predict`), which is stripped.
 fn normalise_path(req: &ApiGatewayV2httpRequest) -> String {
-    let raw = req.raw_path.as_deref().or(req.request_context.http.path.as_deref()).unwrap_or("/");
+    let raw = req
+        .raw_path
+        .as_deref()
+        .or(req.request_context.http.path.as_deref())
+        .unwrap_or("/");
     let mut path = raw.to_string();
     if let Some(stage) = req.request_context.stage.as_deref().filter(|s| *s != "$default") {
         let prefix = format!("/{stage}");
@@ -351,7 +424,11 @@ fn normalise_path(req: &ApiGatewayV2httpRequest) -> String {
         }
     }
     let trimmed = path.trim_end_matches('/');
-    if trimmed.is_empty() { "/".into() } else { trimmed.to_string() }
+    if trimmed.is_empty() {
+        "/".into()
+    } else {
+        trimmed.to_string()
+    }
 }
 
 fn response(status: u16, body: Option<String>, content_type: &'static str) -> ApiGatewayV2httpResponse {

@@ -17,8 +17,10 @@ pub async fn init(settings: Settings) -> Result<App, LoadError> {
     let uri = settings.model_uri.clone();
     let (bytes, source) = model_source::fetch(uri.as_deref()).await?;
     let fetched = start.elapsed();
-    let classifier = contract::Classifier::from_bytes(&bytes)
-        .map_err(|source| LoadError::Model { uri: uri.clone().unwrap_or_else(|| "embedded".into()), source })?;
+    let classifier = contract::Classifier::from_bytes(&bytes).map_err(|source| LoadError::Model {
+        uri: uri.clone().unwrap_or_else(|| "embedded".into()),
+        source,
+    })?;
     tracing::info!(
         source = %source,
         model_version = classifier.version(),
@@ -27,5 +29,9 @@ pub async fn init(settings: Settings) -> Result<App, LoadError> {
         optimise_ms = (start.elapsed() - fetched).as_secs_f64() * 1e3,
         "model loaded"
     );
-    Ok(App { classifier, settings, source })
+    Ok(App {
+        classifier,
+        settings,
+        source,
+    })
 }

@@ -15,9 +15,10 @@ pub async fn fetch(uri: Option<&str>) -> Result<(Vec<u8>, String), LoadError> {
     let location: Location = uri.parse().map_err(LoadError::Uri)?;
     match location {
         Location::File(path) => {
-            let bytes = tokio::fs::read(&path)
-                .await
-                .map_err(|e| LoadError::Fetch { uri: uri.into(), reason: e.to_string() })?;
+            let bytes = tokio::fs::read(&path).await.map_err(|e| LoadError::Fetch {
+                uri: uri.into(),
+                reason: e.to_string(),
+            })?;
             Ok((bytes, uri.into()))
         }
         Location::S3 { bucket, key } => {
@@ -26,13 +27,19 @@ pub async fn fetch(uri: Option<&str>) -> Result<(Vec<u8>, String), LoadError> {
             if !key.ends_with(".json") {
                 return Ok((bytes, uri.into()));
             }
-            let pointer: ModelPointer = serde_json::from_slice(&bytes)
-                .map_err(|e| LoadError::Pointer { uri: uri.into(), reason: e.to_string() })?;
+            let pointer: ModelPointer = serde_json::from_slice(&bytes).map_err(|e| LoadError::Pointer {
+                uri: uri.into(),
+                reason: e.to_string(),
+            })?;
             let model_uri = format!("s3://{bucket}/{}", pointer.key);
             let model = get(&client, &bucket, &pointer.key).await?;
             let actual = sha256_hex(&model);
             if actual != pointer.sha256 {
-                return Err(LoadError::Checksum { uri: model_uri, expected: pointer.sha256, actual });
+                return Err(LoadError::Checksum {
+                    uri: model_uri,
+                    expected: pointer.sha256,
+                    actual,
+                });
             }
             Ok((model, format!("{uri} -> {model_uri}")))
         }
@@ -47,7 +54,13 @@ async fn get(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Vec
         .key(key)
         .send()
         .await
-        .map_err(|e| LoadError::Fetch { uri: uri.clone(), reason: aws_sdk_s3::error::DisplayErrorContext(e).to_string() })?;
-    let body = out.body.collect().await.map_err(|e| LoadError::Fetch { uri, reason: e.to_string() })?;
+        .map_err(|e| LoadError::Fetch {
+            uri: uri.clone(),
+            reason: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
+        })?;
+    let body = out.body.collect().await.map_err(|e| LoadError::Fetch {
+        uri,
+        reason: e.to_string(),
+    })?;
     Ok(body.into_bytes().to_vec())
 }

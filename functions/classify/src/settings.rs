@@ -54,7 +54,11 @@ impl Settings {
             allowed_origins,
             max_body_bytes: parse_env("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)?,
             max_images: parse_env("MAX_IMAGES", DEFAULT_MAX_IMAGES)?,
-            limits: DecodeLimits { max_side, max_pixels, max_alloc: max_pixels * 4 + (64 << 20) },
+            limits: DecodeLimits {
+                max_side,
+                max_pixels,
+                max_alloc: max_pixels * 4 + (64 << 20),
+            },
         })
     }
 }

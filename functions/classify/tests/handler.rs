@@ -22,7 +22,10 @@ fn app() -> &'static App {
             max_body_bytes: 200_000,
             ..Settings::default()
         };
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(classify::init(settings)).expect("embedded model loads")
     })
 }
@@ -72,11 +75,20 @@ fn encode(img: DynamicImage, format: ImageFormat) -> Vec<u8> {
 }
 
 fn sample_png() -> Vec<u8> {
-    encode(RgbImage::from_fn(32, 32, |x, y| image::Rgb([(x * 8) as u8, (y * 8) as u8, 128])).into(), ImageFormat::Png)
+    encode(
+        RgbImage::from_fn(32, 32, |x, y| image::Rgb([(x * 8) as u8, (y * 8) as u8, 128])).into(),
+        ImageFormat::Png,
+    )
 }
 
 fn predict_json(body: Value) -> ApiGatewayV2httpResponse {
-    app().handle(&event("POST", "/predict", json!({"content-type": "application/json"}), Some(body.to_string().as_bytes()), ""))
+    app().handle(&event(
+        "POST",
+        "/predict",
+        json!({"content-type": "application/json"}),
+        Some(body.to_string().as_bytes()),
+        "",
+    ))
 }
 
 #[test]
@@ -102,21 +114,42 @@ fn json_raw_and_batch_agree() {
     assert_eq!(single["predictions"].as_array().unwrap().len(), 3);
     assert_eq!(single["label"], single["predictions"][0]["label"]);
     assert_eq!(single["model_version"], app().classifier.version());
-    let p: Vec<f64> = single["predictions"].as_array().unwrap().iter().map(|p| p["probability"].as_f64().unwrap()).collect();
+    let p: Vec<f64> = single["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["probability"].as_f64().unwrap())
+        .collect();
     assert!(p.windows(2).all(|w| w[0] >= w[1]), "sorted: {p:?}");
 
     let data_url = format!("data:image/png;base64,{}", STANDARD.encode(&png));
-    let raw = app().handle(&event("POST", "/predict", json!({"content-type": "image/png"}), Some(&png), "top_k=3"));
+    let raw = app().handle(&event(
+        "POST",
+        "/predict",
+        json!({"content-type": "image/png"}),
+        Some(&png),
+        "top_k=3",
+    ));
     assert_eq!(raw.status_code, 200);
     assert_eq!(body_json(&raw)["predictions"], single["predictions"]);
 
-    let other = encode(RgbaImage::from_pixel(300, 200, image::Rgba([200, 30, 30, 255])).into(), ImageFormat::Png);
-    let batch = body_json(&predict_json(json!({"images": [data_url, STANDARD.encode(&other)], "top_k": 3})));
+    let other = encode(
+        RgbaImage::from_pixel(300, 200, image::Rgba([200, 30, 30, 255])).into(),
+        ImageFormat::Png,
+    );
+    let batch = body_json(&predict_json(
+        json!({"images": [data_url, STANDARD.encode(&other)], "top_k": 3}),
+    ));
     let results = batch["results"].as_array().unwrap();
     assert_eq!(results.len(), 2);
     assert_eq!(results[0]["predictions"], single["predictions"]);
     let full = body_json(&predict_json(json!({"image": STANDARD.encode(&png), "top_k": 10})));
-    let total: f64 = full["predictions"].as_array().unwrap().iter().map(|p| p["probability"].as_f64().unwrap()).sum();
+    let total: f64 = full["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["probability"].as_f64().unwrap())
+        .sum();
     assert!((total - 1.0).abs() < 1e-4, "probabilities sum to {total}");
 }
 
@@ -127,50 +160,135 @@ fn bad_input_gets_a_4xx_json_error() {
     let big = STANDARD.encode(vec![0u8; 300_000]);
     let cases: Vec<(&str, Value, u16, &str)> = vec![
         ("missing field", json!({"img": b64}), 400, "missing_image"),
-        ("both fields", json!({"image": b64, "images": [b64]}), 400, "ambiguous_request"),
+        (
+            "both fields",
+            json!({"image": b64, "images": [b64]}),
+            400,
+            "ambiguous_request",
+        ),
         ("bad base64", json!({"image": "%%%"}), 400, "invalid_base64"),
         ("not a string", json!({"image": 5}), 400, "invalid_image_field"),
-        ("not an image", json!({"image": STANDARD.encode("plain text")}), 400, "invalid_image"),
-        ("truncated", json!({"image": STANDARD.encode(&png[..png.len() / 2])}), 400, "invalid_image"),
+        (
+            "not an image",
+            json!({"image": STANDARD.encode("plain text")}),
+            400,
+            "invalid_image",
+        ),
+        (
+            "truncated",
+            json!({"image": STANDARD.encode(&png[..png.len() / 2])}),
+            400,
+            "invalid_image",
+        ),
         ("top_k 0", json!({"image": b64, "top_k": 0}), 400, "invalid_top_k"),
         ("top_k 11", json!({"image": b64, "top_k": 11}), 400, "invalid_top_k"),
-        ("top_k text", json!({"image": b64, "top_k": "many"}), 400, "invalid_top_k"),
+        (
+            "top_k text",
+            json!({"image": b64, "top_k": "many"}),
+            400,
+            "invalid_top_k",
+        ),
         ("empty batch", json!({"images": []}), 400, "empty_batch"),
-        ("batch too big", json!({"images": [b64, b64, b64, b64, b64]}), 413, "too_many_images"),
+        (
+            "batch too big",
+            json!({"images": [b64, b64, b64, b64, b64]}),
+            413,
+            "too_many_images",
+        ),
         ("body too big", json!({"image": big}), 413, "payload_too_large"),
     ];
     for (what, body, status, code) in cases {
         let r = predict_json(body);
         let v = body_json(&r);
-        assert_eq!((r.status_code, v["error"]["code"].as_str()), (i64::from(status), Some(code)), "{what}: {v}");
+        assert_eq!(
+            (r.status_code, v["error"]["code"].as_str()),
+            (i64::from(status), Some(code)),
+            "{what}: {v}"
+        );
         assert!(!v["error"]["message"].as_str().unwrap().is_empty());
     }
     let huge = encode(RgbImage::new(5000, 10).into(), ImageFormat::Png);
-    let r = app().handle(&event("POST", "/predict", json!({"content-type": "image/png"}), Some(&huge), ""));
-    assert_eq!((r.status_code, body_json(&r)["error"]["code"].clone()), (413, json!("image_too_large")));
-    let r = app().handle(&event("POST", "/predict", json!({"content-type": "text/csv"}), Some(b"a,b"), ""));
-    assert_eq!((r.status_code, body_json(&r)["error"]["code"].clone()), (415, json!("unsupported_media_type")));
-    let r = app().handle(&event("POST", "/predict", json!({"content-type": "application/json"}), Some(b"{oops"), ""));
-    assert_eq!((r.status_code, body_json(&r)["error"]["code"].clone()), (400, json!("invalid_json")));
-    let r = app().handle(&event("POST", "/predict", json!({"content-type": "image/png"}), Some(&png), "top_k=99"));
+    let r = app().handle(&event(
+        "POST",
+        "/predict",
+        json!({"content-type": "image/png"}),
+        Some(&huge),
+        "",
+    ));
+    assert_eq!(
+        (r.status_code, body_json(&r)["error"]["code"].clone()),
+        (413, json!("image_too_large"))
+    );
+    let r = app().handle(&event(
+        "POST",
+        "/predict",
+        json!({"content-type": "text/csv"}),
+        Some(b"a,b"),
+        "",
+    ));
+    assert_eq!(
+        (r.status_code, body_json(&r)["error"]["code"].clone()),
+        (415, json!("unsupported_media_type"))
+    );
+    let r = app().handle(&event(
+        "POST",
+        "/predict",
+        json!({"content-type": "application/json"}),
+        Some(b"{oops"),
+        "",
+    ));
+    assert_eq!(
+        (r.status_code, body_json(&r)["error"]["code"].clone()),
+        (400, json!("invalid_json"))
+    );
+    let r = app().handle(&event(
+        "POST",
+        "/predict",
+        json!({"content-type": "image/png"}),
+        Some(&png),
+        "top_k=99",
+    ));
     assert_eq!(r.status_code, 400);
 }
 
 #[test]
 fn routes_methods_and_cors() {
     let r = app().handle(&event("GET", "/missing", json!({}), None, ""));
-    assert_eq!((r.status_code, body_json(&r)["error"]["code"].clone()), (404, json!("not_found")));
+    assert_eq!(
+        (r.status_code, body_json(&r)["error"]["code"].clone()),
+        (404, json!("not_found"))
+    );
     let r = app().handle(&event("GET", "/predict", json!({}), None, ""));
-    assert_eq!((r.status_code, body_json(&r)["error"]["code"].clone()), (405, json!("method_not_allowed")));
+    assert_eq!(
+        (r.status_code, body_json(&r)["error"]["code"].clone()),
+        (405, json!("method_not_allowed"))
+    );
     assert_eq!(r.headers["allow"], "POST");
     let r = app().handle(&event("DELETE", "/health", json!({}), None, ""));
     assert_eq!(r.status_code, 405);
 
-    let pre = app().handle(&event("OPTIONS", "/predict", json!({"origin": "https://app.example"}), None, ""));
+    let pre = app().handle(&event(
+        "OPTIONS",
+        "/predict",
+        json!({"origin": "https://app.example"}),
+        None,
+        "",
+    ));
     assert_eq!(pre.status_code, 204);
     assert_eq!(pre.headers["access-control-allow-origin"], "https://app.example");
-    assert!(pre.headers["access-control-allow-methods"].to_str().unwrap().contains("POST"));
-    let other = app().handle(&event("GET", "/health", json!({"origin": "https://evil.example"}), None, ""));
+    assert!(
+        pre.headers["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("POST")
+    );
+    let other = app().handle(&event(
+        "GET",
+        "/health",
+        json!({"origin": "https://evil.example"}),
+        None,
+        "",
+    ));
     assert!(other.headers.get("access-control-allow-origin").is_none());
     // A named stage prefixes the path.
     let mut staged = event("GET", "/prod/health", json!({}), None, "");

@@ -24,7 +24,11 @@ fn event(method: &str, path: &str, content_type: &str, body: Option<String>, b64
 #[ignore = "needs the arm64 build and qemu-user; run by `make test`"]
 fn arm64_bootstrap_answers_health_and_a_prediction() {
     let bootstrap = root().join("target/lambda/classify/bootstrap");
-    assert!(bootstrap.is_file(), "{} missing: run `make build-arm64`", bootstrap.display());
+    assert!(
+        bootstrap.is_file(),
+        "{} missing: run `make build-arm64`",
+        bootstrap.display()
+    );
     let image = sample_images(1).remove(3); // a cat
     // Queue pops from the back: health first, then the prediction.
     let events = vec![

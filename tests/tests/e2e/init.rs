@@ -29,7 +29,11 @@ fn run_with_model_uri(uri: &str) -> String {
     while service.is_running() && start.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(!service.is_running(), "init should fail and exit:\n{}", service.log_text());
+    assert!(
+        !service.is_running(),
+        "init should fail and exit:\n{}",
+        service.log_text()
+    );
     assert!(rx.try_recv().is_err(), "no invocation was answered");
     service.log_text()
 }
@@ -43,12 +47,18 @@ fn missing_corrupt_or_unreachable_models_fail_init_clearly() {
     let cases = [
         (format!("file://{}/missing.onnx", dir.path().display()), "No such file"),
         (format!("file://{}", corrupt.display()), "not a valid ONNX model"),
-        ("s3://bucket/models/latest.json".to_string(), "s3://bucket/models/latest.json"),
+        (
+            "s3://bucket/models/latest.json".to_string(),
+            "s3://bucket/models/latest.json",
+        ),
         ("http://example.com/m.onnx".to_string(), "neither s3://"),
     ];
     for (uri, reason) in cases {
         let log = run_with_model_uri(&uri);
-        let line = log.lines().find(|l| l.contains("init failed")).unwrap_or_else(|| panic!("no init line for {uri}:\n{log}"));
+        let line = log
+            .lines()
+            .find(|l| l.contains("init failed"))
+            .unwrap_or_else(|| panic!("no init line for {uri}:\n{log}"));
         assert!(line.contains(reason), "{uri}: {line}");
         assert_eq!(log.matches("init failed").count(), 1, "{log}");
         assert!(!log.contains("panicked"), "{log}");

@@ -13,7 +13,11 @@ fn onnx_runtime_runs_the_shipped_model_and_matches_its_golden_outputs() {
         .arg(root().join("models/golden.json"))
         .output()
         .expect("python runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "{text}");
     assert!(text.contains("follows the contract"), "{text}");
 }

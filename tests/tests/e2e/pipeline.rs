@@ -22,9 +22,28 @@ fn start_function(env: &[(&'static str, String)], logs: &std::path::Path) -> Wat
     let port = free_port();
     let mut cmd = Command::new(venv_tool("cargo-lambda"));
     cmd.current_dir(root())
-        .args(["lambda", "watch", "--release", "--disable-cors", "-p", FUNCTION, "--bin", FUNCTION, "--invoke-address", "127.0.0.1", "--invoke-port"])
+        .args([
+            "lambda",
+            "watch",
+            "--release",
+            "--disable-cors",
+            "-p",
+            FUNCTION,
+            "--bin",
+            FUNCTION,
+            "--invoke-address",
+            "127.0.0.1",
+            "--invoke-port",
+        ])
         .arg(port.to_string())
-        .env("PATH", format!("{}:{}", root().join(".venv/bin").display(), std::env::var("PATH").unwrap_or_default()));
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                root().join(".venv/bin").display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        );
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -33,13 +52,24 @@ fn start_function(env: &[(&'static str, String)], logs: &std::path::Path) -> Wat
     let agent = http();
     let health = format!("{base}/health");
     service.wait_until(Duration::from_secs(600), || {
-        agent.get(&health).call().map(|r| r.status().as_u16() == 200).unwrap_or(false)
+        agent
+            .get(&health)
+            .call()
+            .map(|r| r.status().as_u16() == 200)
+            .unwrap_or(false)
     });
-    Watch { _service: service, base }
+    Watch {
+        _service: service,
+        base,
+    }
 }
 
 fn post(agent: &ureq::Agent, url: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
-    let mut r = agent.post(url).header("content-type", content_type).send(body).expect("request sent");
+    let mut r = agent
+        .post(url)
+        .header("content-type", content_type)
+        .send(body)
+        .expect("request sent");
     let status = r.status().as_u16();
     let text = r.body_mut().read_to_string().expect("body");
     let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("non-JSON answer ({status}): {e}: {text}"));
@@ -51,7 +81,12 @@ fn probabilities_by_label(result: &Value) -> BTreeMap<String, f64> {
         .as_array()
         .expect("predictions")
         .iter()
-        .map(|p| (p["label"].as_str().unwrap().to_string(), p["probability"].as_f64().unwrap()))
+        .map(|p| {
+            (
+                p["label"].as_str().unwrap().to_string(),
+                p["probability"].as_f64().unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -72,7 +107,11 @@ fn train_publish_serve_and_refuse_bad_input() {
         .arg(&run)
         .output()
         .expect("trainer runs");
-    assert!(out.status.success(), "train failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "train failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = Command::new(bin("trainer"))
         .args(["publish", "--run"])
         .arg(&run)
@@ -80,7 +119,11 @@ fn train_publish_serve_and_refuse_bad_input() {
         .envs(s3.env())
         .output()
         .expect("publish runs");
-    assert!(out.status.success(), "publish failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "publish failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // 2. The function loads it through the pointer.
     let mut env = s3.env();
@@ -88,9 +131,18 @@ fn train_publish_serve_and_refuse_bad_input() {
     env.push(("ALLOWED_ORIGINS", "https://app.example".into()));
     let watch = start_function(&env, logs);
     let agent = http();
-    let model: Value = agent.get(&format!("{}/model", watch.base)).call().unwrap().body_mut().read_json().unwrap();
+    let model: Value = agent
+        .get(&format!("{}/model", watch.base))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap();
     let metrics: Value = serde_json::from_slice(&std::fs::read(run.join("metrics.json")).unwrap()).unwrap();
-    assert_eq!(model["model_version"], metrics["model_version"], "function serves the published model");
+    assert_eq!(
+        model["model_version"], metrics["model_version"],
+        "function serves the published model"
+    );
 
     // 3. Expected answers: `trainer evaluate` on the same files.
     let images = sample_images(2);
@@ -106,7 +158,11 @@ fn train_publish_serve_and_refuse_bad_input() {
         .arg(&preds)
         .output()
         .expect("evaluate runs");
-    assert!(out.status.success(), "evaluate failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "evaluate failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let expected: Value = serde_json::from_slice(&std::fs::read(&preds).unwrap()).unwrap();
     let expected: BTreeMap<String, Vec<f64>> = expected
         .as_array()
@@ -115,7 +171,12 @@ fn train_publish_serve_and_refuse_bad_input() {
         .map(|p| {
             (
                 p["file"].as_str().unwrap().to_string(),
-                p["probabilities"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect(),
+                p["probabilities"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap())
+                    .collect(),
             )
         })
         .collect();
@@ -126,7 +187,12 @@ fn train_publish_serve_and_refuse_bad_input() {
         assert_eq!(got.len(), 10, "top_k=10 returns every class");
         for (i, label) in labels.iter().enumerate() {
             let d = (got[label] - want[i]).abs();
-            assert!(d <= 1e-5, "{file} {label}: function {} vs evaluate {} (diff {d})", got[label], want[i]);
+            assert!(
+                d <= 1e-5,
+                "{file} {label}: function {} vs evaluate {} (diff {d})",
+                got[label],
+                want[i]
+            );
         }
     };
     let predict = format!("{}/predict", watch.base);
@@ -134,7 +200,12 @@ fn train_publish_serve_and_refuse_bad_input() {
     for (class, name, bytes) in &images {
         let file = format!("{class}/{name}");
         let b64 = STANDARD.encode(bytes);
-        let (status, single) = post(&agent, &predict, "application/json", json!({"image": b64, "top_k": 10}).to_string().as_bytes());
+        let (status, single) = post(
+            &agent,
+            &predict,
+            "application/json",
+            json!({"image": b64, "top_k": 10}).to_string().as_bytes(),
+        );
         assert_eq!(status, 200, "{single}");
         check(&file, &single);
         let (status, raw) = post(&agent, &format!("{predict}?top_k=10"), "image/jpeg", bytes);
@@ -142,7 +213,12 @@ fn train_publish_serve_and_refuse_bad_input() {
         check(&file, &raw);
         batch.push(b64);
     }
-    let (status, answer) = post(&agent, &predict, "application/json", json!({"images": batch, "top_k": 10}).to_string().as_bytes());
+    let (status, answer) = post(
+        &agent,
+        &predict,
+        "application/json",
+        json!({"images": batch, "top_k": 10}).to_string().as_bytes(),
+    );
     assert_eq!(status, 200, "{answer}");
     let results = answer["results"].as_array().expect("results");
     assert_eq!(results.len(), images.len());
@@ -153,23 +229,86 @@ fn train_publish_serve_and_refuse_bad_input() {
     // 4. Bad requests: each a documented 4xx JSON error.
     let png_head = &images[0].2[..images[0].2.len() / 3];
     let cases: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
-        ("invalid JSON", "application/json", b"{not json".to_vec(), 400, "invalid_json"),
-        ("missing field", "application/json", b"{\"picture\": \"x\"}".to_vec(), 400, "missing_image"),
-        ("bad base64", "application/json", br#"{"image": "***"}"#.to_vec(), 400, "invalid_base64"),
-        ("not an image", "application/json", json!({"image": STANDARD.encode("hello")}).to_string().into_bytes(), 400, "invalid_image"),
+        (
+            "invalid JSON",
+            "application/json",
+            b"{not json".to_vec(),
+            400,
+            "invalid_json",
+        ),
+        (
+            "missing field",
+            "application/json",
+            b"{\"picture\": \"x\"}".to_vec(),
+            400,
+            "missing_image",
+        ),
+        (
+            "bad base64",
+            "application/json",
+            br#"{"image": "***"}"#.to_vec(),
+            400,
+            "invalid_base64",
+        ),
+        (
+            "not an image",
+            "application/json",
+            json!({"image": STANDARD.encode("hello")}).to_string().into_bytes(),
+            400,
+            "invalid_image",
+        ),
         ("truncated image", "image/jpeg", png_head.to_vec(), 400, "invalid_image"),
-        ("top_k too big", "application/json", json!({"image": batch[0], "top_k": 11}).to_string().into_bytes(), 400, "invalid_top_k"),
-        ("top_k zero", "application/json", json!({"image": batch[0], "top_k": 0}).to_string().into_bytes(), 400, "invalid_top_k"),
-        ("empty batch", "application/json", br#"{"images": []}"#.to_vec(), 400, "empty_batch"),
-        ("too many images", "application/json", json!({"images": vec![&batch[0]; 65]}).to_string().into_bytes(), 413, "too_many_images"),
-        ("unsupported type", "text/plain", b"hello".to_vec(), 415, "unsupported_media_type"),
-        ("tiff", "application/octet-stream", b"II*\0\x08\0\0\0rest".to_vec(), 415, "unsupported_image_format"),
+        (
+            "top_k too big",
+            "application/json",
+            json!({"image": batch[0], "top_k": 11}).to_string().into_bytes(),
+            400,
+            "invalid_top_k",
+        ),
+        (
+            "top_k zero",
+            "application/json",
+            json!({"image": batch[0], "top_k": 0}).to_string().into_bytes(),
+            400,
+            "invalid_top_k",
+        ),
+        (
+            "empty batch",
+            "application/json",
+            br#"{"images": []}"#.to_vec(),
+            400,
+            "empty_batch",
+        ),
+        (
+            "too many images",
+            "application/json",
+            json!({"images": vec![&batch[0]; 65]}).to_string().into_bytes(),
+            413,
+            "too_many_images",
+        ),
+        (
+            "unsupported type",
+            "text/plain",
+            b"hello".to_vec(),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "tiff",
+            "application/octet-stream",
+            b"II*\0\x08\0\0\0rest".to_vec(),
+            415,
+            "unsupported_image_format",
+        ),
         ("empty body", "image/png", Vec::new(), 400, "empty_body"),
     ];
     for (what, ct, body, status, code) in cases {
         let (got, v) = post(&agent, &predict, ct, &body);
         assert_eq!((got, v["error"]["code"].as_str()), (status, Some(code)), "{what}: {v}");
-        assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: message");
+        assert!(
+            v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}: message"
+        );
     }
     let r = agent.get(&format!("{}/nope", watch.base)).call().unwrap();
     assert_eq!(r.status().as_u16(), 404);
@@ -184,7 +323,10 @@ fn train_publish_serve_and_refuse_bad_input() {
         .call()
         .unwrap();
     assert!(r.status().is_success(), "preflight {}", r.status());
-    assert_eq!(r.headers().get("access-control-allow-origin").unwrap(), "https://app.example");
+    assert_eq!(
+        r.headers().get("access-control-allow-origin").unwrap(),
+        "https://app.example"
+    );
     let (class, name, bytes) = &images[0];
     let (status, again) = post(&agent, &format!("{predict}?top_k=10"), "image/jpeg", bytes);
     assert_eq!(status, 200);

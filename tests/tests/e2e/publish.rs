@@ -49,7 +49,10 @@ fn publish_writes_pointer_last_and_failure_keeps_the_old_one() {
     let out = publish(&staged, "s3://no-such-bucket/prod/", &s3);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("no-such-bucket") && stderr.contains("NoSuchBucket"), "{stderr}");
+    assert!(
+        stderr.contains("no-such-bucket") && stderr.contains("NoSuchBucket"),
+        "{stderr}"
+    );
     // ...and a broken run directory never touches the pointer.
     std::fs::write(staged.join("model.onnx"), b"not a model").unwrap();
     let out = publish(&staged, "s3://bucket/prod/", &s3);

@@ -19,7 +19,11 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args { model: "models/cifar10.onnx".into(), iterations: 300, ort_python: None };
+    let mut a = Args {
+        model: "models/cifar10.onnx".into(),
+        iterations: 300,
+        ort_python: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         match flag.as_str() {
@@ -71,17 +75,32 @@ fn encode(img: image::DynamicImage, format: image::ImageFormat) -> Vec<u8> {
 fn main() {
     let args = args();
     let bytes = std::fs::read(&args.model).unwrap_or_else(|e| panic!("{}: {e}", args.model.display()));
-    println!("model {} ({} bytes), {} iterations, 1 thread\n", args.model.display(), bytes.len(), args.iterations);
+    println!(
+        "model {} ({} bytes), {} iterations, 1 thread\n",
+        args.model.display(),
+        bytes.len(),
+        args.iterations
+    );
 
     // Cold start: parse + optimise (the S3 fetch is network time, not measured here).
     let loads = time_ms(20, || {
         contract::Classifier::from_bytes(&bytes).expect("model loads");
     });
     println!("| cold start | p50 ms | p99 ms |\n|---|---|---|");
-    println!("| model parse + tract optimise | {:.1} | {:.1} |\n", percentile(&loads, 0.5), percentile(&loads, 0.99));
+    println!(
+        "| model parse + tract optimise | {:.1} | {:.1} |\n",
+        percentile(&loads, 0.5),
+        percentile(&loads, 0.99)
+    );
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let settings = Settings { model_uri: Some(format!("file://{}", args.model.display())), ..Settings::default() };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let settings = Settings {
+        model_uri: Some(format!("file://{}", args.model.display())),
+        ..Settings::default()
+    };
     let app = rt.block_on(classify::init(settings)).expect("init");
 
     let small = encode(
@@ -89,14 +108,23 @@ fn main() {
         image::ImageFormat::Png,
     );
     let photo = encode(
-        image::RgbImage::from_fn(1024, 768, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])).into(),
+        image::RgbImage::from_fn(1024, 768, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])
+        })
+        .into(),
         image::ImageFormat::Jpeg,
     );
     let batch: Vec<String> = (0..32).map(|_| STANDARD.encode(&small)).collect();
     let cases = [
         ("32x32 PNG, raw body", event("image/png", STANDARD.encode(&small), true)),
-        ("1024x768 JPEG, raw body", event("image/jpeg", STANDARD.encode(&photo), true)),
-        ("batch of 32 PNGs, JSON", event("application/json", json!({"images": batch}).to_string(), false)),
+        (
+            "1024x768 JPEG, raw body",
+            event("image/jpeg", STANDARD.encode(&photo), true),
+        ),
+        (
+            "batch of 32 PNGs, JSON",
+            event("application/json", json!({"images": batch}).to_string(), false),
+        ),
     ];
     println!("| whole handler | p50 ms | p99 ms |\n|---|---|---|");
     for (name, ev) in &cases {
@@ -132,7 +160,11 @@ fn main() {
         let ort: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ort JSON");
         for (i, n) in [1usize, 32].into_iter().enumerate() {
             let ms = ort[n.to_string()].as_f64().unwrap();
-            println!("| onnxruntime {} | {n} | {ms:.3} | {:.3} |", ort["version"].as_str().unwrap_or("?"), ms / n as f64);
+            println!(
+                "| onnxruntime {} | {n} | {ms:.3} | {:.3} |",
+                ort["version"].as_str().unwrap_or("?"),
+                ms / n as f64
+            );
             println!("| **tract / onnxruntime** | {n} | **{:.2}x** | |", tract_ms[i] / ms);
         }
     }
