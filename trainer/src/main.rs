@@ -29,6 +29,15 @@ enum Command {
     Publish(PublishArgs),
     /// Measure training images/s of each architecture on a slice of the data.
     Bench(BenchArgs),
+    /// Redraw a run's learning curves and confusion matrix from its metrics.json.
+    Plot(PlotArgs),
+}
+
+#[derive(Args)]
+struct PlotArgs {
+    /// Run directory holding metrics.json; the PNGs are written beside it.
+    #[arg(long, default_value = "runs/latest")]
+    run: PathBuf,
 }
 
 /// Where the labelled images come from; exactly one of these.
@@ -141,7 +150,18 @@ fn main() -> Result<()> {
         Command::Evaluate(args) => evaluate(args),
         Command::Publish(args) => publish(args),
         Command::Bench(args) => bench(args),
+        Command::Plot(args) => plot(args),
     }
+}
+
+fn plot(args: PlotArgs) -> Result<()> {
+    let path = args.run.join("metrics.json");
+    let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let m: trainer::metrics::RunMetrics =
+        serde_json::from_slice(&text).with_context(|| format!("parsing {}", path.display()))?;
+    trainer::run::draw_plots(&args.run, &m)?;
+    println!("plots written to {}", args.run.display());
+    Ok(())
 }
 
 /// burn's CPU backend sizes its rayon pool from this before first use.

@@ -92,50 +92,62 @@ pub fn learning_curves(path: &Path, epochs: &[EpochMetrics]) -> Result<()> {
 
 /// Row-normalised confusion matrix with counts in the cells.
 pub fn confusion_matrix(path: &Path, confusion: &Confusion, title: &str) -> Result<()> {
+    use plotters::coord::ranged1d::SegmentValue;
+    use plotters::style::text_anchor::{HPos, Pos, VPos};
     register();
     let err = plot_err(path);
     let k = confusion.labels.len();
-    let root = BitMapBackend::new(path, (760, 720)).into_drawing_area();
+    let root = BitMapBackend::new(path, (780, 760)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 22))
         .margin(16)
-        .x_label_area_size(80)
+        .x_label_area_size(50)
         .y_label_area_size(100)
-        .build_cartesian_2d(0..k, 0..k)
+        .build_cartesian_2d((0..k - 1).into_segmented(), (0..k - 1).into_segmented())
         .map_err(|e| err(e.to_string()))?;
-    let labels = confusion.labels.clone();
-    let label_of = move |i: &usize| labels.get(*i).cloned().unwrap_or_default();
+    // Row 0 (the first class) is drawn at the top.
+    let label = |v: &SegmentValue<usize>, flip: bool| match v {
+        SegmentValue::CenterOf(i) if *i < k => confusion.labels[if flip { k - 1 - i } else { *i }].clone(),
+        _ => String::new(),
+    };
     chart
         .configure_mesh()
         .disable_mesh()
         .x_labels(k)
         .y_labels(k)
-        .x_label_formatter(&label_of)
-        .y_label_formatter(&|i| confusion.labels.get(k - 1 - *i).cloned().unwrap_or_default())
+        .x_label_formatter(&|v| label(v, false))
+        .y_label_formatter(&|v| label(v, true))
         .x_desc("predicted")
         .y_desc("true")
-        .x_label_style(("sans-serif", 13).into_font().transform(FontTransform::Rotate90))
+        .x_label_style(("sans-serif", 11))
+        .y_label_style(("sans-serif", 14))
         .draw()
         .map_err(|e| err(e.to_string()))?;
+    let centered = Pos::new(HPos::Center, VPos::Center);
     for (t, row) in confusion.matrix.iter().enumerate() {
-        let total = row.iter().sum::<u32>().max(1) as f64;
+        let total = f64::from(row.iter().sum::<u32>().max(1));
+        let y = k - 1 - t;
         for (p, &count) in row.iter().enumerate() {
-            let share = count as f64 / total;
-            let y = k - 1 - t;
+            let share = f64::from(count) / total;
             let shade = (255.0 * (1.0 - share)) as u8;
+            let cell = [
+                (SegmentValue::Exact(p), SegmentValue::Exact(y)),
+                (SegmentValue::Exact(p + 1), SegmentValue::Exact(y + 1)),
+            ];
             chart
                 .draw_series(std::iter::once(Rectangle::new(
-                    [(p, y), (p + 1, y + 1)],
+                    cell,
                     RGBColor(shade, shade, 255).filled(),
                 )))
                 .map_err(|e| err(e.to_string()))?;
             let color = if share > 0.5 { WHITE } else { BLACK };
+            let style = ("sans-serif", 14).into_font().color(&color).pos(centered);
             chart
                 .draw_series(std::iter::once(Text::new(
                     count.to_string(),
-                    (p, y + 1),
-                    ("sans-serif", 14).into_font().color(&color),
+                    (SegmentValue::CenterOf(p), SegmentValue::CenterOf(y)),
+                    style,
                 )))
                 .map_err(|e| err(e.to_string()))?;
         }

@@ -212,6 +212,11 @@ fn write_run(out: &Path, onnx: &[u8], metrics: &RunMetrics, golden: &Golden) -> 
         &serde_json::to_vec_pretty(metrics).expect("metrics serialise"),
     )?;
     write("golden.json", &serde_json::to_vec(golden).expect("golden serialises"))?;
+    draw_plots(out, metrics)
+}
+
+/// `learning-curves.png` and `confusion-matrix.png` of a run.
+pub fn draw_plots(out: &Path, metrics: &RunMetrics) -> Result<()> {
     plots::learning_curves(&out.join("learning-curves.png"), &metrics.epochs)?;
     let title = format!("validation confusion (accuracy {:.4})", metrics.validation.accuracy);
     plots::confusion_matrix(&out.join("confusion-matrix.png"), &metrics.validation.confusion, &title)
