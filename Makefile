@@ -23,7 +23,7 @@ help:
 	@echo "make deploy   cargo lambda build --arm64 + cdk deploy; make publish-model after training"
 
 # --- set-up (project-local: .venv, rustup targets, node_modules; apt only for system tools) ---
-$(VENV)/.base:
+$(VENV)/.base: scripts/requirements.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r scripts/requirements.txt
@@ -33,11 +33,14 @@ setup: $(VENV)/.base
 	rustup target add aarch64-unknown-linux-gnu >/dev/null
 
 setup-test: setup
-	@if ! command -v qemu-aarch64 >/dev/null || [ ! -d /usr/aarch64-linux-gnu ]; then \
-	  echo "installing qemu-user and the arm64 C library (apt-get)"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user libc6-arm64-cross >/dev/null; \
+	@if ! command -v qemu-aarch64 >/dev/null || [ ! -d /usr/aarch64-linux-gnu ] || [ ! -x /usr/bin/chromium ]; then \
+	  echo "installing qemu-user, the arm64 C library and chromium (apt-get)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    qemu-user libc6-arm64-cross chromium >/dev/null; \
 	fi
-	@if [ -f infra/package-lock.json ] && [ ! -d infra/node_modules ]; then cd infra && npm ci --no-audit --no-fund; fi
+	@for d in infra tests/web; do \
+	  if [ ! -d $$d/node_modules ]; then (cd $$d && npm ci --no-audit --no-fund); fi; \
+	done
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

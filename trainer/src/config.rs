@@ -143,7 +143,7 @@ impl TrainConfig {
         let checks = [
             (self.epochs == 0, "epochs must be at least 1"),
             (self.batch_size == 0, "batch_size must be at least 1"),
-            (!(self.lr > 0.0), "lr must be positive"),
+            (self.lr.is_nan() || self.lr <= 0.0, "lr must be positive"),
             (!(0.0..1.0).contains(&self.warmup), "warmup must be in [0, 1)"),
             (!(0.0..1.0).contains(&self.dropout), "dropout must be in [0, 1)"),
             (

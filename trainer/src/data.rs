@@ -126,7 +126,24 @@ fn is_targz(path: &Path) -> bool {
     name.ends_with(".tar.gz") || name.ends_with(".tgz")
 }
 
-type Files = BTreeMap<(String, String), Vec<u8>>;
+/// `(class, file name) -> bytes` of an image folder, in a stable order.
+pub type Files = BTreeMap<(String, String), Vec<u8>>;
+
+/// The files of an image folder (a directory or a `.tar.gz` of one), not yet decoded.
+pub fn read_image_files(path: &Path) -> Result<Files> {
+    if is_targz(path) {
+        read_targz(path)
+    } else {
+        read_dir_tree(path)
+    }
+}
+
+/// Class names of an image folder's files, in label order.
+pub fn class_names(files: &Files) -> Vec<String> {
+    let mut set: Vec<String> = files.keys().map(|(c, _)| c.clone()).collect();
+    set.dedup();
+    order_classes(set)
+}
 
 fn is_hidden(name: &str) -> bool {
     name.starts_with('.')

@@ -1,6 +1,7 @@
 //! Trainer: data, model, training, export and publishing in separate modules,
 //! as burn's examples split them.
 
+pub mod client;
 pub mod config;
 pub mod data;
 pub mod error;

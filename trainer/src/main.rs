@@ -23,8 +23,11 @@ struct Cli {
 enum Command {
     /// Train, evaluate, export `model.onnx` and write metrics and plots into `--out`.
     Train(TrainArgs),
-    /// Score an exported model (through tract, as the function does) on labelled images.
+    /// Score an exported model (through tract, as the function does) on labelled images,
+    /// or, with --url, a deployed endpoint.
     Evaluate(EvaluateArgs),
+    /// Classify image files with a deployed endpoint and print the top classes.
+    Classify(ClassifyArgs),
     /// Upload a run directory to `s3://bucket/prefix/` or `file://dir/`.
     Publish(PublishArgs),
     /// Measure training images/s of each architecture on a slice of the data.
@@ -90,11 +93,51 @@ struct TrainArgs {
     skip_bad_images: bool,
 }
 
+/// How to talk to a deployed endpoint.
+#[derive(Args, Debug, Clone)]
+struct EndpointArgs {
+    /// Seconds before a request is abandoned.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+    /// Retries of a request answered 429/5xx or lost in transport (exponential backoff).
+    #[arg(long, default_value_t = 3)]
+    retries: u32,
+}
+
+#[derive(Args)]
+struct ClassifyArgs {
+    /// Base URL of the API (`.../predict` is appended) or the predict URL itself.
+    #[arg(long)]
+    url: String,
+    /// Image files to classify.
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    /// Classes to show per image (1-10).
+    #[arg(long, default_value_t = 3)]
+    top_k: usize,
+    /// Print the answers as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    endpoint: EndpointArgs,
+}
+
 #[derive(Args)]
 struct EvaluateArgs {
     /// The exported model.
     #[arg(long, default_value = "models/cifar10.onnx")]
     model: PathBuf,
+    /// Score this deployed endpoint instead of a local model (image folders only).
+    #[arg(long)]
+    url: Option<String>,
+    /// Requests in flight at once with --url.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    #[command(flatten)]
+    endpoint: EndpointArgs,
+    /// With --url: write the JSON report (accuracy, latencies, failures) to this file.
+    #[arg(long)]
+    report: Option<PathBuf>,
     #[command(flatten)]
     data: DataArgs,
     /// With --cifar-binary/--download-cifar: score the test batch instead of the training batches.
@@ -147,7 +190,11 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Train(args) => train(args),
-        Command::Evaluate(args) => evaluate(args),
+        Command::Evaluate(args) => match args.url.clone() {
+            Some(url) => evaluate_endpoint(&url, args),
+            None => evaluate(args),
+        },
+        Command::Classify(args) => classify(args),
         Command::Publish(args) => publish(args),
         Command::Bench(args) => bench(args),
         Command::Plot(args) => plot(args),
@@ -281,6 +328,82 @@ fn evaluate(args: EvaluateArgs) -> Result<()> {
             data.len(),
             secs,
             data.len() as f64 / secs
+        );
+    }
+    Ok(())
+}
+
+fn client_options(e: &EndpointArgs, top_k: usize) -> trainer::client::ClientOptions {
+    trainer::client::ClientOptions {
+        timeout: std::time::Duration::from_secs(e.timeout),
+        retries: e.retries,
+        top_k,
+    }
+}
+
+fn classify(args: ClassifyArgs) -> Result<()> {
+    let answers = trainer::client::classify(&args.url, &args.images, &client_options(&args.endpoint, args.top_k))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&answers)?);
+    } else {
+        println!("{:<40} {:>6}  top classes", "file", "status");
+        for a in &answers {
+            let top = match a.body["predictions"].as_array() {
+                Some(p) => p
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{} {:.3}",
+                            p["label"].as_str().unwrap_or("?"),
+                            p["probability"].as_f64().unwrap_or(0.0)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                None => a.body["error"]["message"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| a.body.to_string()),
+            };
+            println!("{:<40} {:>6}  {top}", a.file, a.status);
+        }
+    }
+    if answers.iter().any(|a| a.status != 200) {
+        bail!(
+            "{} of {} images were not classified",
+            answers.iter().filter(|a| a.status != 200).count(),
+            answers.len()
+        );
+    }
+    Ok(())
+}
+
+fn evaluate_endpoint(url: &str, args: EvaluateArgs) -> Result<()> {
+    let Some(folder) = &args.data.data else {
+        bail!("--url scores an image folder: pass --data DIR")
+    };
+    let r = trainer::client::evaluate(url, folder, args.concurrency, &client_options(&args.endpoint, 1))?;
+    if let Some(png) = &args.confusion_png {
+        trainer::plots::confusion_matrix(png, &r.confusion, &format!("{} (accuracy {:.4})", r.url, r.accuracy))?;
+    }
+    if let Some(path) = &args.report {
+        std::fs::write(path, serde_json::to_vec_pretty(&r)?).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        println!("endpoint {} on {}", r.url, folder.display());
+        print!("{}", r.confusion.table());
+        println!(
+            "{} images, {} answered, {} failed; latency p50 {:.1} ms, p99 {:.1} ms; {:.1}s",
+            r.images, r.answered, r.failed, r.latency_p50_ms, r.latency_p99_ms, r.seconds
+        );
+    }
+    if r.failed > 0 {
+        bail!(
+            "{} requests failed; first: {}",
+            r.failed,
+            serde_json::to_string(&r.failures[0])?
         );
     }
     Ok(())

@@ -147,6 +147,8 @@ impl AirbenchNet {
 }
 
 /// The network being trained, whichever architecture the config chose.
+// One model lives per process, so the variants' size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Net {
     Seed(SeedNet),

@@ -64,6 +64,25 @@ fn start_function(env: &[(&'static str, String)], logs: &std::path::Path) -> Wat
     }
 }
 
+thread_local! {
+    /// Every JSON answer seen, for the OpenAPI check at the end.
+    static SEEN: std::cell::RefCell<Vec<Value>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn record(method: &str, url: &str, status: u16, body: &Value) {
+    let path = url
+        .split("/lambda-url/")
+        .nth(1)
+        .and_then(|p| p.split_once('/'))
+        .map(|(_, p)| p)
+        .unwrap_or("");
+    let path = format!("/{}", path.split('?').next().unwrap_or(""));
+    SEEN.with(|s| {
+        s.borrow_mut()
+            .push(json!({"method": method, "path": path, "status": status, "body": body}))
+    });
+}
+
 fn post(agent: &ureq::Agent, url: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
     let mut r = agent
         .post(url)
@@ -73,6 +92,15 @@ fn post(agent: &ureq::Agent, url: &str, content_type: &str, body: &[u8]) -> (u16
     let status = r.status().as_u16();
     let text = r.body_mut().read_to_string().expect("body");
     let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("non-JSON answer ({status}): {e}: {text}"));
+    record("post", url, status, &v);
+    (status, v)
+}
+
+fn get_json(agent: &ureq::Agent, url: &str) -> (u16, Value) {
+    let mut r = agent.get(url).call().expect("request sent");
+    let status = r.status().as_u16();
+    let v: Value = r.body_mut().read_json().expect("JSON body");
+    record("get", url, status, &v);
     (status, v)
 }
 
@@ -131,13 +159,8 @@ fn train_publish_serve_and_refuse_bad_input() {
     env.push(("ALLOWED_ORIGINS", "https://app.example".into()));
     let watch = start_function(&env, logs);
     let agent = http();
-    let model: Value = agent
-        .get(&format!("{}/model", watch.base))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_json()
-        .unwrap();
+    let (_, model) = get_json(&agent, &format!("{}/model", watch.base));
+    assert_eq!(get_json(&agent, &format!("{}/health", watch.base)).0, 200);
     let metrics: Value = serde_json::from_slice(&std::fs::read(run.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(
         model["model_version"], metrics["model_version"],
@@ -164,6 +187,17 @@ fn train_publish_serve_and_refuse_bad_input() {
         String::from_utf8_lossy(&out.stderr)
     );
     let expected: Value = serde_json::from_slice(&std::fs::read(&preds).unwrap()).unwrap();
+    let expected_labels: BTreeMap<String, String> = expected
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["file"].as_str().unwrap().to_string(),
+                p["label"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
     let expected: BTreeMap<String, Vec<f64>> = expected
         .as_array()
         .unwrap()
@@ -225,6 +259,60 @@ fn train_publish_serve_and_refuse_bad_input() {
     for ((class, name, _), result) in images.iter().zip(results) {
         check(&format!("{class}/{name}"), result);
     }
+
+    // 3b. The endpoint clients: `evaluate --url` scores the same folder to the same accuracy,
+    // `classify --url` prints the same top label.
+    let local_correct = expected_labels
+        .iter()
+        .filter(|(file, want)| {
+            let row = &expected[*file];
+            let best = (0..row.len()).fold(0, |b, i| if row[i] > row[b] { i } else { b });
+            labels[best] == **want
+        })
+        .count();
+    let report = work.path().join("endpoint.json");
+    let png = work.path().join("endpoint-confusion.png");
+    let out = Command::new(bin("trainer"))
+        .args(["evaluate", "--url", &watch.base, "--concurrency", "3", "--data"])
+        .arg(&folder)
+        .arg("--report")
+        .arg(&report)
+        .arg("--confusion-png")
+        .arg(&png)
+        .output()
+        .expect("evaluate --url runs");
+    assert!(
+        out.status.success(),
+        "evaluate --url: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["images"], images.len());
+    assert_eq!(r["failed"], 0);
+    let acc = r["accuracy"].as_f64().unwrap();
+    assert!(
+        (acc - local_correct as f64 / images.len() as f64).abs() < 1e-9,
+        "endpoint {acc} vs local {local_correct}"
+    );
+    assert!(r["latency_p99_ms"].as_f64().unwrap() >= r["latency_p50_ms"].as_f64().unwrap());
+    assert!(std::fs::metadata(&png).unwrap().len() > 1000);
+    let (class, name, bytes) = &images[0];
+    let file = work.path().join(name);
+    std::fs::write(&file, bytes).unwrap();
+    let out = Command::new(bin("trainer"))
+        .args(["classify", "--json", "--url", &watch.base])
+        .arg(&file)
+        .output()
+        .expect("classify runs");
+    assert!(
+        out.status.success(),
+        "classify: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answers: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let want = &expected[&format!("{class}/{name}")];
+    let best = (0..want.len()).fold(0, |b, i| if want[i] > want[b] { i } else { b });
+    assert_eq!(answers[0]["body"]["label"], labels[best].as_str());
 
     // 4. Bad requests: each a documented 4xx JSON error.
     let png_head = &images[0].2[..images[0].2.len() / 3];
@@ -310,10 +398,8 @@ fn train_publish_serve_and_refuse_bad_input() {
             "{what}: message"
         );
     }
-    let r = agent.get(&format!("{}/nope", watch.base)).call().unwrap();
-    assert_eq!(r.status().as_u16(), 404);
-    let r = agent.get(&predict).call().unwrap();
-    assert_eq!(r.status().as_u16(), 405);
+    assert_eq!(get_json(&agent, &format!("{}/nope", watch.base)).0, 404);
+    assert_eq!(get_json(&agent, &predict).0, 405);
 
     // 5. CORS preflight from an allowed origin, and still healthy afterwards.
     let r = agent
@@ -331,4 +417,37 @@ fn train_publish_serve_and_refuse_bad_input() {
     let (status, again) = post(&agent, &format!("{predict}?top_k=10"), "image/jpeg", bytes);
     assert_eq!(status, 200);
     check(&format!("{class}/{name}"), &again);
+
+    // 6. Every answer above validates against openapi.yaml.
+    let seen = work.path().join("responses.json");
+    std::fs::write(&seen, SEEN.with(|s| serde_json::to_vec(&*s.borrow())).unwrap()).unwrap();
+    let out = Command::new(venv_tool("python"))
+        .arg(root().join("scripts/validate_openapi.py"))
+        .arg(root().join("openapi.yaml"))
+        .arg(&seen)
+        .output()
+        .expect("python runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "OpenAPI validation: {text}");
+
+    // 7. The page, in headless Chromium: a photo gets the API's label, a text file an error.
+    let sample = work.path().join("cat.jpg");
+    std::fs::write(&sample, &images.iter().find(|(c, _, _)| c == "cat").unwrap().2).unwrap();
+    let out = Command::new("node")
+        .arg("--test")
+        .arg(root().join("tests/web/page.test.mjs"))
+        .env("BASE_URL", &watch.base)
+        .env("IMAGE", &sample)
+        .output()
+        .expect("node runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "page test: {text}");
 }

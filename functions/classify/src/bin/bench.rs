@@ -139,7 +139,7 @@ fn main() {
     let mut tract_ms = Vec::new();
     for n in [1usize, 32] {
         let images = vec![[7u8; contract::IMAGE_BYTES]; n];
-        let t = time_ms(args.iterations / n.min(8).max(1), || {
+        let t = time_ms(args.iterations / n.clamp(1, 8), || {
             app.classifier.probabilities(&images).expect("inference");
         });
         let p50 = percentile(&t, 0.5);
