@@ -22,7 +22,7 @@ test('page classifies an uploaded photo and explains a bad file', async () => {
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', `--user-data-dir=${profile}`],
+      '--disable-component-update', '--disable-sync'],
   });
   try {
     const page = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true });
