@@ -59,6 +59,9 @@ run: setup
 # --- tests ---
 test: setup-test
 	cargo build --release --workspace --bins
+	# What `cargo lambda watch -p classify` runs: building it alone resolves features for
+	# that package only, so build it here rather than inside an e2e test's time limit.
+	cargo build --release -p $(FUNCTION) --bin $(FUNCTION)
 	$(MAKE) build-arm64
 	cargo test --release --workspace --no-fail-fast -- --include-ignored
 	@if [ -f infra/package.json ]; then $(MAKE) test-infra; fi
