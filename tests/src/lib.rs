@@ -121,6 +121,17 @@ impl Drop for Service {
     }
 }
 
+/// Run a command to completion: whether it succeeded, and its stdout then stderr.
+pub fn run(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 /// An HTTP agent that returns 4xx/5xx as responses instead of errors.
 pub fn http() -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -240,6 +251,19 @@ pub fn write_folder(dir: &Path, images: &[(String, String, Vec<u8>)]) {
 /// A minimal Lambda runtime API (the `/2018-06-01/runtime/...` endpoints a function polls),
 /// for running a built `bootstrap` outside `cargo lambda watch`.
 pub mod runtime_api {
+    /// The environment Lambda gives a function whose runtime API listens on `port`.
+    pub fn lambda_env(port: u16) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}")),
+            ("AWS_LAMBDA_FUNCTION_NAME", "classify".into()),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024".into()),
+            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
+            ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/classify".into()),
+            ("AWS_LAMBDA_LOG_STREAM_NAME", "local".into()),
+            ("AWS_REGION", "us-east-1".into()),
+        ]
+    }
+
     use std::io::{BufRead, BufReader, Read, Write};
     use std::net::{TcpListener, TcpStream};
     use std::sync::mpsc;

@@ -38,15 +38,9 @@ fn arm64_bootstrap_answers_health_and_a_prediction() {
     let (port, rx) = runtime_api::start(events);
     let work = tempfile::tempdir().unwrap();
     let mut cmd = Command::new("qemu-aarch64");
-    cmd.args(["-L", "/usr/aarch64-linux-gnu"]).arg(&bootstrap).envs([
-        ("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}")),
-        ("AWS_LAMBDA_FUNCTION_NAME", "classify".into()),
-        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024".into()),
-        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
-        ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/classify".into()),
-        ("AWS_LAMBDA_LOG_STREAM_NAME", "local".into()),
-        ("AWS_REGION", "us-east-1".into()),
-    ]);
+    cmd.args(["-L", "/usr/aarch64-linux-gnu"])
+        .arg(&bootstrap)
+        .envs(runtime_api::lambda_env(port));
     let service = Service::spawn("qemu-bootstrap", cmd, work.path());
     let mut answers = Vec::new();
     for _ in 0..2 {

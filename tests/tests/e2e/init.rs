@@ -11,15 +11,8 @@ fn run_with_model_uri(uri: &str) -> String {
     let (port, rx) = runtime_api::start(Vec::new());
     let work = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(bin("classify"));
-    cmd.env("MODEL_URI", uri).envs([
-        ("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}")),
-        ("AWS_LAMBDA_FUNCTION_NAME", "classify".into()),
-        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024".into()),
-        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
-        ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/classify".into()),
-        ("AWS_LAMBDA_LOG_STREAM_NAME", "local".into()),
-        ("AWS_REGION", "us-east-1".into()),
-        ("AWS_ACCESS_KEY_ID", "x".into()),
+    cmd.env("MODEL_URI", uri).envs(runtime_api::lambda_env(port)).envs([
+        ("AWS_ACCESS_KEY_ID", String::from("x")),
         ("AWS_SECRET_ACCESS_KEY", "x".into()),
         ("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9".into()),
         ("AWS_MAX_ATTEMPTS", "1".into()),

@@ -421,33 +421,23 @@ fn train_publish_serve_and_refuse_bad_input() {
     // 6. Every answer above validates against openapi.yaml.
     let seen = work.path().join("responses.json");
     std::fs::write(&seen, SEEN.with(|s| serde_json::to_vec(&*s.borrow())).unwrap()).unwrap();
-    let out = Command::new(venv_tool("python"))
-        .arg(root().join("scripts/validate_openapi.py"))
-        .arg(root().join("openapi.yaml"))
-        .arg(&seen)
-        .output()
-        .expect("python runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (ok, text) = e2e::run(
+        &mut Command::new(venv_tool("python"))
+            .arg(root().join("scripts/validate_openapi.py"))
+            .arg(root().join("openapi.yaml"))
+            .arg(&seen),
     );
-    assert!(out.status.success(), "OpenAPI validation: {text}");
+    assert!(ok, "OpenAPI validation: {text}");
 
     // 7. The page, in headless Chromium: a photo gets the API's label, a text file an error.
     let sample = work.path().join("cat.jpg");
     std::fs::write(&sample, &images.iter().find(|(c, _, _)| c == "cat").unwrap().2).unwrap();
-    let out = Command::new("node")
-        .arg("--test")
-        .arg(root().join("tests/web/page.test.mjs"))
-        .env("BASE_URL", &watch.base)
-        .env("IMAGE", &sample)
-        .output()
-        .expect("node runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (ok, text) = e2e::run(
+        &mut Command::new("node")
+            .arg("--test")
+            .arg(root().join("tests/web/page.test.mjs"))
+            .env("BASE_URL", &watch.base)
+            .env("IMAGE", &sample),
     );
-    assert!(out.status.success(), "page test: {text}");
+    assert!(ok, "page test: {text}");
 }
