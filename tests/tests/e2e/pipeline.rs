@@ -422,7 +422,7 @@ fn train_publish_serve_and_refuse_bad_input() {
     let seen = work.path().join("responses.json");
     std::fs::write(&seen, SEEN.with(|s| serde_json::to_vec(&*s.borrow())).unwrap()).unwrap();
     let (ok, text) = e2e::run(
-        &mut Command::new(venv_tool("python"))
+        Command::new(venv_tool("python"))
             .arg(root().join("scripts/validate_openapi.py"))
             .arg(root().join("openapi.yaml"))
             .arg(&seen),
@@ -433,7 +433,7 @@ fn train_publish_serve_and_refuse_bad_input() {
     let sample = work.path().join("cat.jpg");
     std::fs::write(&sample, &images.iter().find(|(c, _, _)| c == "cat").unwrap().2).unwrap();
     let (ok, text) = e2e::run(
-        &mut Command::new("node")
+        Command::new("node")
             .arg("--test")
             .arg(root().join("tests/web/page.test.mjs"))
             .env("BASE_URL", &watch.base)
