@@ -13,13 +13,14 @@ PORT      ?= 9000
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: help setup setup-test run test test-rust test-e2e test-infra lint build-arm64 train train-seed \
-        evaluate bench bench-function publish-model deploy clean
+        evaluate bench bench-torch trainer-libtorch bench-function publish-model deploy clean
 
 help:
 	@echo "make run      serve the bundled model on http://127.0.0.1:$(PORT) via cargo lambda watch"
 	@echo "make test     install test tools, run Rust, end-to-end, arm64 and infra tests"
 	@echo "make train    train the default net on $(DATA_TGZ) into $(RUN_DIR)"
 	@echo "make bench    training images/s per architecture; make bench-function: latency table"
+	@echo "make bench-torch  the same nets in PyTorch CPU and burn's LibTorch backend, side by side"
 	@echo "make deploy   cargo lambda build --arm64 + cdk deploy; make publish-model after training"
 
 # --- set-up (project-local: .venv, rustup targets, node_modules; apt only for system tools) ---
@@ -88,6 +89,25 @@ evaluate:
 
 bench:
 	cargo run --release -p trainer -- bench --data $(DATA_TGZ)
+
+# Optional PyTorch (CPU use of the PyPI wheel, ~4.8 GB with its CUDA libraries): never
+# needed by `make test`. 2.9.0 is the version tch 0.22 (burn's LibTorch backend) links.
+TORCH_VENV := .venv-torch
+TORCH_PY   := $(TORCH_VENV)/bin/python
+TORCH_ENV  := LIBTORCH_USE_PYTORCH=1 PYTHON_SYS_EXECUTABLE=$(CURDIR)/$(TORCH_PY) \
+	LD_LIBRARY_PATH=$$($(TORCH_PY) -c 'import torch, os; print(os.path.dirname(torch.__file__))')/lib
+
+$(TORCH_VENV)/.base:
+	python3 -m venv $(TORCH_VENV)
+	$(TORCH_PY) -m pip install -q torch==2.9.0 numpy==2.4.6
+	touch $@
+
+trainer-libtorch: $(TORCH_VENV)/.base
+	$(TORCH_ENV) cargo build --release -p trainer --features libtorch
+
+bench-torch: trainer-libtorch
+	$(TORCH_ENV) ./target/release/trainer bench --data $(DATA_TGZ) --images 2048 \
+		--backends flex,libtorch --torch-python $(TORCH_PY)
 
 bench-function: setup
 	$(PY) -m pip install -q onnxruntime numpy

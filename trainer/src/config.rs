@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend::Backend;
 use crate::model::Arch;
 
 /// Optimiser family.
@@ -73,6 +74,8 @@ train_config! {
     seed: u64 = 42,
     /// Worker threads for the tensor backend.
     threads: usize = 2,
+    /// Tensor backend that trains (export and evaluation always run on flex).
+    backend: Backend = Backend::Flex,
 }
 
 /// Comma-separated widths on the command line, a JSON array in files.

@@ -1,6 +1,8 @@
 //! Trainer: data, model, training, export and publishing in separate modules,
 //! as burn's examples split them.
 
+pub mod backend;
+pub mod bench;
 pub mod client;
 pub mod config;
 pub mod data;

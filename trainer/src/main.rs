@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use trainer::backend::Backend;
 use trainer::config::{ConfigOverrides, Preset, TrainConfig};
 use trainer::metrics::Confusion;
 use trainer::run::{DataSource, RunOptions};
@@ -175,15 +176,25 @@ struct PublishArgs {
 struct BenchArgs {
     #[command(flatten)]
     data: DataArgs,
-    /// Training images per measurement (one epoch over them, after a warm-up batch).
+    /// Training images per measurement (one epoch over them, after an untimed warm-up batch).
     #[arg(long, default_value_t = 2048)]
     images: usize,
     /// Batch size for all measurements.
     #[arg(long, default_value_t = 128)]
     batch_size: usize,
+    /// Worker threads for every backend and for PyTorch.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
     /// Extra airbench widths to measure, e.g. `16,32,64,128`.
     #[arg(long)]
     widths: Vec<trainer::config::Widths>,
+    /// burn backends to measure, comma-separated (`libtorch` needs the `libtorch` feature).
+    #[arg(long, value_delimiter = ',', default_value = "flex")]
+    backends: Vec<Backend>,
+    /// A Python with PyTorch (e.g. `.venv-torch/bin/python`): also train the same nets in
+    /// PyTorch CPU on the same images with the same threads, and print the ratio.
+    #[arg(long)]
+    torch_python: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -212,13 +223,6 @@ fn plot(args: PlotArgs) -> Result<()> {
 }
 
 /// burn's CPU backend sizes its rayon pool from this before first use.
-fn set_threads(threads: usize) {
-    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        // SAFETY: called at start-up before any other thread exists.
-        unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
-    }
-}
-
 fn train(args: TrainArgs) -> Result<()> {
     let mut config = args.preset.config();
     if let Some(path) = &args.config {
@@ -226,7 +230,7 @@ fn train(args: TrainArgs) -> Result<()> {
         config = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     }
     args.overrides.apply(&mut config);
-    set_threads(config.threads);
+    config.backend.set_threads(config.threads);
     eprintln!("config: {}", serde_json::to_string_pretty(&config)?);
     let test = match args.test.as_deref() {
         None => None,
@@ -419,34 +423,88 @@ fn publish(args: PublishArgs) -> Result<()> {
 }
 
 fn bench(args: BenchArgs) -> Result<()> {
-    use burn::tensor::Device;
-    set_threads(2);
+    if let Some(b) = args.backends.iter().find(|b| !b.available()) {
+        b.device()?;
+    }
+    for b in &args.backends {
+        b.set_threads(args.threads);
+    }
     let full = args.data.source(false).load(false)?;
     let n = args.images.min(full.len());
     let set = full.subset(&(0..n).collect::<Vec<_>>());
+    let warm = full.subset(&(0..args.batch_size.min(n)).collect::<Vec<_>>());
     let probe = full.subset(&[0]);
-    let mut configs: Vec<(String, TrainConfig)> = vec![
+    let mut nets: Vec<(String, TrainConfig)> = vec![
         ("seed".into(), Preset::Seed.config()),
         ("airbench (default)".into(), Preset::Default.config()),
     ];
     for w in args.widths {
-        configs.push((
-            format!("airbench {:?}", w.0),
+        nets.push((
+            format!(
+                "airbench {}",
+                w.iter().map(ToString::to_string).collect::<Vec<_>>().join("/")
+            ),
             TrainConfig {
                 widths: w,
                 ..Preset::Default.config()
             },
         ));
     }
-    println!("| net | batch | images | images/s |");
-    println!("|---|---|---|---|");
-    for (name, mut config) in configs {
-        config.epochs = 1;
-        config.batch_size = args.batch_size;
-        let device = Device::flex().autodiff();
-        let model = trainer::model::Net::new(&config, full.classes.len(), &device);
-        let (_, h) = trainer::training::fit(&config, model, &set, &probe, &device, |_| {});
-        println!("| {name} | {} | {n} | {:.1} |", args.batch_size, h[0].images_per_second);
+    for (_, c) in &mut nets {
+        c.epochs = 1;
+        c.batch_size = args.batch_size;
+    }
+    // rows[net][backend]
+    let mut rows = vec![Vec::new(); nets.len()];
+    for &backend in &args.backends {
+        for (row, (name, config)) in rows.iter_mut().zip(&nets) {
+            let device = backend.device()?.autodiff();
+            device.seed(config.seed);
+            let model = trainer::model::Net::new(config, full.classes.len(), &device);
+            let (model, _) = trainer::training::fit(config, model, &warm, &probe, &device, |_| {});
+            let (_, h) = trainer::training::fit(config, model, &set, &probe, &device, |_| {});
+            eprintln!("burn {backend:?} {name}: {:.1} img/s", h[0].images_per_second);
+            row.push(h[0].images_per_second);
+        }
+    }
+    let torch = match &args.torch_python {
+        Some(py) => {
+            let seed = Preset::Default.config().seed;
+            Some(trainer::bench::pytorch_images_per_second(
+                py,
+                &nets,
+                &set,
+                args.batch_size,
+                args.threads,
+                seed,
+            )?)
+        }
+        None => None,
+    };
+    let mut head = String::from("| net | batch | images | threads |");
+    for b in &args.backends {
+        head += &format!(" burn {b:?} img/s |");
+    }
+    if torch.is_some() {
+        head += " PyTorch img/s |";
+        for b in &args.backends {
+            head += &format!(" {b:?} / PyTorch |");
+        }
+    }
+    println!("{head}");
+    println!("{}", "|---".repeat(head.matches(" |").count()) + "|");
+    for (i, (name, _)) in nets.iter().enumerate() {
+        let mut line = format!("| {name} | {} | {n} | {} |", args.batch_size, args.threads);
+        for v in &rows[i] {
+            line += &format!(" {v:.1} |");
+        }
+        if let Some(t) = &torch {
+            line += &format!(" {:.1} |", t[i]);
+            for v in &rows[i] {
+                line += &format!(" {:.2}x |", v / t[i]);
+            }
+        }
+        println!("{line}");
     }
     Ok(())
 }

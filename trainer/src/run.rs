@@ -126,7 +126,7 @@ pub fn train(opts: RunOptions) -> Result<RunMetrics> {
         }
     );
 
-    let device = Device::flex().autodiff();
+    let device = config.backend.device()?.autodiff();
     device.seed(config.seed);
     let model = Net::new(config, classes, &device);
     let train_start = Instant::now();
@@ -137,8 +137,9 @@ pub fn train(opts: RunOptions) -> Result<RunMetrics> {
         );
     });
     let train_seconds = train_start.elapsed().as_secs_f64();
-    let model = model.valid();
+    // Evaluation and export run on flex whatever trained: the exporter captures from it.
     let infer = Device::flex();
+    let model = model.valid().to_device(&infer);
     let report = |set: &Dataset| {
         let e = training::evaluate(&model, set, 500, &infer);
         let confusion = Confusion::new(&set.classes, &set.labels, &e.predictions);

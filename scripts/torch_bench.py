@@ -1,0 +1,139 @@
+"""PyTorch CPU twin of `trainer bench`: the same nets, optimiser settings, batch size,
+thread count and images, so the two training speeds can be compared in one run.
+
+`trainer bench --torch-python PY` writes the job (JSON) and the already-normalised
+images (float32 NCHW, the trainer's own preprocessing) and runs this script; it
+prints one JSON line per net. Augmentation (2-px reflect translate + flip) is redone
+here on the tensors, as the trainer does per batch.
+"""
+
+import json
+import sys
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def conv3(c_in, c_out, bias):
+    return nn.Conv2d(c_in, c_out, 3, padding=1, bias=bias)
+
+
+class SeedNet(nn.Module):
+    def __init__(self, classes, dropout):
+        super().__init__()
+        w = [3, 32, 64, 128]
+        self.convs = nn.ModuleList(conv3(a, b, True) for a, b in zip(w, w[1:]))
+        d = [128 * 4 * 4, 128, 128, 128]
+        self.dense = nn.ModuleList(nn.Linear(a, b) for a, b in zip(d, d[1:]))
+        self.out = nn.Linear(128, classes)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x):
+        for c in self.convs:
+            x = nn.functional.max_pool2d(torch.relu(c(x)), 2)
+        x = x.flatten(1)
+        for d in self.dense:
+            x = self.drop(torch.relu(d(x)))
+        return self.out(x)
+
+
+def bn(c):
+    # burn's BatchNorm momentum 0.2 weighs the new batch like torch's momentum=0.2.
+    return nn.BatchNorm2d(c, momentum=0.2, eps=1e-5)
+
+
+class ConvGroup(nn.Module):
+    def __init__(self, c_in, c_out):
+        super().__init__()
+        self.conv1, self.norm1 = conv3(c_in, c_out, False), bn(c_out)
+        self.conv2, self.norm2 = conv3(c_out, c_out, False), bn(c_out)
+
+    def forward(self, x):
+        x = torch.relu(self.norm1(nn.functional.max_pool2d(self.conv1(x), 2)))
+        return torch.relu(self.norm2(self.conv2(x)))
+
+
+class AirbenchNet(nn.Module):
+    def __init__(self, classes, widths):
+        super().__init__()
+        self.stem, self.stem_norm = conv3(3, widths[0], False), bn(widths[0])
+        self.groups = nn.ModuleList(ConvGroup(a, b) for a, b in zip(widths, widths[1:]))
+        self.side = 32 >> (len(widths) - 1)
+        self.head = nn.Linear(widths[-1], classes, bias=False)
+
+    def forward(self, x):
+        x = torch.relu(self.stem_norm(self.stem(x)))
+        for g in self.groups:
+            x = g(x)
+        x = nn.functional.max_pool2d(x, self.side).flatten(1)
+        return self.head(x) / 9.0
+
+
+def augment(x, translate, flip, gen):
+    n = x.shape[0]
+    if translate:
+        t = translate
+        padded = nn.functional.pad(x, (t, t, t, t), mode="reflect")
+        shifts = torch.randint(0, 2 * t + 1, (n, 2), generator=gen)
+        x = torch.stack([padded[i, :, dy : dy + 32, dx : dx + 32] for i, (dy, dx) in enumerate(shifts.tolist())])
+    if flip:
+        mask = torch.rand(n, generator=gen) < 0.5
+        x = torch.where(mask[:, None, None, None], x.flip(3), x)
+    return x
+
+
+def make(net, classes):
+    if net["arch"] == "seed":
+        model = SeedNet(classes, net["dropout"])
+    else:
+        model = AirbenchNet(classes, net["widths"])
+    if net["optimizer"] == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=net["lr"], weight_decay=net["weight_decay"])
+    else:
+        opt = torch.optim.SGD(
+            model.parameters(),
+            lr=net["lr"],
+            momentum=net["momentum"],
+            nesterov=True,
+            weight_decay=net["weight_decay"],
+        )
+    return model, opt
+
+
+def step(model, opt, loss_fn, x, y):
+    opt.zero_grad(set_to_none=True)
+    logits = model(x)
+    loss = loss_fn(logits, y)
+    loss.backward()
+    opt.step()
+    return loss.item(), (logits.argmax(1) == y).sum().item()
+
+
+def main():
+    job = json.load(open(sys.argv[1]))
+    torch.set_num_threads(job["threads"])
+    torch.manual_seed(job["seed"])
+    n, batch = job["images"], job["batch_size"]
+    x_all = torch.from_numpy(np.fromfile(job["images_path"], dtype="<f4").reshape(n, 3, 32, 32).copy())
+    y_all = torch.from_numpy(np.fromfile(job["labels_path"], dtype=np.uint8).astype(np.int64))
+    for net in job["nets"]:
+        model, opt = make(net, job["classes"])
+        model.train()
+        loss_fn = nn.CrossEntropyLoss(label_smoothing=net["label_smoothing"])
+        gen = torch.Generator().manual_seed(job["seed"])
+        # Warm-up batch, untimed, as the trainer's bench does.
+        step(model, opt, loss_fn, augment(x_all[:batch], net["translate"], net["flip"], gen), y_all[:batch])
+        order = torch.randperm(n, generator=gen)
+        start = time.perf_counter()
+        for i in range(0, n, batch):
+            idx = order[i : i + batch]
+            x = augment(x_all[idx], net["translate"], net["flip"], gen)
+            step(model, opt, loss_fn, x, y_all[idx])
+        seconds = time.perf_counter() - start
+        print(json.dumps({"name": net["name"], "images_per_second": n / seconds, "seconds": seconds}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

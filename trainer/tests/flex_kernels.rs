@@ -1,0 +1,177 @@
+//! The burn-flex kernels patched in `vendor/burn-flex` (conv2d forward and both
+//! gradients, tiling max pool) checked through burn's public API and autodiff against
+//! their definitions, at the shapes the shipped net trains with and at awkward ones.
+
+use burn::tensor::module::{conv2d, max_pool2d_with_indices};
+use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
+use burn::tensor::{Device, Tensor, TensorData};
+
+fn values(len: usize, seed: usize) -> Vec<f32> {
+    (0..len)
+        .map(|i| (((i * 37 + seed * 11) % 101) as f32 - 50.0) / 25.0)
+        .collect()
+}
+
+fn tensor(v: Vec<f32>, shape: [usize; 4]) -> Tensor<4> {
+    Tensor::from_data(TensorData::new(v, shape), &Device::flex())
+}
+
+/// A value and the sum of its terms' magnitudes (what f32 rounding error scales with).
+type Sum = (f64, f64);
+
+/// conv2d's output, input gradient and weight gradient straight from their definitions
+/// (groups = 1, symmetric padding), for `loss = sum(y * dy)`.
+struct Reference {
+    y: Vec<Sum>,
+    dx: Vec<Sum>,
+    dw: Vec<Sum>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn reference(
+    x: &[f32],
+    w: &[f32],
+    bias: &[f32],
+    dy: &[f32],
+    [n, c, h, wd]: [usize; 4],
+    [o_n, _, kh, kw]: [usize; 4],
+    [oh, ow]: [usize; 2],
+    stride: [usize; 2],
+    pad: [usize; 2],
+    dil: [usize; 2],
+) -> Reference {
+    let mut r = Reference {
+        y: (0..n * o_n * oh * ow)
+            .map(|i| (f64::from(bias[(i / (oh * ow)) % o_n]), 0.0))
+            .collect(),
+        dx: vec![(0.0, 0.0); x.len()],
+        dw: vec![(0.0, 0.0); w.len()],
+    };
+    let add = |s: &mut Sum, v: f64| {
+        s.0 += v;
+        s.1 += v.abs();
+    };
+    for b in 0..n {
+        for o in 0..o_n {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let yi = ((b * o_n + o) * oh + oy) * ow + ox;
+                    for ci in 0..c {
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let iy = (oy * stride[0] + ky * dil[0]) as isize - pad[0] as isize;
+                                let ix = (ox * stride[1] + kx * dil[1]) as isize - pad[1] as isize;
+                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
+                                    continue;
+                                }
+                                let xi = ((b * c + ci) * h + iy as usize) * wd + ix as usize;
+                                let wi = ((o * c + ci) * kh + ky) * kw + kx;
+                                let (xv, wv, gv) = (f64::from(x[xi]), f64::from(w[wi]), f64::from(dy[yi]));
+                                add(&mut r.y[yi], xv * wv);
+                                add(&mut r.dx[xi], wv * gv);
+                                add(&mut r.dw[wi], xv * gv);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    r
+}
+
+fn assert_close(what: &str, got: Vec<f32>, want: &[Sum]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, (r, abs))) in got.iter().zip(want).enumerate() {
+        // A wrong tap or image would be off by a whole term (~1); f32 rounding by far less.
+        let tol = 1e-5 * abs + 1e-5;
+        assert!((f64::from(*g) - r).abs() < tol, "{what}[{i}] = {g}, want {r}");
+    }
+}
+
+fn check_conv(x_shape: [usize; 4], c_out: usize, k: [usize; 2], stride: [usize; 2], pad: [usize; 2], dil: [usize; 2]) {
+    let out = |d: usize| (x_shape[2 + d] + 2 * pad[d] - dil[d] * (k[d] - 1) - 1) / stride[d] + 1;
+    let w_shape = [c_out, x_shape[1], k[0], k[1]];
+    let y_shape = [x_shape[0], c_out, out(0), out(1)];
+    let x = values(x_shape.iter().product(), 1);
+    let w = values(w_shape.iter().product(), 2);
+    let bias = values(c_out, 3);
+    let dy = values(y_shape.iter().product(), 4);
+    let want = reference(
+        &x,
+        &w,
+        &bias,
+        &dy,
+        x_shape,
+        w_shape,
+        [y_shape[2], y_shape[3]],
+        stride,
+        pad,
+        dil,
+    );
+
+    let device = Device::flex().autodiff();
+    let xt = Tensor::<4>::from_data(TensorData::new(x, x_shape), &device).require_grad();
+    let wt = Tensor::<4>::from_data(TensorData::new(w, w_shape), &device).require_grad();
+    let bt = Tensor::<1>::from_data(TensorData::new(bias, [c_out]), &device);
+    let y = conv2d(xt.clone(), wt.clone(), Some(bt), ConvOptions::new(stride, pad, dil, 1));
+    let loss = (y.clone() * Tensor::<4>::from_data(TensorData::new(dy, y_shape), &device)).sum();
+    let grads = loss.backward();
+    let vec = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().unwrap();
+    let what = format!("{x_shape:?} k {k:?} stride {stride:?} pad {pad:?} dilation {dil:?}");
+    assert_close(&format!("{what} y"), vec(y), &want.y);
+    assert_close(&format!("{what} dx"), vec(xt.grad(&grads).unwrap()), &want.dx);
+    assert_close(&format!("{what} dw"), vec(wt.grad(&grads).unwrap()), &want.dw);
+}
+
+#[test]
+fn conv_forward_and_gradients_match_their_definitions() {
+    // The shipped net's layers: 3x3, pad 1, at 32 and 8 px.
+    check_conv([4, 3, 32, 32], 16, [3, 3], [1, 1], [1, 1], [1, 1]);
+    check_conv([3, 32, 8, 8], 64, [3, 3], [1, 1], [1, 1], [1, 1]);
+    // Many images per weight-gradient chunk, at 4x4.
+    check_conv([300, 4, 4, 4], 6, [3, 3], [1, 1], [1, 1], [1, 1]);
+    // Stride, no padding, rectangular kernel, dilation, 1x1.
+    check_conv([2, 3, 9, 7], 4, [3, 2], [2, 1], [0, 1], [1, 1]);
+    check_conv([2, 2, 9, 9], 3, [3, 3], [1, 2], [2, 2], [2, 1]);
+    check_conv([2, 5, 6, 6], 3, [1, 1], [1, 1], [0, 0], [1, 1]);
+}
+
+fn check_max_pool(shape: [usize; 4], k: usize, x: Vec<f32>) {
+    let [n, c, h, w] = shape;
+    let (oh, ow) = (h / k, w / k);
+    let (out, idx) = max_pool2d_with_indices(tensor(x.clone(), shape), MaxPoolOptions::new([k, k]));
+    assert_eq!(out.dims(), [n, c, oh, ow]);
+    let out = out.into_data().try_to_vec::<f32>().unwrap();
+    let idx: Vec<i64> = idx.into_data().try_to_vec_as::<i64>().unwrap();
+    for p in 0..n * c {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let (mut best, mut best_i) = (f32::NEG_INFINITY, usize::MAX);
+                for ky in 0..k {
+                    for kx in 0..k {
+                        let i = (oy * k + ky) * w + ox * k + kx;
+                        let v = x[p * h * w + i];
+                        if best_i == usize::MAX || v > best || v.is_nan() {
+                            (best, best_i) = (v, i);
+                        }
+                    }
+                }
+                let o = (p * oh + oy) * ow + ox;
+                assert!(out[o] == best || (out[o].is_nan() && best.is_nan()), "out[{o}]");
+                assert_eq!(idx[o], best_i as i64, "index of out[{o}]");
+            }
+        }
+    }
+}
+
+#[test]
+fn tiling_max_pool_matches_its_definition() {
+    check_max_pool([2, 3, 8, 8], 2, values(2 * 3 * 64, 3));
+    // The global pool at the end of the net.
+    check_max_pool([3, 5, 4, 4], 4, values(3 * 5 * 16, 4));
+    // Ties keep the first, a NaN wins.
+    let mut x = vec![1.0; 16];
+    x[5] = f32::NAN;
+    check_max_pool([1, 1, 4, 4], 2, x);
+}
