@@ -2,7 +2,7 @@
 //!
 //! These operations power neural network modules like convolutions and pooling.
 
-use crate::ops::{conv, conv_transpose, conv_weight_grad, deform_conv, interpolate, pool};
+use crate::ops::{conv, conv_transpose, conv2d_gemm, deform_conv, interpolate, pool};
 use crate::{Flex, FlexTensor, Layout};
 use burn_backend::{
     DType, Element, TensorMetadata,
@@ -65,9 +65,9 @@ impl ModuleOps<Flex> for Flex {
         bias: Option<FloatTensor<Flex>>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Flex> {
-        // Patched: f32/f64 go through the im2col + GEMM kernels in `conv_weight_grad`.
+        // Patched: f32/f64 go through the im2col + GEMM kernels in `conv2d_gemm`.
         if matches!(x.dtype(), DType::F32 | DType::F64) {
-            return conv_weight_grad::conv2d(x, weight, bias, &options);
+            return conv2d_gemm::conv2d(x, weight, bias, &options);
         }
         let (x, options) = pad_asymmetric_conv_input::<Flex, 2>(x, options);
         match x.dtype() {
@@ -77,7 +77,7 @@ impl ModuleOps<Flex> for Flex {
         }
     }
 
-    // Overridden (not in upstream 0.22.1): see `conv_weight_grad`.
+    // Overridden (not in upstream 0.22.1): see `conv2d_gemm`.
     fn conv2d_x_backward(
         x: FloatTensor<Flex>,
         weight: FloatTensor<Flex>,
@@ -88,10 +88,10 @@ impl ModuleOps<Flex> for Flex {
         let x_shape = x.layout().shape().clone();
         match output_grad.dtype() {
             DType::F32 | DType::F64 => {
-                conv_weight_grad::conv2d_x_backward(&x_shape, weight, output_grad, &options)
+                conv2d_gemm::conv2d_x_backward(&x_shape, weight, output_grad, &options)
             }
             DType::F16 => cast_from_f32(
-                conv_weight_grad::conv2d_x_backward(
+                conv2d_gemm::conv2d_x_backward(
                     &x_shape,
                     cast_to_f32(weight, f16::to_f32),
                     cast_to_f32(output_grad, f16::to_f32),
@@ -100,7 +100,7 @@ impl ModuleOps<Flex> for Flex {
                 f16::from_f32,
             ),
             DType::BF16 => cast_from_f32(
-                conv_weight_grad::conv2d_x_backward(
+                conv2d_gemm::conv2d_x_backward(
                     &x_shape,
                     cast_to_f32(weight, bf16::to_f32),
                     cast_to_f32(output_grad, bf16::to_f32),
@@ -112,7 +112,7 @@ impl ModuleOps<Flex> for Flex {
         }
     }
 
-    // Overridden (not in upstream 0.22.1): see `conv_weight_grad` for why.
+    // Overridden (not in upstream 0.22.1): see `conv2d_gemm` for why.
     fn conv2d_weight_backward(
         x: FloatTensor<Flex>,
         weight: FloatTensor<Flex>,
@@ -123,10 +123,10 @@ impl ModuleOps<Flex> for Flex {
         let shape = weight.layout().shape().clone();
         match x.dtype() {
             DType::F32 | DType::F64 => {
-                conv_weight_grad::conv2d_weight_backward(x, shape, output_grad, &options)
+                conv2d_gemm::conv2d_weight_backward(x, shape, output_grad, &options)
             }
             DType::F16 => cast_from_f32(
-                conv_weight_grad::conv2d_weight_backward(
+                conv2d_gemm::conv2d_weight_backward(
                     cast_to_f32(x, f16::to_f32),
                     shape,
                     cast_to_f32(output_grad, f16::to_f32),
@@ -135,7 +135,7 @@ impl ModuleOps<Flex> for Flex {
                 f16::from_f32,
             ),
             DType::BF16 => cast_from_f32(
-                conv_weight_grad::conv2d_weight_backward(
+                conv2d_gemm::conv2d_weight_backward(
                     cast_to_f32(x, bf16::to_f32),
                     shape,
                     cast_to_f32(output_grad, bf16::to_f32),
