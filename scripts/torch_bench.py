@@ -114,15 +114,15 @@ def step(model, opt, loss_fn, x, y):
 def main():
     job = json.load(open(sys.argv[1]))
     torch.set_num_threads(job["threads"])
-    torch.manual_seed(job["seed"])
     n, batch = job["images"], job["batch_size"]
     x_all = torch.from_numpy(np.fromfile(job["images_path"], dtype="<f4").reshape(n, 3, 32, 32).copy())
     y_all = torch.from_numpy(np.fromfile(job["labels_path"], dtype=np.uint8).astype(np.int64))
     for net in job["nets"]:
+        torch.manual_seed(net["seed"])
         model, opt = make(net, job["classes"])
         model.train()
         loss_fn = nn.CrossEntropyLoss(label_smoothing=net["label_smoothing"])
-        gen = torch.Generator().manual_seed(job["seed"])
+        gen = torch.Generator().manual_seed(net["seed"])
         # Warm-up batch, untimed, as the trainer's bench does.
         step(model, opt, loss_fn, augment(x_all[:batch], net["translate"], net["flip"], gen), y_all[:batch])
         order = torch.randperm(n, generator=gen)

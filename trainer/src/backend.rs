@@ -20,14 +20,6 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// Whether this binary can run the backend at all.
-    pub fn available(self) -> bool {
-        match self {
-            Backend::Flex => true,
-            Backend::Libtorch => cfg!(feature = "libtorch"),
-        }
-    }
-
     /// The inference device; call `.autodiff()` on it to train.
     pub fn device(self) -> Result<Device> {
         match self {
@@ -46,7 +38,8 @@ impl Backend {
         }
     }
 
-    /// Cap the backend's worker threads; call before the first tensor operation.
+    /// Cap the backend's worker threads; call before the first tensor operation (flex
+    /// sizes its rayon pool from `RAYON_NUM_THREADS` on first use).
     pub fn set_threads(self, threads: usize) {
         if std::env::var_os("RAYON_NUM_THREADS").is_none() {
             // SAFETY: called at start-up before any other thread exists.
@@ -67,7 +60,8 @@ mod tests {
     #[test]
     fn unavailable_backend_is_a_clear_error() {
         assert!(Backend::Flex.device().is_ok());
-        if !Backend::Libtorch.available() {
+        #[cfg(not(feature = "libtorch"))]
+        {
             let err = Backend::Libtorch.device().unwrap_err().to_string();
             assert!(err.contains("libtorch"), "{err}");
         }

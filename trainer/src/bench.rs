@@ -29,7 +29,6 @@ pub fn pytorch_images_per_second(
     set: &Dataset,
     batch_size: usize,
     threads: usize,
-    seed: u64,
 ) -> Result<Vec<f64>> {
     let fail = |reason: String| TrainError::Config(format!("PyTorch bench with {}: {reason}", python.display()));
     let dir = tempfile::tempdir().map_err(io(std::env::temp_dir()))?;
@@ -47,11 +46,11 @@ pub fn pytorch_images_per_second(
         "classes": set.classes.len(),
         "batch_size": batch_size,
         "threads": threads,
-        "seed": seed,
         "images_path": images_path,
         "labels_path": labels_path,
         "nets": nets.iter().map(|(name, c)| json!({
             "name": name,
+            "seed": c.seed,
             "arch": match c.arch { Arch::Seed => "seed", Arch::Airbench => "airbench" },
             "widths": c.widths.0,
             "dropout": c.dropout,

@@ -222,7 +222,6 @@ fn plot(args: PlotArgs) -> Result<()> {
     Ok(())
 }
 
-/// burn's CPU backend sizes its rayon pool from this before first use.
 fn train(args: TrainArgs) -> Result<()> {
     let mut config = args.preset.config();
     if let Some(path) = &args.config {
@@ -423,10 +422,8 @@ fn publish(args: PublishArgs) -> Result<()> {
 }
 
 fn bench(args: BenchArgs) -> Result<()> {
-    if let Some(b) = args.backends.iter().find(|b| !b.available()) {
-        b.device()?;
-    }
     for b in &args.backends {
+        b.device()?; // refuse a backend this binary lacks before loading any data
         b.set_threads(args.threads);
     }
     let full = args.data.source(false).load(false)?;
@@ -468,17 +465,13 @@ fn bench(args: BenchArgs) -> Result<()> {
         }
     }
     let torch = match &args.torch_python {
-        Some(py) => {
-            let seed = Preset::Default.config().seed;
-            Some(trainer::bench::pytorch_images_per_second(
-                py,
-                &nets,
-                &set,
-                args.batch_size,
-                args.threads,
-                seed,
-            )?)
-        }
+        Some(py) => Some(trainer::bench::pytorch_images_per_second(
+            py,
+            &nets,
+            &set,
+            args.batch_size,
+            args.threads,
+        )?),
         None => None,
     };
     let mut head = String::from("| net | batch | images | threads |");

@@ -148,26 +148,14 @@ fn weight_grad<T: Float>(
             gather_grad(&mut dyt, dy_data, &g, grp, b0, b1);
             // dw[o, r] += sum_k dyt[o, k] * col[r, k]
             unsafe {
-                gemm::gemm(
+                gemm_rm(
                     opg,
                     rows,
                     k,
                     dw.as_mut_ptr().add(grp * per_group),
-                    1,
-                    rows as isize,
                     true,
-                    dyt.as_ptr(),
-                    1,
-                    k as isize,
-                    col.as_ptr(),
-                    k as isize,
-                    1,
-                    T::ONE,
-                    T::ONE,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
+                    (dyt.as_ptr(), false, k),
+                    (col.as_ptr(), true, k),
                 );
             }
         }
@@ -195,22 +183,21 @@ fn weight_grad<T: Float>(
     FlexTensor::new(Bytes::from_elems(dw), Layout::contiguous(weight_shape), dtype)
 }
 
-/// `dst[m, n] (+)= lhs[m, k] * rhs[k, n]`, all row-major with the given row strides
-/// (`lhs_t`: lhs is stored transposed, `[k, m]`).
-#[allow(clippy::too_many_arguments)]
+/// `dst[m, n] (+)= lhs[m, k] * rhs[k, n]`, `dst` row-major. Each operand is
+/// `(pointer, stored transposed, row stride as stored)`: `lhs` is `[m, k]` or, transposed,
+/// `[k, m]`; `rhs` is `[k, n]` or `[n, k]`.
 unsafe fn gemm_rm<T: Float>(
     m: usize,
     n: usize,
     k: usize,
     dst: *mut T,
     accumulate: bool,
-    lhs: *const T,
-    lhs_t: bool,
-    lhs_rs: usize,
-    rhs: *const T,
-    rhs_rs: usize,
+    (lhs, lhs_t, lhs_stride): (*const T, bool, usize),
+    (rhs, rhs_t, rhs_stride): (*const T, bool, usize),
 ) {
-    let (lhs_cs, lhs_rs) = if lhs_t { (lhs_rs as isize, 1) } else { (1, lhs_rs as isize) };
+    // gemm takes (column stride, row stride) of the logical, untransposed operand.
+    let strides = |t: bool, stride: usize| if t { (stride as isize, 1) } else { (1, stride as isize) };
+    let ((lhs_cs, lhs_rs), (rhs_cs, rhs_rs)) = (strides(lhs_t, lhs_stride), strides(rhs_t, rhs_stride));
     unsafe {
         gemm::gemm(
             m,
@@ -224,8 +211,8 @@ unsafe fn gemm_rm<T: Float>(
             lhs_cs,
             lhs_rs,
             rhs,
-            1,
-            rhs_rs as isize,
+            rhs_cs,
+            rhs_rs,
             T::ONE,
             T::ONE,
             false,
@@ -276,11 +263,8 @@ fn forward<T: Float>(
                     rows,
                     y_img.as_mut_ptr().add(grp * opg * p),
                     false,
-                    w_data.as_ptr().add(grp * opg * rows),
-                    false,
-                    rows,
-                    col.as_ptr(),
-                    p,
+                    (w_data.as_ptr().add(grp * opg * rows), false, rows),
+                    (col.as_ptr(), false, p),
                 );
             }
         }
@@ -337,11 +321,8 @@ fn x_grad<T: Float>(
                     opg,
                     dcol.as_mut_ptr(),
                     false,
-                    w_data.as_ptr().add(grp * opg * rows),
-                    true,
-                    rows,
-                    dy_data.as_ptr().add((b * g.c_out + grp * opg) * p),
-                    p,
+                    (w_data.as_ptr().add(grp * opg * rows), true, rows),
+                    (dy_data.as_ptr().add((b * g.c_out + grp * opg) * p), false, p),
                 );
             }
             col2im(&dcol, &mut dx_img[grp * g.c_per_group() * g.h * g.w..], &g);

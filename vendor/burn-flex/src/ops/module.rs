@@ -16,6 +16,29 @@ use burn_backend::{
 use burn_std::{Bytes, IntDType, Shape};
 use bytemuck::Pod;
 
+/// Run an f32/f64 conv-gradient kernel on `a` and `b`, taking f16/bf16 inputs through f32
+/// (added with the `conv2d_gemm` patch).
+fn conv_grad_via_f32(
+    op: &str,
+    a: FlexTensor,
+    b: FlexTensor,
+    kernel: impl FnOnce(FlexTensor, FlexTensor) -> FlexTensor,
+) -> FlexTensor {
+    use burn_std::{bf16, f16};
+    match a.dtype() {
+        DType::F32 | DType::F64 => kernel(a, b),
+        DType::F16 => cast_from_f32(
+            kernel(cast_to_f32(a, f16::to_f32), cast_to_f32(b, f16::to_f32)),
+            f16::from_f32,
+        ),
+        DType::BF16 => cast_from_f32(
+            kernel(cast_to_f32(a, bf16::to_f32), cast_to_f32(b, bf16::to_f32)),
+            bf16::from_f32,
+        ),
+        dtype => panic!("{op}: unsupported dtype {:?}", dtype),
+    }
+}
+
 /// Cast a tensor from half-precision type E to f32.
 pub(crate) fn cast_to_f32<E: Element + Pod + Copy>(
     tensor: FlexTensor,
@@ -84,67 +107,23 @@ impl ModuleOps<Flex> for Flex {
         output_grad: FloatTensor<Flex>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Flex> {
-        use burn_std::{bf16, f16};
         let x_shape = x.layout().shape().clone();
-        match output_grad.dtype() {
-            DType::F32 | DType::F64 => {
-                conv2d_gemm::conv2d_x_backward(&x_shape, weight, output_grad, &options)
-            }
-            DType::F16 => cast_from_f32(
-                conv2d_gemm::conv2d_x_backward(
-                    &x_shape,
-                    cast_to_f32(weight, f16::to_f32),
-                    cast_to_f32(output_grad, f16::to_f32),
-                    &options,
-                ),
-                f16::from_f32,
-            ),
-            DType::BF16 => cast_from_f32(
-                conv2d_gemm::conv2d_x_backward(
-                    &x_shape,
-                    cast_to_f32(weight, bf16::to_f32),
-                    cast_to_f32(output_grad, bf16::to_f32),
-                    &options,
-                ),
-                bf16::from_f32,
-            ),
-            dtype => panic!("conv2d_x_backward: unsupported dtype {:?}", dtype),
-        }
+        conv_grad_via_f32("conv2d_x_backward", weight, output_grad, |w, dy| {
+            conv2d_gemm::conv2d_x_backward(&x_shape, w, dy, &options)
+        })
     }
 
-    // Overridden (not in upstream 0.22.1): see `conv2d_gemm` for why.
+    // Overridden (not in upstream 0.22.1): see `conv2d_gemm`.
     fn conv2d_weight_backward(
         x: FloatTensor<Flex>,
         weight: FloatTensor<Flex>,
         output_grad: FloatTensor<Flex>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Flex> {
-        use burn_std::{bf16, f16};
         let shape = weight.layout().shape().clone();
-        match x.dtype() {
-            DType::F32 | DType::F64 => {
-                conv2d_gemm::conv2d_weight_backward(x, shape, output_grad, &options)
-            }
-            DType::F16 => cast_from_f32(
-                conv2d_gemm::conv2d_weight_backward(
-                    cast_to_f32(x, f16::to_f32),
-                    shape,
-                    cast_to_f32(output_grad, f16::to_f32),
-                    &options,
-                ),
-                f16::from_f32,
-            ),
-            DType::BF16 => cast_from_f32(
-                conv2d_gemm::conv2d_weight_backward(
-                    cast_to_f32(x, bf16::to_f32),
-                    shape,
-                    cast_to_f32(output_grad, bf16::to_f32),
-                    &options,
-                ),
-                bf16::from_f32,
-            ),
-            dtype => panic!("conv2d_weight_backward: unsupported dtype {:?}", dtype),
-        }
+        conv_grad_via_f32("conv2d_weight_backward", x, output_grad, |x, dy| {
+            conv2d_gemm::conv2d_weight_backward(x, shape, dy, &options)
+        })
     }
 
     fn deform_conv2d(
