@@ -13,13 +13,14 @@ PORT      ?= 9000
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: help setup setup-test run test test-rust test-e2e test-infra lint build-arm64 train train-seed \
-        evaluate bench bench-torch trainer-libtorch bench-function publish-model deploy clean
+        evaluate bench bench-memory bench-torch trainer-libtorch bench-function publish-model deploy clean
 
 help:
 	@echo "make run      serve the bundled model on http://127.0.0.1:$(PORT) via cargo lambda watch"
-	@echo "make test     install test tools, run Rust, end-to-end, arm64 and infra tests"
+	@echo "make test     install test tools, run fmt + clippy, Rust, end-to-end, arm64 and infra tests"
 	@echo "make train    train the default net on $(DATA_TGZ) into $(RUN_DIR)"
 	@echo "make bench    training images/s per architecture; make bench-function: latency table"
+	@echo "make bench-memory  function RSS per 1,000 requests through the runtime loop"
 	@echo "make bench-torch  the same nets in PyTorch CPU and burn's LibTorch backend, side by side"
 	@echo "make deploy   cargo lambda build --arm64 + cdk deploy; make publish-model after training"
 
@@ -32,6 +33,7 @@ $(VENV)/.base: scripts/requirements.txt
 
 setup: $(VENV)/.base
 	rustup target add aarch64-unknown-linux-gnu >/dev/null
+	rustup component add clippy rustfmt >/dev/null 2>&1 || true
 
 setup-test: setup
 	@if ! command -v qemu-aarch64 >/dev/null || [ ! -d /usr/aarch64-linux-gnu ] || [ ! -x /usr/bin/chromium ]; then \
@@ -58,7 +60,7 @@ run: setup
 	cargo lambda watch --release --disable-cors --invoke-port $(PORT) -p $(FUNCTION) --bin $(FUNCTION)
 
 # --- tests ---
-test: setup-test
+test: setup-test lint
 	cargo build --release --workspace --bins
 	# What `cargo lambda watch -p classify` runs: building it alone resolves features for
 	# that package only, so build it here rather than inside an e2e test's time limit.
@@ -78,8 +80,11 @@ lint:
 	cargo clippy --workspace --all-targets --release -- -D warnings
 
 # --- training and evaluation ---
+# The shipped model: the default recipe fitted into a training-time budget.
+TRAIN_MINUTES ?= 60
 train:
-	nice cargo run --release -p trainer -- train --data $(DATA_TGZ) --out $(RUN_DIR)
+	nice cargo run --release -p trainer -- train --data $(DATA_TGZ) --out $(RUN_DIR) \
+		--time-budget-minutes $(TRAIN_MINUTES)
 
 train-seed:
 	nice cargo run --release -p trainer -- train --preset seed --data $(DATA_TGZ) --out runs/seed
@@ -108,6 +113,11 @@ trainer-libtorch: $(TORCH_VENV)/.base
 bench-torch: trainer-libtorch
 	$(TORCH_ENV) ./target/release/trainer bench --data $(DATA_TGZ) --images 2048 \
 		--backends flex,libtorch --torch-python $(TORCH_PY)
+
+# RSS of the function per 1,000 requests through the Lambda runtime loop (loopback).
+bench-memory:
+	cargo build --release -p $(FUNCTION) --bin $(FUNCTION)
+	cargo run --release -p e2e --bin soak -- 10000
 
 bench-function: setup
 	$(PY) -m pip install -q onnxruntime numpy

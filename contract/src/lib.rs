@@ -56,6 +56,12 @@ pub mod meta {
     pub const TRAINED_AT: &str = "trained_at";
     /// JSON of the training config.
     pub const CONFIG: &str = "config";
+    /// Softmax temperature already applied inside the graph (absent: 1).
+    pub const TEMPERATURE: &str = "temperature";
+    /// Validation expected calibration error (15 bins) of the graph's probabilities.
+    pub const VAL_ECE: &str = "val_ece";
+    /// Test-time augmentation inside the graph: "mirror" or "none".
+    pub const TTA: &str = "tta";
     /// Every key a valid model carries.
     pub const REQUIRED: [&str; 6] = [LABELS, MODEL_VERSION, DATASET, VAL_ACCURACY, TRAINED_AT, CONFIG];
 }

@@ -40,6 +40,10 @@ fn shipped_model_reproduces_its_golden_outputs() {
     let meta = classifier.metadata();
     let config: serde_json::Value = serde_json::from_str(&meta[contract::meta::CONFIG]).unwrap();
     assert!(config["epochs"].as_u64().unwrap() >= 1);
+    // The calibration the graph applies is recorded beside it.
+    let t: f64 = meta[contract::meta::TEMPERATURE].parse().expect("temperature parses");
+    assert!(t > 0.0 && t.is_finite());
+    assert_eq!(meta[contract::meta::TTA], "mirror");
 }
 
 #[test]
@@ -47,8 +51,12 @@ fn corrupt_or_foreign_models_are_refused_with_a_reason() {
     let err = contract::Classifier::from_bytes(b"definitely not protobuf").unwrap_err();
     assert!(err.to_string().contains("not a valid ONNX model"), "{err}");
     let bytes = std::fs::read(models().join("cifar10.onnx")).unwrap();
+    // Half a file: the protobuf ends inside a field.
     let err = contract::Classifier::from_bytes(&bytes[..bytes.len() / 2]).unwrap_err();
-    assert!(!err.to_string().is_empty());
+    assert!(
+        matches!(err, contract::ContractError::Parse(_)) && err.to_string().starts_with("not a valid ONNX model"),
+        "{err}"
+    );
     // Strip the metadata: the contract requires it.
     let mut proto = contract::runtime::parse_proto(&bytes).unwrap();
     proto.metadata_props.retain(|p| p.key != contract::meta::LABELS);

@@ -21,6 +21,8 @@ export interface ClassifierStackProps extends StackProps {
   /** Reserved concurrency of the function; unset leaves the account pool. */
   readonly reservedConcurrency?: number;
   readonly memorySize?: number;
+  /** Default top-1 probability under which an answer is "none of these" (0 = off). */
+  readonly minProbability?: number;
   readonly throttleRate?: number;
   readonly throttleBurst?: number;
 }
@@ -93,6 +95,7 @@ export class ClassifierStack extends Stack {
       environment: {
         MODEL_URI: `s3://${this.modelBucket.bucketName}/${MODELS_PREFIX}latest.json`,
         ALLOWED_ORIGINS: origins.join(','),
+        MIN_PROBABILITY: String(props.minProbability ?? 0),
         RUST_LOG: 'info',
       },
       description: 'Classifies POSTed images with the trainer-published ONNX model (tract).',

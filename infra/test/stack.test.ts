@@ -56,6 +56,7 @@ test('function: arm64 provided.al2023, model pointer, log retention, read only m
       Variables: {
         MODEL_URI: { 'Fn::Join': ['', ['s3://', { Ref: Match.stringLikeRegexp('ModelBucket') }, '/models/latest.json']] },
         ALLOWED_ORIGINS: '*',
+        MIN_PROBABILITY: '0',
       },
     },
   });

@@ -18,6 +18,8 @@ pub struct ClientOptions {
     pub timeout: Duration,
     pub retries: u32,
     pub top_k: usize,
+    /// Sent as `min_probability` when set.
+    pub min_probability: Option<f32>,
 }
 
 /// One answered request.
@@ -57,7 +59,10 @@ fn agent(opts: &ClientOptions) -> ureq::Agent {
 /// POST one image's bytes as a raw body, retrying 429, 5xx and transport errors with
 /// exponential backoff (0.25 s, 0.5 s, 1 s, ...).
 pub fn post_image(agent: &ureq::Agent, predict_url: &str, file: &Path, bytes: &[u8], opts: &ClientOptions) -> Answer {
-    let url = format!("{predict_url}?top_k={}", opts.top_k);
+    let mut url = format!("{predict_url}?top_k={}", opts.top_k);
+    if let Some(p) = opts.min_probability {
+        url += &format!("&min_probability={p}");
+    }
     let start = Instant::now();
     let mut attempts = 0;
     loop {

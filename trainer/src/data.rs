@@ -217,15 +217,51 @@ pub fn stratified_split(labels: &[u8], classes: usize, val_size: usize, seed: u6
     (train, val)
 }
 
-/// Random translation (reflect padding) and horizontal flip, drawn per image.
+/// Random translation (reflect padding), drawn per image, and the horizontal flips the
+/// caller chose (see [`FlipMode`]), one per image.
 #[derive(Debug, Clone, Copy)]
-pub struct Augment {
+pub struct Augment<'a> {
     pub translate: usize,
-    pub flip: bool,
+    pub flips: &'a [bool],
+}
+
+/// How training images are mirrored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum FlipMode {
+    Off,
+    /// A fresh coin per image per epoch.
+    Random,
+    /// airbench's alternating flip: a coin per image in the first epoch, then each image
+    /// is mirrored exactly when it was not in the epoch before, so every two epochs
+    /// show every image both ways.
+    Alternate,
+}
+
+impl FlipMode {
+    /// Flip decisions for the dataset images `indices` in `epoch` (from 1).
+    pub fn flips(self, indices: &[usize], epoch: usize, seed: u64, rng: &mut StdRng) -> Vec<bool> {
+        match self {
+            FlipMode::Off => vec![false; indices.len()],
+            FlipMode::Random => indices.iter().map(|_| rng.random_bool(0.5)).collect(),
+            FlipMode::Alternate => indices
+                .iter()
+                .map(|&i| first_coin(seed, i) ^ epoch.is_multiple_of(2))
+                .collect(),
+        }
+    }
+}
+
+/// A fixed pseudo-random bit per (seed, image): splitmix64's finaliser.
+fn first_coin(seed: u64, index: usize) -> bool {
+    let mut z = seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) & 1 == 1
 }
 
 /// Normalised NCHW floats for a batch, augmenting when `aug` is given.
-pub fn to_input(images: &[&Rgb32], aug: Option<(Augment, &mut StdRng)>) -> Vec<f32> {
+pub fn to_input(images: &[&Rgb32], aug: Option<(Augment<'_>, &mut StdRng)>) -> Vec<f32> {
     let side = IMAGE_SIDE;
     let plane = side * side;
     let mut out = vec![0f32; images.len() * IMAGE_BYTES];
@@ -236,7 +272,7 @@ pub fn to_input(images: &[&Rgb32], aug: Option<(Augment, &mut StdRng)>) -> Vec<f
                 let t = a.translate as i64;
                 let dx = if t > 0 { rng.random_range(-t..=t) } else { 0 };
                 let dy = if t > 0 { rng.random_range(-t..=t) } else { 0 };
-                (dx, dy, a.flip && rng.random_bool(0.5))
+                (dx, dy, a.flips.get(n).copied().unwrap_or(false))
             }
             None => (0, 0, false),
         };
@@ -428,22 +464,34 @@ mod tests {
         let plain = to_input(&[&img], None);
         assert!((plain[0] - (255.0 - CHANNEL_MEAN[0]) / CHANNEL_STD[0]).abs() < 1e-6);
         let mut rng = StdRng::seed_from_u64(0);
-        let flipped = (0..20)
-            .map(|_| {
-                to_input(
-                    &[&img],
-                    Some((
-                        Augment {
-                            translate: 0,
-                            flip: true,
-                        },
-                        &mut rng,
-                    )),
-                )
-            })
-            .find(|v| v[0] != plain[0])
-            .expect("some draw flips");
+        let flipped = to_input(
+            &[&img],
+            Some((
+                Augment {
+                    translate: 0,
+                    flips: &[true],
+                },
+                &mut rng,
+            )),
+        );
         assert_eq!(flipped[IMAGE_SIDE - 1], plain[0]);
+    }
+
+    #[test]
+    fn alternating_flip_shows_every_image_both_ways_in_two_epochs() {
+        let idx: Vec<usize> = (0..1000).collect();
+        let mut rng = StdRng::seed_from_u64(1);
+        let e1 = FlipMode::Alternate.flips(&idx, 1, 7, &mut rng);
+        let e2 = FlipMode::Alternate.flips(&idx, 2, 7, &mut rng);
+        let e3 = FlipMode::Alternate.flips(&idx, 3, 7, &mut rng);
+        assert!(e1.iter().zip(&e2).all(|(a, b)| a != b));
+        assert_eq!(e1, e3);
+        let flipped = e1.iter().filter(|&&f| f).count();
+        assert!((400..600).contains(&flipped), "{flipped} of 1000 flipped in epoch 1");
+        // The order a batch visits images in does not change an image's flip.
+        let shuffled: Vec<usize> = idx.iter().rev().copied().collect();
+        let e1r = FlipMode::Alternate.flips(&shuffled, 1, 7, &mut rng);
+        assert!(e1r.iter().rev().eq(e1.iter()));
     }
 
     #[test]

@@ -27,6 +27,24 @@ pub struct ExportMeta {
     pub val_accuracy: f64,
     pub trained_at: String,
     pub config_json: String,
+    pub val_ece: f64,
+}
+
+/// What the exported graph adds after burn's logits: mirror-averaging (test-time
+/// augmentation) and the calibration temperature.
+#[derive(Debug, Clone, Copy)]
+pub struct Head {
+    pub mirror: bool,
+    pub temperature: f32,
+}
+
+impl Default for Head {
+    fn default() -> Self {
+        Head {
+            mirror: false,
+            temperature: 1.0,
+        }
+    }
 }
 
 /// The exported file and its content id.
@@ -39,7 +57,7 @@ pub struct Exported {
 const BATCH: &str = "N";
 
 /// Export an inference-mode model (see `Module::valid`).
-pub fn export(model: &Net, meta: &ExportMeta) -> Result<Exported> {
+pub fn export(model: &Net, meta: &ExportMeta, head: Head) -> Result<Exported> {
     let device = Device::flex();
     let side = IMAGE_SIDE;
     let sample = Tensor::<4>::zeros([2, 3, side, side], &device);
@@ -54,7 +72,7 @@ pub fn export(model: &Net, meta: &ExportMeta) -> Result<Exported> {
         .export_dynamic(model, sample, validation, &specs, |m: &Net, x| m.forward(x))
         .map_err(|e| TrainError::Export(format!("{e:?}")))?;
     let mut proto = ModelProto::decode(onnx.as_bytes()).map_err(|e| TrainError::Export(e.to_string()))?;
-    wrap_contract(&mut proto, meta.labels.len())?;
+    wrap_contract(&mut proto, meta.labels.len(), head)?;
     let graph_bytes = proto.graph.as_ref().map(Message::encode_to_vec).unwrap_or_default();
     let version = sha256_hex(&graph_bytes)[..16].to_string();
     let props = [
@@ -67,6 +85,9 @@ pub fn export(model: &Net, meta: &ExportMeta) -> Result<Exported> {
         (meta::VAL_ACCURACY, format!("{:.4}", meta.val_accuracy)),
         (meta::TRAINED_AT, meta.trained_at.clone()),
         (meta::CONFIG, meta.config_json.clone()),
+        (meta::TEMPERATURE, format!("{}", head.temperature)),
+        (meta::VAL_ECE, format!("{:.4}", meta.val_ece)),
+        (meta::TTA, if head.mirror { "mirror" } else { "none" }.into()),
     ];
     proto.metadata_props = props
         .into_iter()
@@ -110,6 +131,25 @@ fn node(op: &str, inputs: &[&str], output: &str, attribute: Vec<AttributeProto>)
     }
 }
 
+fn int_constant(name: &str, values: Vec<i64>) -> TensorProto {
+    TensorProto {
+        name: name.into(),
+        dims: vec![values.len() as i64],
+        data_type: DataType::Int64 as i32,
+        int64_data: values,
+        ..Default::default()
+    }
+}
+
+fn scalar_constant(name: &str, value: f32) -> TensorProto {
+    TensorProto {
+        name: name.into(),
+        data_type: DataType::Float as i32,
+        float_data: vec![value],
+        ..Default::default()
+    }
+}
+
 fn channel_constant(name: &str, values: [f32; 3]) -> TensorProto {
     TensorProto {
         name: name.into(),
@@ -120,8 +160,9 @@ fn channel_constant(name: &str, values: [f32; 3]) -> TensorProto {
     }
 }
 
-/// Put the uint8 NHWC front before burn's float input and a softmax after its logits.
-fn wrap_contract(proto: &mut ModelProto, classes: usize) -> Result<()> {
+/// Put the uint8 NHWC front before burn's float input and the head (mirror average,
+/// temperature, softmax) after its logits.
+fn wrap_contract(proto: &mut ModelProto, classes: usize, head: Head) -> Result<()> {
     let graph: &mut pb::GraphProto = proto
         .graph
         .as_mut()
@@ -150,7 +191,72 @@ fn wrap_contract(proto: &mut ModelProto, classes: usize) -> Result<()> {
         i: 1,
         ..Default::default()
     };
-    graph.node.push(node("Softmax", &[LOGITS], OUTPUT_NAME, vec![axis]));
+    let gather = |axis: i64| AttributeProto {
+        name: "axis".into(),
+        r#type: AttributeType::Int as i32,
+        i: axis,
+        ..Default::default()
+    };
+    let mut logits = LOGITS;
+    if head.mirror {
+        // burn ran on [x; mirror(x)] stacked along N: average each image's two rows.
+        graph
+            .initializer
+            .push(int_constant("contract/pair_shape", vec![2, -1, classes as i64]));
+        graph.initializer.push(int_constant("contract/first", vec![0]));
+        graph.initializer.push(int_constant("contract/second", vec![1]));
+        graph.initializer.push(scalar_constant("contract/half", 0.5));
+        graph.node.extend([
+            node("Reshape", &[LOGITS, "contract/pair_shape"], "contract/pairs", vec![]),
+            node(
+                "Gather",
+                &["contract/pairs", "contract/first"],
+                "contract/plain3",
+                vec![gather(0)],
+            ),
+            node(
+                "Gather",
+                &["contract/pairs", "contract/second"],
+                "contract/mirrored3",
+                vec![gather(0)],
+            ),
+            node(
+                "Add",
+                &["contract/plain3", "contract/mirrored3"],
+                "contract/pair_sum3",
+                vec![],
+            ),
+            node(
+                "Mul",
+                &["contract/pair_sum3", "contract/half"],
+                "contract/mean3",
+                vec![],
+            ),
+        ]);
+        graph
+            .initializer
+            .push(int_constant("contract/row_shape", vec![-1, classes as i64]));
+        graph.node.push(node(
+            "Reshape",
+            &["contract/mean3", "contract/row_shape"],
+            "contract/tta_logits",
+            vec![],
+        ));
+        logits = "contract/tta_logits";
+    }
+    if head.temperature != 1.0 {
+        graph
+            .initializer
+            .push(scalar_constant("contract/inv_temperature", 1.0 / head.temperature));
+        graph.node.push(node(
+            "Mul",
+            &[logits, "contract/inv_temperature"],
+            "contract/calibrated",
+            vec![],
+        ));
+        logits = "contract/calibrated";
+    }
+    graph.node.push(node("Softmax", &[logits], OUTPUT_NAME, vec![axis]));
     let side = IMAGE_SIDE as i64;
     let batch = Dim::DimParam(BATCH.into());
     graph.output[0] = ValueInfoProto {
@@ -181,12 +287,42 @@ fn wrap_contract(proto: &mut ModelProto, classes: usize) -> Result<()> {
         ints: vec![0, 3, 1, 2],
         ..Default::default()
     };
-    let front = vec![
+    let normalised = if head.mirror {
+        "contract/normalised"
+    } else {
+        float_in.as_str()
+    };
+    let mut front = vec![
         node("Cast", &[INPUT_NAME], "contract/float", vec![cast_to]),
         node("Transpose", &["contract/float"], "contract/nchw", vec![perm]),
         node("Sub", &["contract/nchw", "contract/mean"], "contract/centered", vec![]),
-        node("Mul", &["contract/centered", "contract/inv_std"], &float_in, vec![]),
+        node("Mul", &["contract/centered", "contract/inv_std"], normalised, vec![]),
     ];
+    if head.mirror {
+        // Mirror along W with a Gather (every runtime has it), stacked after the originals.
+        let reversed: Vec<i64> = (0..side).rev().collect();
+        graph.initializer.push(int_constant("contract/reversed_w", reversed));
+        let concat_axis = AttributeProto {
+            name: "axis".into(),
+            r#type: AttributeType::Int as i32,
+            i: 0,
+            ..Default::default()
+        };
+        front.extend([
+            node(
+                "Gather",
+                &[normalised, "contract/reversed_w"],
+                "contract/mirrored",
+                vec![gather(3)],
+            ),
+            node(
+                "Concat",
+                &[normalised, "contract/mirrored"],
+                &float_in,
+                vec![concat_axis],
+            ),
+        ]);
+    }
     graph.node.splice(0..0, front);
     Ok(())
 }
@@ -204,9 +340,13 @@ pub struct ParityReport {
 /// Call before [`export`]: capturing moves batch-norm running statistics (state shared
 /// between module clones) onto the capture device, after which the module can no longer
 /// run on the CPU backend.
-pub fn burn_probabilities(model: &Net, images: &[Rgb32]) -> Result<Vec<Vec<f32>>> {
+pub fn burn_probabilities(model: &Net, images: &[Rgb32], head: Head) -> Result<Vec<Vec<f32>>> {
     let refs: Vec<&Rgb32> = images.iter().collect();
-    let tensor = model.forward_probabilities(input_tensor(&refs, None, &Device::flex()));
+    let tensor = model.forward_probabilities(
+        input_tensor(&refs, None, &Device::flex()),
+        head.mirror,
+        head.temperature,
+    );
     let [_, classes] = tensor.dims();
     let flat = tensor
         .into_data()

@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod bench;
+pub mod calibration;
 pub mod client;
 pub mod config;
 pub mod data;

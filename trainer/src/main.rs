@@ -23,7 +23,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train, evaluate, export `model.onnx` and write metrics and plots into `--out`.
-    Train(TrainArgs),
+    // Boxed: every hyper-parameter is a flag, which makes these arguments the largest.
+    Train(Box<TrainArgs>),
     /// Score an exported model (through tract, as the function does) on labelled images,
     /// or, with --url, a deployed endpoint.
     Evaluate(EvaluateArgs),
@@ -33,7 +34,8 @@ enum Command {
     Publish(PublishArgs),
     /// Measure training images/s of each architecture on a slice of the data.
     Bench(BenchArgs),
-    /// Redraw a run's learning curves and confusion matrix from its metrics.json.
+    /// Redraw a run's learning curves, confusion matrix and reliability diagram from its
+    /// metrics.json.
     Plot(PlotArgs),
 }
 
@@ -116,6 +118,10 @@ struct ClassifyArgs {
     /// Classes to show per image (1-10).
     #[arg(long, default_value_t = 3)]
     top_k: usize,
+    /// Top-1 probability under which an image is reported as matching no class
+    /// (default: the function's MIN_PROBABILITY).
+    #[arg(long)]
+    min_probability: Option<f32>,
     /// Print the answers as JSON.
     #[arg(long)]
     json: bool,
@@ -200,7 +206,7 @@ struct BenchArgs {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Train(args) => train(args),
+        Command::Train(args) => train(*args),
         Command::Evaluate(args) => match args.url.clone() {
             Some(url) => evaluate_endpoint(&url, args),
             None => evaluate(args),
@@ -341,28 +347,36 @@ fn client_options(e: &EndpointArgs, top_k: usize) -> trainer::client::ClientOpti
         timeout: std::time::Duration::from_secs(e.timeout),
         retries: e.retries,
         top_k,
+        min_probability: None,
     }
 }
 
 fn classify(args: ClassifyArgs) -> Result<()> {
-    let answers = trainer::client::classify(&args.url, &args.images, &client_options(&args.endpoint, args.top_k))?;
+    let options = trainer::client::ClientOptions {
+        min_probability: args.min_probability,
+        ..client_options(&args.endpoint, args.top_k)
+    };
+    let answers = trainer::client::classify(&args.url, &args.images, &options)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&answers)?);
     } else {
         println!("{:<40} {:>6}  top classes", "file", "status");
         for a in &answers {
+            let no_match = if a.body["matched"] == false { "no match; " } else { "" };
             let top = match a.body["predictions"].as_array() {
-                Some(p) => p
-                    .iter()
-                    .map(|p| {
-                        format!(
-                            "{} {:.3}",
-                            p["label"].as_str().unwrap_or("?"),
-                            p["probability"].as_f64().unwrap_or(0.0)
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                Some(p) => {
+                    no_match.to_string()
+                        + &p.iter()
+                            .map(|p| {
+                                format!(
+                                    "{} {:.3}",
+                                    p["label"].as_str().unwrap_or("?"),
+                                    p["probability"].as_f64().unwrap_or(0.0)
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                }
                 None => a.body["error"]["message"]
                     .as_str()
                     .map(str::to_owned)
@@ -442,6 +456,7 @@ fn bench(args: BenchArgs) -> Result<()> {
                 w.iter().map(ToString::to_string).collect::<Vec<_>>().join("/")
             ),
             TrainConfig {
+                whiten: w[0] == trainer::model::WHITEN_WIDTH,
                 widths: w,
                 ..Preset::Default.config()
             },
@@ -457,7 +472,9 @@ fn bench(args: BenchArgs) -> Result<()> {
         for (row, (name, config)) in rows.iter_mut().zip(&nets) {
             let device = backend.device()?.autodiff();
             device.seed(config.seed);
-            let model = trainer::model::Net::new(config, full.classes.len(), &device);
+            // Timing only: any filters of the right shape cost the same as fitted ones.
+            let whitening = config.whiten.then(|| vec![0.05f32; trainer::model::WHITEN_WIDTH * 12]);
+            let model = trainer::model::Net::new(config, full.classes.len(), whitening, &device);
             let (model, _) = trainer::training::fit(config, model, &warm, &probe, &device, |_| {});
             let (_, h) = trainer::training::fit(config, model, &set, &probe, &device, |_| {});
             eprintln!("burn {backend:?} {name}: {:.1} img/s", h[0].images_per_second);

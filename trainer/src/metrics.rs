@@ -72,7 +72,13 @@ pub struct RunMetrics {
     pub skipped_images: usize,
     pub epochs: Vec<EpochMetrics>,
     pub final_train_accuracy: f64,
+    /// With the exported graph's test-time augmentation, when the config has it on.
     pub validation: SplitReport,
+    #[serde(default)]
+    pub validation_accuracy_without_tta: f64,
+    /// Absent in runs from before calibration (read back as T = 1, no bins).
+    #[serde(default)]
+    pub calibration: Calibration,
     pub test: Option<SplitReport>,
     /// Training wall time, excluding data loading and export.
     pub train_seconds: f64,
@@ -81,6 +87,44 @@ pub struct RunMetrics {
     pub onnx_parity_max_abs_diff: f32,
     pub trained_at: String,
     pub config: TrainConfig,
+}
+
+/// The softmax temperature fitted on the validation split and what it did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Calibration {
+    pub temperature: f64,
+    pub nll_before: f64,
+    pub nll_after: f64,
+    /// Expected calibration error (15 bins) of the validation probabilities.
+    pub ece_before: f64,
+    pub ece_after: f64,
+    /// The calibrated reliability diagram's bins.
+    pub bins: Vec<crate::calibration::Bin>,
+    pub bins_before: Vec<crate::calibration::Bin>,
+}
+
+impl Calibration {
+    /// Fit on an evaluation's logits (T = 1 when `fit` is off; the figures are still
+    /// measured).
+    pub fn fit(eval: &crate::training::Evaluation, labels: &[u8], classes: usize, fit: bool) -> Self {
+        use crate::calibration as cal;
+        let t = if fit {
+            cal::fit_temperature(&eval.logits, labels, classes)
+        } else {
+            1.0
+        };
+        let before = cal::probabilities(&eval.logits, classes, 1.0);
+        let after = cal::probabilities(&eval.logits, classes, t);
+        Calibration {
+            temperature: t,
+            nll_before: cal::nll(&eval.logits, labels, classes, 1.0),
+            nll_after: cal::nll(&eval.logits, labels, classes, t),
+            ece_before: cal::expected_calibration_error(&before, labels, classes),
+            ece_after: cal::expected_calibration_error(&after, labels, classes),
+            bins: cal::reliability(&after, labels, classes),
+            bins_before: cal::reliability(&before, labels, classes),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,12 +1,12 @@
 //! The networks. Both take normalised float NCHW `[N, 3, 32, 32]` and return logits;
 //! the exported graph adds the uint8 NHWC front and the softmax around them.
 
-use burn::module::Module;
+use burn::module::{Module, Param, ParamId};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::{relu, softmax};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
@@ -73,6 +73,41 @@ impl SeedNet {
     }
 }
 
+/// Width of the whitening layer: +/- each direction of a 2x2x3 patch.
+pub const WHITEN_WIDTH: usize = 2 * WHITEN_PATCH * WHITEN_PATCH * 3;
+const WHITEN_PATCH: usize = 2;
+
+/// Batch norm as airbench uses it: its own momentum and epsilon, optionally a scale
+/// fixed at 1.
+fn batch_norm(c: usize, config: &TrainConfig, device: &Device) -> BatchNorm {
+    let mut norm = BatchNormConfig::new(c)
+        .with_momentum(config.bn_momentum)
+        .with_epsilon(config.bn_eps)
+        .init(device);
+    if config.bn_fixed_scale {
+        norm.gamma = norm.gamma.set_require_grad(false);
+    }
+    norm
+}
+
+/// A 3x3 conv whose first `c_in` filters pass their input channel through (dirac init),
+/// so a fresh net starts close to the identity along its depth.
+fn conv3_dirac(c_in: usize, c_out: usize, dirac: bool, device: &Device) -> Conv2d {
+    let mut conv = conv3(c_in, c_out, false, device);
+    if dirac {
+        let weight = conv.weight.val();
+        let shape = weight.dims();
+        let mut w: Vec<f32> = weight.into_data().try_to_vec().expect("f32 weights");
+        for o in 0..c_in.min(c_out) {
+            let filter = &mut w[o * c_in * 9..(o + 1) * c_in * 9];
+            filter.fill(0.0);
+            filter[o * 9 + 4] = 1.0;
+        }
+        conv.weight = Param::from_tensor(Tensor::from_data(TensorData::new(w, shape), device));
+    }
+    conv
+}
+
 /// conv -> [pool] -> BN -> ReLU -> conv -> BN -> ReLU, as in airbench's ConvGroup.
 #[derive(Module, Debug)]
 pub struct ConvGroup {
@@ -84,12 +119,12 @@ pub struct ConvGroup {
 }
 
 impl ConvGroup {
-    fn new(c_in: usize, c_out: usize, device: &Device) -> Self {
+    fn new(c_in: usize, c_out: usize, config: &TrainConfig, device: &Device) -> Self {
         Self {
-            conv1: conv3(c_in, c_out, false, device),
-            norm1: BatchNormConfig::new(c_out).with_momentum(0.2).init(device),
-            conv2: conv3(c_out, c_out, false, device),
-            norm2: BatchNormConfig::new(c_out).with_momentum(0.2).init(device),
+            conv1: conv3_dirac(c_in, c_out, config.dirac_init, device),
+            norm1: batch_norm(c_out, config, device),
+            conv2: conv3_dirac(c_out, c_out, config.dirac_init, device),
+            norm2: batch_norm(c_out, config, device),
             pool: pool2(),
         }
     }
@@ -102,8 +137,11 @@ impl ConvGroup {
 
 #[derive(Module, Debug)]
 pub struct AirbenchNet {
-    stem: Conv2d,
-    stem_norm: BatchNorm,
+    /// Frozen 2x2 patch-whitening conv (weights fitted to the data, bias trained for
+    /// the first epochs), or `None` for a plain 3x3 stem.
+    whiten: Option<Conv2d>,
+    stem: Option<Conv2d>,
+    stem_norm: Option<BatchNorm>,
     groups: Vec<ConvGroup>,
     /// Global max pool over what is left of the grid (a MaxPool the exporter can lower).
     global_pool: MaxPool2d,
@@ -112,30 +150,59 @@ pub struct AirbenchNet {
 }
 
 impl AirbenchNet {
-    pub fn new(classes: usize, widths: &[usize], device: &Device) -> Self {
+    /// `whitening`: the 24 filters, `[24, 3, 2, 2]` flattened, when the config whitens.
+    pub fn new(classes: usize, config: &TrainConfig, whitening: Option<Vec<f32>>, device: &Device) -> Self {
+        let widths = &config.widths;
         let stem_width = widths[0];
+        let (whiten, stem, stem_norm, mut side) = match whitening {
+            Some(filters) => {
+                let mut conv = Conv2dConfig::new([3, WHITEN_WIDTH], [WHITEN_PATCH, WHITEN_PATCH])
+                    .with_bias(true)
+                    .init(device);
+                let shape = [WHITEN_WIDTH, 3, WHITEN_PATCH, WHITEN_PATCH];
+                conv.weight = Param::from_tensor(Tensor::from_data(TensorData::new(filters, shape), device))
+                    .set_require_grad(false);
+                conv.bias = Some(Param::from_tensor(Tensor::zeros([WHITEN_WIDTH], device)));
+                (Some(conv), None, None, contract::IMAGE_SIDE - WHITEN_PATCH + 1)
+            }
+            None => (
+                None,
+                Some(conv3(3, stem_width, false, device)),
+                Some(batch_norm(stem_width, config, device)),
+                contract::IMAGE_SIDE,
+            ),
+        };
         let mut c_in = stem_width;
         let groups = widths[1..]
             .iter()
             .map(|&w| {
-                let g = ConvGroup::new(c_in, w, device);
+                let g = ConvGroup::new(c_in, w, config, device);
                 c_in = w;
+                side /= 2;
                 g
             })
             .collect();
-        let side = contract::IMAGE_SIDE >> (widths.len() - 1);
         Self {
             global_pool: MaxPool2dConfig::new([side, side]).with_strides([side, side]).init(),
-            stem: conv3(3, stem_width, false, device),
-            stem_norm: BatchNormConfig::new(stem_width).with_momentum(0.2).init(device),
+            whiten,
+            stem,
+            stem_norm,
             groups,
             head: LinearConfig::new(c_in, classes).with_bias(false).init(device),
-            scale: 1.0 / 9.0,
+            scale: config.head_scale,
         }
     }
 
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let mut x = relu(self.stem_norm.forward(self.stem.forward(x)));
+    fn first_layer(&self, x: Tensor<4>) -> Tensor<4> {
+        match (&self.whiten, &self.stem, &self.stem_norm) {
+            (Some(whiten), _, _) => relu(whiten.forward(x)),
+            (None, Some(stem), Some(norm)) => relu(norm.forward(stem.forward(x))),
+            _ => unreachable!("an airbench net has a whitening layer or a stem"),
+        }
+    }
+
+    pub fn logits(&self, x: Tensor<4>) -> Tensor<2> {
+        let mut x = self.first_layer(x);
         for g in &self.groups {
             x = g.forward(x);
         }
@@ -144,6 +211,121 @@ impl AirbenchNet {
         let x = x.reshape([n, c]);
         self.head.forward(x).mul_scalar(self.scale)
     }
+
+    /// Parameters whose learning rate is scaled up: the batch-norm biases.
+    pub fn norm_bias_ids(&self) -> Vec<ParamId> {
+        let stem = self.stem_norm.iter().map(|n| n.beta.id);
+        let groups = self.groups.iter().flat_map(|g| [g.norm1.beta.id, g.norm2.beta.id]);
+        stem.chain(groups).collect()
+    }
+
+    /// Stop training the whitening layer's bias.
+    pub fn freeze_whitening(mut self) -> Self {
+        if let Some(conv) = self.whiten.as_mut() {
+            conv.bias = conv.bias.take().map(|b| b.set_require_grad(false));
+        }
+        self
+    }
+}
+
+/// The 24 whitening filters `[24, 3, 2, 2]` (flattened) for normalised NCHW `images`:
+/// the eigenvectors of the (uncentred) covariance of all 2x2 patches, scaled by
+/// 1/sqrt(eigenvalue + eps), and their negatives. A conv with them turns patches into
+/// coordinates of unit variance along every direction.
+pub fn whitening_filters(images: &[f32], eps: f64) -> Vec<f32> {
+    let side = contract::IMAGE_SIDE;
+    let plane = side * side;
+    let dim = WHITEN_WIDTH / 2;
+    let mut cov = vec![0f64; dim * dim];
+    let mut patch = vec![0f64; dim];
+    let mut count = 0usize;
+    for img in images.chunks_exact(3 * plane) {
+        for y in 0..side - 1 {
+            for x in 0..side - 1 {
+                for c in 0..3 {
+                    for ky in 0..WHITEN_PATCH {
+                        for kx in 0..WHITEN_PATCH {
+                            patch[c * 4 + ky * 2 + kx] = f64::from(img[c * plane + (y + ky) * side + x + kx]);
+                        }
+                    }
+                }
+                for i in 0..dim {
+                    for j in i..dim {
+                        cov[i * dim + j] += patch[i] * patch[j];
+                    }
+                }
+                count += 1;
+            }
+        }
+    }
+    for i in 0..dim {
+        for j in i..dim {
+            cov[i * dim + j] /= count.max(1) as f64;
+            cov[j * dim + i] = cov[i * dim + j];
+        }
+    }
+    let (values, vectors) = symmetric_eigen(cov, dim);
+    let mut filters = vec![0f32; WHITEN_WIDTH * dim];
+    for k in 0..dim {
+        let scale = 1.0 / (values[k].max(0.0) + eps).sqrt();
+        for i in 0..dim {
+            let v = (vectors[i * dim + k] * scale) as f32;
+            filters[k * dim + i] = v;
+            filters[(k + dim) * dim + i] = -v;
+        }
+    }
+    filters
+}
+
+/// Eigen-decomposition of a symmetric `n x n` matrix (row-major) by cyclic Jacobi
+/// rotations: eigenvalues and the eigenvectors as the columns of a row-major matrix.
+pub fn symmetric_eigen(mut a: Vec<f64>, n: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut v = vec![0f64; n * n];
+    for i in 0..n {
+        v[i * n + i] = 1.0;
+    }
+    for _sweep in 0..100 {
+        let off: f64 = (0..n)
+            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| a[i * n + j] * a[i * n + j])
+            .sum();
+        let scale: f64 = (0..n)
+            .map(|i| a[i * n + i] * a[i * n + i])
+            .sum::<f64>()
+            .max(f64::MIN_POSITIVE);
+        if off <= 1e-30 * scale {
+            break;
+        }
+        for p in 0..n {
+            for q in p + 1..n {
+                let apq = a[p * n + q];
+                if apq.abs() < 1e-300 {
+                    continue;
+                }
+                let theta = (a[q * n + q] - a[p * n + p]) / (2.0 * apq);
+                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
+                let t = if theta == 0.0 { 1.0 } else { t };
+                let c = 1.0 / (t * t + 1.0).sqrt();
+                let s = t * c;
+                for k in 0..n {
+                    let (akp, akq) = (a[k * n + p], a[k * n + q]);
+                    a[k * n + p] = c * akp - s * akq;
+                    a[k * n + q] = s * akp + c * akq;
+                }
+                for k in 0..n {
+                    let (apk, aqk) = (a[p * n + k], a[q * n + k]);
+                    a[p * n + k] = c * apk - s * aqk;
+                    a[q * n + k] = s * apk + c * aqk;
+                }
+                for k in 0..n {
+                    let (vkp, vkq) = (v[k * n + p], v[k * n + q]);
+                    v[k * n + p] = c * vkp - s * vkq;
+                    v[k * n + q] = s * vkp + c * vkq;
+                }
+            }
+        }
+    }
+    ((0..n).map(|i| a[i * n + i]).collect(), v)
 }
 
 /// The network being trained, whichever architecture the config chose.
@@ -156,22 +338,146 @@ pub enum Net {
 }
 
 impl Net {
-    pub fn new(config: &TrainConfig, classes: usize, device: &Device) -> Self {
+    /// `whitening`: the fitted whitening filters when the config whitens (see
+    /// [`whitening_filters`]).
+    pub fn new(config: &TrainConfig, classes: usize, whitening: Option<Vec<f32>>, device: &Device) -> Self {
         match config.arch {
             Arch::Seed => Net::Seed(SeedNet::new(classes, config.dropout, device)),
-            Arch::Airbench => Net::Airbench(AirbenchNet::new(classes, &config.widths, device)),
+            Arch::Airbench => Net::Airbench(AirbenchNet::new(classes, config, whitening, device)),
         }
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         match self {
             Net::Seed(m) => m.forward(x),
-            Net::Airbench(m) => m.forward(x),
+            Net::Airbench(m) => m.logits(x),
         }
     }
 
-    /// What the exported graph computes after its uint8 front: softmax over classes.
-    pub fn forward_probabilities(&self, x: Tensor<4>) -> Tensor<2> {
-        softmax(self.forward(x), 1)
+    /// Logits averaged over each image and its mirror image: what the exported graph
+    /// computes when the config asks for test-time augmentation.
+    pub fn forward_tta(&self, x: Tensor<4>, mirror: bool) -> Tensor<2> {
+        if !mirror {
+            return self.forward(x);
+        }
+        let flipped = x.clone().flip([3]);
+        self.forward(x).add(self.forward(flipped)).mul_scalar(0.5)
+    }
+
+    /// What the exported graph computes after its uint8 front: softmax of the (mirror-
+    /// averaged) logits divided by the temperature.
+    pub fn forward_probabilities(&self, x: Tensor<4>, mirror: bool, temperature: f32) -> Tensor<2> {
+        softmax(self.forward_tta(x, mirror).div_scalar(temperature), 1)
+    }
+
+    pub fn norm_bias_ids(&self) -> Vec<ParamId> {
+        match self {
+            Net::Seed(_) => Vec::new(),
+            Net::Airbench(m) => m.norm_bias_ids(),
+        }
+    }
+
+    pub fn freeze_whitening(self) -> Self {
+        match self {
+            Net::Airbench(m) => Net::Airbench(m.freeze_whitening()),
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jacobi_recovers_a_known_decomposition() {
+        // A = Q diag(3, 1, 0.5) Q^T for a rotation Q.
+        let (c, s) = (0.6f64, 0.8f64);
+        let q = [c, -s, 0.0, s, c, 0.0, 0.0, 0.0, 1.0];
+        let d = [3.0, 1.0, 0.5];
+        let mut a = vec![0f64; 9];
+        for i in 0..3 {
+            for j in 0..3 {
+                a[i * 3 + j] = (0..3).map(|k| q[i * 3 + k] * d[k] * q[j * 3 + k]).sum();
+            }
+        }
+        let (values, vectors) = symmetric_eigen(a.clone(), 3);
+        for k in 0..3 {
+            // A v = lambda v for each returned pair.
+            for i in 0..3 {
+                let av: f64 = (0..3).map(|j| a[i * 3 + j] * vectors[j * 3 + k]).sum();
+                assert!((av - values[k] * vectors[i * 3 + k]).abs() < 1e-9);
+            }
+        }
+        let mut sorted = values.clone();
+        sorted.sort_by(f64::total_cmp);
+        assert!((sorted[0] - 0.5).abs() < 1e-9 && (sorted[2] - 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn whitened_patches_have_identity_covariance() {
+        // Correlated random images: neighbouring pixels and channels share a component.
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let plane = contract::IMAGE_SIDE * contract::IMAGE_SIDE;
+        let images: Vec<f32> = (0..20)
+            .flat_map(|_| {
+                let base: Vec<f32> = (0..plane).map(|_| rng.random_range(-1.0..1.0)).collect();
+                let noise: Vec<f32> = (0..3 * plane).map(|_| rng.random_range(-0.3..0.3)).collect();
+                (0..3 * plane)
+                    .map(|i| base[i % plane] * (1.0 + (i / plane) as f32) + noise[i])
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let filters = whitening_filters(&images, 0.0);
+        // Output covariance of the first 12 filters over the fitting patches.
+        let side = contract::IMAGE_SIDE;
+        let mut cov = [[0f64; 12]; 12];
+        let mut n = 0f64;
+        for img in images.chunks_exact(3 * plane) {
+            for y in 0..side - 1 {
+                for x in 0..side - 1 {
+                    let out: Vec<f64> = (0..12)
+                        .map(|k| {
+                            let mut acc = 0f64;
+                            for c in 0..3 {
+                                for ky in 0..2 {
+                                    for kx in 0..2 {
+                                        acc += f64::from(filters[k * 12 + c * 4 + ky * 2 + kx])
+                                            * f64::from(img[c * plane + (y + ky) * side + x + kx]);
+                                    }
+                                }
+                            }
+                            acc
+                        })
+                        .collect();
+                    for i in 0..12 {
+                        for j in 0..12 {
+                            cov[i][j] += out[i] * out[j];
+                        }
+                    }
+                    n += 1.0;
+                }
+            }
+        }
+        for (i, row) in cov.iter().enumerate() {
+            for (j, v) in row.iter().enumerate() {
+                let expect = if i == j { 1.0 } else { 0.0 };
+                assert!((v / n - expect).abs() < 1e-3, "cov[{i}][{j}] = {}", v / n);
+            }
+        }
+        // The second half are the negatives of the first.
+        assert!(filters[..144].iter().zip(&filters[144..]).all(|(a, b)| *a == -*b));
+    }
+
+    #[test]
+    fn dirac_conv_passes_its_first_channels_through() {
+        let device = Device::flex();
+        let conv = conv3_dirac(4, 6, true, &device);
+        let x = Tensor::<4>::random([2, 4, 5, 5], burn::tensor::Distribution::Default, &device);
+        let y = conv.forward(x.clone());
+        let first = y.slice([0..2, 0..4, 0..5, 0..5]);
+        let diff: f32 = first.sub(x).abs().max().into_scalar();
+        assert!(diff < 1e-6, "max |y - x| = {diff}");
     }
 }

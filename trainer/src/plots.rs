@@ -154,3 +154,58 @@ pub fn confusion_matrix(path: &Path, confusion: &Confusion, title: &str) -> Resu
     }
     root.present().map_err(|e| err(e.to_string()))
 }
+
+/// Reliability diagram: accuracy against mean confidence per bin, before and after the
+/// temperature, with the diagonal a calibrated model would sit on.
+pub fn reliability_diagram(path: &Path, calibration: &crate::metrics::Calibration) -> Result<()> {
+    register();
+    let err = plot_err(path);
+    let root = BitMapBackend::new(path, (640, 600)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+    let title = format!(
+        "reliability (ECE {:.3} -> {:.3}, T = {:.2})",
+        calibration.ece_before, calibration.ece_after, calibration.temperature
+    );
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(52)
+        .build_cartesian_2d(0.0..1.0, 0.0..1.0)
+        .map_err(|e| err(e.to_string()))?;
+    chart
+        .configure_mesh()
+        .x_desc("mean top-1 probability")
+        .y_desc("accuracy")
+        .draw()
+        .map_err(|e| err(e.to_string()))?;
+    chart
+        .draw_series(LineSeries::new(vec![(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.4)))
+        .map_err(|e| err(e.to_string()))?;
+    for (name, bins, color) in [
+        ("before", &calibration.bins_before, RED),
+        ("after", &calibration.bins, BLUE),
+    ] {
+        let points: Vec<(f64, f64)> = bins
+            .iter()
+            .filter(|b| b.count > 0)
+            .map(|b| (b.confidence, b.accuracy))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+            .map_err(|e| err(e.to_string()))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        chart
+            .draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled())))
+            .map_err(|e| err(e.to_string()))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| err(e.to_string()))?;
+    root.present().map_err(|e| err(e.to_string()))
+}

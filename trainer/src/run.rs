@@ -13,7 +13,7 @@ use crate::config::TrainConfig;
 use crate::data::{self, Dataset, cifar_binary};
 use crate::error::{Result, TrainError, io};
 use crate::export::{self, ExportMeta};
-use crate::metrics::{Confusion, RunMetrics, SplitReport};
+use crate::metrics::{Calibration, Confusion, RunMetrics, SplitReport};
 use crate::model::Net;
 use crate::{plots, training};
 
@@ -128,7 +128,11 @@ pub fn train(opts: RunOptions) -> Result<RunMetrics> {
 
     let device = config.backend.device()?.autodiff();
     device.seed(config.seed);
-    let model = Net::new(config, classes, &device);
+    let whitening = (config.whiten && config.arch == crate::model::Arch::Airbench).then(|| {
+        let refs: Vec<&Rgb32> = train_set.images.iter().take(config.whiten_images).collect();
+        crate::model::whitening_filters(&data::to_input(&refs, None), config.whiten_eps)
+    });
+    let model = Net::new(config, classes, whitening, &device);
     let train_start = Instant::now();
     let (model, epochs) = training::fit(config, model, &train_set, &val_set, &device, |m| {
         eprintln!(
@@ -140,8 +144,24 @@ pub fn train(opts: RunOptions) -> Result<RunMetrics> {
     // Evaluation and export run on flex whatever trained: the exporter captures from it.
     let infer = Device::flex();
     let model = model.valid().to_device(&infer);
-    let report = |set: &Dataset| {
-        let e = training::evaluate(&model, set, 500, &infer);
+    let mirror = config.tta_mirror;
+    let val_eval = training::evaluate(&model, &val_set, config.eval_batch_size, &infer, mirror);
+    let val_plain_accuracy = if mirror {
+        training::evaluate(&model, &val_set, config.eval_batch_size, &infer, false).accuracy
+    } else {
+        val_eval.accuracy
+    };
+    let calibration = Calibration::fit(&val_eval, &val_set.labels, classes, config.calibrate);
+    eprintln!(
+        "validation: accuracy {:.4} ({} {:.4}), temperature {:.3}, ECE {:.4} -> {:.4}",
+        val_eval.accuracy,
+        if mirror { "without mirror TTA" } else { "no TTA" },
+        val_plain_accuracy,
+        calibration.temperature,
+        calibration.ece_before,
+        calibration.ece_after
+    );
+    let report = |set: &Dataset, e: training::Evaluation| {
         let confusion = Confusion::new(&set.classes, &set.labels, &e.predictions);
         SplitReport {
             images: set.len(),
@@ -151,8 +171,10 @@ pub fn train(opts: RunOptions) -> Result<RunMetrics> {
             confusion,
         }
     };
-    let validation = report(&val_set);
-    let test = test_set.as_ref().map(report);
+    let validation = report(&val_set, val_eval);
+    let test = test_set
+        .as_ref()
+        .map(|t| report(t, training::evaluate(&model, t, config.eval_batch_size, &infer, mirror)));
 
     let trained_at = crate::publish::now_rfc3339();
     let meta = ExportMeta {
@@ -161,10 +183,15 @@ pub fn train(opts: RunOptions) -> Result<RunMetrics> {
         val_accuracy: validation.accuracy,
         trained_at: trained_at.clone(),
         config_json: serde_json::to_string(config).expect("config serialises"),
+        val_ece: calibration.ece_after,
     };
     let probe: Vec<Rgb32> = val_set.images.iter().take(64).copied().collect();
-    let burn_rows = export::burn_probabilities(&model, &probe)?;
-    let exported = export::export(&model, &meta)?;
+    let head = export::Head {
+        mirror,
+        temperature: calibration.temperature as f32,
+    };
+    let burn_rows = export::burn_probabilities(&model, &probe, head)?;
+    let exported = export::export(&model, &meta, head)?;
     let parity = export::check_parity(&exported.bytes, &probe, &burn_rows)?;
     if parity.max_abs_diff > PARITY_TOLERANCE || !parity.argmax_agree {
         return Err(TrainError::Export(format!(
@@ -187,6 +214,8 @@ pub fn train(opts: RunOptions) -> Result<RunMetrics> {
         final_train_accuracy: epochs.last().map(|e| e.train_accuracy).unwrap_or(f64::NAN),
         epochs,
         validation,
+        validation_accuracy_without_tta: val_plain_accuracy,
+        calibration,
         test,
         train_seconds,
         wall_seconds: wall.elapsed().as_secs_f64(),
@@ -220,5 +249,6 @@ fn write_run(out: &Path, onnx: &[u8], metrics: &RunMetrics, golden: &Golden) -> 
 pub fn draw_plots(out: &Path, metrics: &RunMetrics) -> Result<()> {
     plots::learning_curves(&out.join("learning-curves.png"), &metrics.epochs)?;
     let title = format!("validation confusion (accuracy {:.4})", metrics.validation.accuracy);
-    plots::confusion_matrix(&out.join("confusion-matrix.png"), &metrics.validation.confusion, &title)
+    plots::confusion_matrix(&out.join("confusion-matrix.png"), &metrics.validation.confusion, &title)?;
+    plots::reliability_diagram(&out.join("reliability.png"), &metrics.calibration)
 }

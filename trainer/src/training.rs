@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use burn::module::Module;
+use burn::module::{Module, ParamId};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
@@ -31,15 +31,20 @@ pub struct EpochMetrics {
     pub lr_end: f64,
 }
 
-/// Loss, accuracy and predictions over a dataset.
+/// Loss, accuracy, predictions and logits (row-major, one row per image) over a dataset.
 #[derive(Debug, Clone)]
 pub struct Evaluation {
     pub loss: f64,
     pub accuracy: f64,
     pub predictions: Vec<u8>,
+    pub logits: Vec<f32>,
 }
 
-pub fn input_tensor(images: &[&contract::Rgb32], aug: Option<(Augment, &mut StdRng)>, device: &Device) -> Tensor<4> {
+pub fn input_tensor(
+    images: &[&contract::Rgb32],
+    aug: Option<(Augment<'_>, &mut StdRng)>,
+    device: &Device,
+) -> Tensor<4> {
     let n = images.len();
     let side = contract::IMAGE_SIDE;
     Tensor::<4>::from_data(TensorData::new(to_input(images, aug), [n, 3, side, side]), device)
@@ -66,8 +71,24 @@ fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
     }
 }
 
+/// Scale the gradients of `ids` by `factor`: a per-parameter learning-rate multiplier
+/// for an optimiser that has one rate (weight decay, added later, is not scaled).
+fn scale_grads(grads: &mut GradientsParams, ids: &[ParamId], factor: f64) {
+    for &id in ids {
+        if let Some(g) = grads.remove::<1>(id) {
+            grads.register(id, g.mul_scalar(factor));
+        }
+    }
+}
+
+/// Epochs that fit in `budget_s` when one takes `epoch_s`, at least one.
+pub fn epochs_for_budget(budget_s: f64, epoch_s: f64) -> usize {
+    ((budget_s / epoch_s.max(1e-9)).floor() as usize).max(1)
+}
+
 /// Train `model` on `train`, validating on `val` after each epoch; `on_epoch` sees each
-/// epoch's figures as they land.
+/// epoch's figures as they land. With a time budget the epoch count is refitted after the
+/// first epoch, so the schedule ends when the budget does.
 pub fn fit(
     config: &TrainConfig,
     mut model: Net,
@@ -82,23 +103,31 @@ pub fn fit(
         .init(device);
     let mut rng = StdRng::seed_from_u64(config.seed);
     let steps_per_epoch = train.len().div_ceil(config.batch_size);
-    let total_steps = steps_per_epoch * config.epochs;
-    let aug = Augment {
-        translate: config.translate,
-        flip: config.flip,
-    };
+    let mut epochs = config.epochs;
+    let mut total_steps = steps_per_epoch * epochs;
+    let bias_ids = model.norm_bias_ids();
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut history = Vec::new();
     let mut step = 0;
-    for epoch in 1..=config.epochs {
+    let mut epoch = 0;
+    while epoch < epochs {
+        epoch += 1;
+        if config.whiten && epoch == config.whiten_bias_epochs + 1 {
+            model = model.freeze_whitening();
+        }
         order.shuffle(&mut rng);
-        let bar = crate::progress::bar(train.len() as u64, &format!("epoch {epoch}/{}", config.epochs));
+        let bar = crate::progress::bar(train.len() as u64, &format!("epoch {epoch}/{epochs}"));
         let start = Instant::now();
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         let mut lr = 0.0;
         for chunk in order.chunks(config.batch_size) {
             let images: Vec<&contract::Rgb32> = chunk.iter().map(|&i| &train.images[i]).collect();
             let labels: Vec<u8> = chunk.iter().map(|&i| train.labels[i]).collect();
+            let flips = config.flip.flips(chunk, epoch, config.seed, &mut rng);
+            let aug = Augment {
+                translate: config.translate,
+                flips: &flips,
+            };
             let x = input_tensor(&images, Some((aug, &mut rng)), device);
             let y = label_tensor(&labels, device);
             let logits = model.forward(x);
@@ -111,7 +140,8 @@ pub fn fit(
                 .sum()
                 .into_scalar();
             let batch_loss: f32 = loss.clone().into_scalar();
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+            scale_grads(&mut grads, &bias_ids, config.bias_lr_scale);
             lr = config.lr_at(step, total_steps);
             model = optim.step(lr, model, grads);
             step += 1;
@@ -129,7 +159,23 @@ pub fn fit(
         }
         let seconds = start.elapsed().as_secs_f64();
         bar.finish_and_clear();
-        let eval = evaluate(&model.valid(), val, config.batch_size.max(256), &device.clone().inner());
+        let eval = evaluate(
+            &model.valid(),
+            val,
+            config.eval_batch_size,
+            &device.clone().inner(),
+            false,
+        );
+        if epoch == 1 && config.time_budget_minutes > 0.0 {
+            // The first epoch's wall time, validation included, sizes the run.
+            epochs = epochs_for_budget(config.time_budget_minutes * 60.0, start.elapsed().as_secs_f64());
+            total_steps = steps_per_epoch * epochs;
+            eprintln!(
+                "time budget {:.1} min: epoch 1 took {:.1} s, training {epochs} epochs",
+                config.time_budget_minutes,
+                start.elapsed().as_secs_f64()
+            );
+        }
         let m = EpochMetrics {
             epoch,
             train_loss: loss_sum / seen.max(1) as f64,
@@ -146,33 +192,42 @@ pub fn fit(
     (model, history)
 }
 
-/// Plain cross-entropy and accuracy of an inference-mode model.
-pub fn evaluate(model: &Net, data: &Dataset, batch_size: usize, device: &Device) -> Evaluation {
+/// Plain cross-entropy and accuracy of an inference-mode model, on mirror-averaged
+/// logits when `mirror` (the exported graph's test-time augmentation).
+pub fn evaluate(model: &Net, data: &Dataset, batch_size: usize, device: &Device, mirror: bool) -> Evaluation {
     if data.is_empty() {
         return Evaluation {
             loss: f64::NAN,
             accuracy: f64::NAN,
             predictions: Vec::new(),
+            logits: Vec::new(),
         };
     }
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let (mut loss_sum, mut predictions) = (0.0f64, Vec::with_capacity(data.len()));
+    let mut all_logits = Vec::new();
     let idx: Vec<usize> = (0..data.len()).collect();
     for chunk in idx.chunks(batch_size) {
         let images: Vec<&contract::Rgb32> = chunk.iter().map(|&i| &data.images[i]).collect();
         let labels: Vec<u8> = chunk.iter().map(|&i| data.labels[i]).collect();
-        let logits = model.forward(input_tensor(&images, None, device));
+        let logits = model.forward_tta(input_tensor(&images, None, device), mirror);
         let loss: f32 = loss_fn
             .forward(logits.clone(), label_tensor(&labels, device))
             .into_scalar();
         loss_sum += f64::from(loss) * chunk.len() as f64;
-        let pred: Vec<i64> = logits.argmax(1).into_data().try_to_vec_as::<i64>().unwrap_or_default();
-        predictions.extend(pred.into_iter().map(|p| p as u8));
+        let rows: Vec<f32> = logits.into_data().try_to_vec_as::<f32>().unwrap_or_default();
+        let classes = rows.len() / chunk.len().max(1);
+        predictions.extend(
+            rows.chunks_exact(classes.max(1))
+                .map(|row| contract::runtime::argmax(row).0 as u8),
+        );
+        all_logits.extend(rows);
     }
     let correct = predictions.iter().zip(&data.labels).filter(|(p, l)| p == l).count();
     Evaluation {
         loss: loss_sum / data.len() as f64,
         accuracy: correct as f64 / data.len() as f64,
         predictions,
+        logits: all_logits,
     }
 }

@@ -36,9 +36,15 @@ fn tiny_preset_trains_exports_checks_and_publishes() {
         "golden.json",
         "learning-curves.png",
         "confusion-matrix.png",
+        "reliability.png",
     ] {
         assert!(out.join(f).is_file(), "{f} written");
     }
+    // The tiny preset exercises the whole recipe: whitening, mirror TTA in the graph and
+    // a fitted temperature, all within the parity check above.
+    let cal = &metrics.calibration;
+    assert!(cal.temperature > 0.05 && cal.temperature < 20.0, "{cal:?}");
+    assert!(cal.nll_after <= cal.nll_before + 1e-9, "{cal:?}");
     let png = std::fs::read(out.join("learning-curves.png")).unwrap();
     assert_eq!(&png[1..4], b"PNG");
 
@@ -50,6 +56,9 @@ fn tiny_preset_trains_exports_checks_and_publishes() {
         assert!(props.contains_key(key), "metadata {key}");
     }
     assert_eq!(props[meta::MODEL_VERSION], metrics.model_version);
+    assert_eq!(props[meta::TTA], "mirror");
+    let t: f64 = props[meta::TEMPERATURE].parse().unwrap();
+    assert!((t - cal.temperature).abs() < 1e-4, "{t} vs {}", cal.temperature);
     let labels: Vec<String> = serde_json::from_str(&props[meta::LABELS]).unwrap();
     assert_eq!(labels, contract::CIFAR10_LABELS);
     let config: serde_json::Value = serde_json::from_str(&props[meta::CONFIG]).unwrap();

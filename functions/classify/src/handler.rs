@@ -30,6 +30,14 @@ struct PredictRequest {
     image: Option<Value>,
     images: Option<Vec<Value>>,
     top_k: Option<Value>,
+    min_probability: Option<Value>,
+}
+
+/// How many classes to list and the top-1 probability below which an image matches none.
+#[derive(Debug, Clone, Copy)]
+struct AnswerShape {
+    top_k: usize,
+    min_probability: f32,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -40,8 +48,12 @@ pub struct Prediction {
 
 #[derive(Debug, Serialize)]
 pub struct ImageResult {
-    pub label: String,
+    /// The top class, or `None` when its probability is under the request's
+    /// `min_probability`: the image matches none of the classes.
+    pub label: Option<String>,
     pub probability: f32,
+    /// False when `label` is null for being under `min_probability`.
+    pub matched: bool,
     pub predictions: Vec<Prediction>,
 }
 
@@ -148,6 +160,9 @@ impl App {
             "val_accuracy": self.classifier.val_accuracy(),
             "dataset": meta.get(contract::meta::DATASET),
             "trained_at": meta.get(contract::meta::TRAINED_AT),
+            "temperature": meta.get(contract::meta::TEMPERATURE).and_then(|t| t.parse::<f64>().ok()).unwrap_or(1.0),
+            "val_ece": meta.get(contract::meta::VAL_ECE).and_then(|t| t.parse::<f64>().ok()),
+            "tta": meta.get(contract::meta::TTA).map(String::as_str).unwrap_or("none"),
             "input": {"width": IMAGE_SIDE, "height": IMAGE_SIDE, "channels": 3, "resize_filter": "triangle (bilinear, area-widened when downscaling)", "alpha": "flattened onto white"},
             "limits": {
                 "max_body_bytes": self.settings.max_body_bytes,
@@ -155,6 +170,7 @@ impl App {
                 "max_image_side": self.settings.limits.max_side,
                 "max_image_pixels": self.settings.limits.max_pixels,
                 "top_k": {"default": DEFAULT_TOP_K, "min": 1, "max": self.classifier.labels().len()},
+                "min_probability": {"default": self.settings.min_probability, "min": 0.0, "max": 1.0},
             },
             "source": self.source,
         })
@@ -173,7 +189,7 @@ impl App {
             .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
             .unwrap_or_default();
         let max_k = self.classifier.labels().len();
-        let (images, top_k, batch) = match content_type.as_str() {
+        let (images, shape, batch) = match content_type.as_str() {
             "application/json" => self.parse_json(&body, max_k)?,
             "image/png"
             | "image/jpeg"
@@ -182,13 +198,15 @@ impl App {
             | "image/gif"
             | "image/bmp"
             | "application/octet-stream" => {
-                let top_k = match req.query_string_parameters.first("top_k") {
-                    Some(v) => parse_top_k(&Value::String(v.to_string()), max_k)?,
-                    None => DEFAULT_TOP_K.min(max_k),
+                let query = |name: &str| {
+                    req.query_string_parameters
+                        .first(name)
+                        .map(|v| Value::String(v.to_string()))
                 };
+                let shape = self.answer_shape(query("top_k").as_ref(), query("min_probability").as_ref(), max_k)?;
                 let image =
                     contract::decode_rgb32(&body, &self.settings.limits).map_err(|e| ApiError::from_image(e, None))?;
-                (vec![image], top_k, false)
+                (vec![image], shape, false)
             }
             "" => {
                 return Err(ApiError::new(
@@ -212,8 +230,8 @@ impl App {
             .classifier
             .probabilities(&images)
             .map_err(|e| ApiError::new(500, "inference_failed", e.to_string()))?;
-        let results: Vec<ImageResult> = rows.iter().map(|row| self.result(row, top_k)).collect();
-        outcome.top1 = results.first().map(|r| r.label.clone());
+        let results: Vec<ImageResult> = rows.iter().map(|row| self.result(row, shape)).collect();
+        outcome.top1 = results.first().and_then(|r| r.label.clone());
         let version = self.classifier.version();
         let body = if batch {
             json!({"results": results, "model_version": version})
@@ -225,20 +243,41 @@ impl App {
         Ok(json_response(200, &body))
     }
 
-    fn result(&self, row: &[f32], top_k: usize) -> ImageResult {
+    fn result(&self, row: &[f32], shape: AnswerShape) -> ImageResult {
         let labels = self.classifier.labels();
-        let predictions: Vec<Prediction> = contract::runtime::top_k(row, top_k)
+        let predictions: Vec<Prediction> = contract::runtime::top_k(row, shape.top_k)
             .into_iter()
             .map(|i| Prediction {
                 label: labels[i].clone(),
                 probability: row[i],
             })
             .collect();
+        let matched = predictions[0].probability >= shape.min_probability;
         ImageResult {
-            label: predictions[0].label.clone(),
+            label: matched.then(|| predictions[0].label.clone()),
             probability: predictions[0].probability,
+            matched,
             predictions,
         }
+    }
+
+    /// `top_k` and `min_probability` from the request, or their defaults.
+    fn answer_shape(
+        &self,
+        top_k: Option<&Value>,
+        min_probability: Option<&Value>,
+        max_k: usize,
+    ) -> Result<AnswerShape, ApiError> {
+        Ok(AnswerShape {
+            top_k: match top_k {
+                Some(v) => parse_top_k(v, max_k)?,
+                None => DEFAULT_TOP_K.min(max_k),
+            },
+            min_probability: match min_probability {
+                Some(v) => parse_min_probability(v)?,
+                None => self.settings.min_probability,
+            },
+        })
     }
 
     fn body_bytes(&self, req: &ApiGatewayV2httpRequest) -> Result<Vec<u8>, ApiError> {
@@ -281,17 +320,14 @@ impl App {
         Ok(bytes)
     }
 
-    fn parse_json(&self, body: &[u8], max_k: usize) -> Result<(Vec<Rgb32>, usize, bool), ApiError> {
+    fn parse_json(&self, body: &[u8], max_k: usize) -> Result<(Vec<Rgb32>, AnswerShape, bool), ApiError> {
         let req: PredictRequest = serde_json::from_slice(body).map_err(|e| {
             ApiError::bad_request(
                 "invalid_json",
                 format!("body is not valid JSON of the expected shape: {e}"),
             )
         })?;
-        let top_k = match &req.top_k {
-            Some(v) => parse_top_k(v, max_k)?,
-            None => DEFAULT_TOP_K.min(max_k),
-        };
+        let shape = self.answer_shape(req.top_k.as_ref(), req.min_probability.as_ref(), max_k)?;
         match (req.image, req.images) {
             (Some(_), Some(_)) => Err(ApiError::bad_request(
                 "ambiguous_request",
@@ -301,7 +337,7 @@ impl App {
                 "missing_image",
                 "JSON body needs \"image\": \"<base64>\" or \"images\": [\"<base64>\", ...]",
             )),
-            (Some(v), None) => Ok((vec![self.decode_item(&v, None)?], top_k, false)),
+            (Some(v), None) => Ok((vec![self.decode_item(&v, None)?], shape, false)),
             (None, Some(items)) => {
                 if items.is_empty() {
                     return Err(ApiError::bad_request(
@@ -325,7 +361,7 @@ impl App {
                     .enumerate()
                     .map(|(i, v)| self.decode_item(v, Some(i)))
                     .collect::<Result<Vec<_>, _>>()?;
-                Ok((images, top_k, true))
+                Ok((images, shape, true))
             }
         }
     }
@@ -402,6 +438,21 @@ fn parse_top_k(v: &Value, max_k: usize) -> Result<usize, ApiError> {
         _ => Err(ApiError::bad_request(
             "invalid_top_k",
             format!("top_k must be an integer from 1 to {max_k}, got {v}"),
+        )),
+    }
+}
+
+fn parse_min_probability(v: &Value) -> Result<f32, ApiError> {
+    let p = match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    match p {
+        Some(p) if (0.0..=1.0).contains(&p) => Ok(p as f32),
+        _ => Err(ApiError::bad_request(
+            "invalid_min_probability",
+            format!("min_probability must be a number from 0 to 1, got {v}"),
         )),
     }
 }

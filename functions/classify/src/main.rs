@@ -2,7 +2,11 @@ use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse
 use classify::settings::Settings;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
-#[tokio::main]
+/// One thread: an instance handles one event at a time, and tokio's work-stealing
+/// workers would spread each request's allocations over several glibc malloc arenas,
+/// which fragment and are never handed back (growth that `MALLOC_ARENA_MAX=1` hid).
+/// On one thread everything lives in the main arena and freed memory is reused.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     tracing_subscriber::fmt()
         .json()

@@ -16,6 +16,9 @@ pub struct Settings {
     /// Most images in one JSON batch.
     pub max_images: usize,
     pub limits: DecodeLimits,
+    /// Default top-1 probability under which an image matches no class (`label: null`);
+    /// 0 answers with the top class always. Requests may set their own.
+    pub min_probability: f32,
 }
 
 /// Lambda's synchronous payload limit is 6 MB, so a larger body can never arrive.
@@ -59,6 +62,17 @@ impl Settings {
                 max_pixels,
                 max_alloc: max_pixels * 4 + (64 << 20),
             },
+            min_probability: {
+                let p: f32 = parse_env("MIN_PROBABILITY", 0.0)?;
+                if !(0.0..=1.0).contains(&p) {
+                    return Err(LoadError::Setting {
+                        name: "MIN_PROBABILITY",
+                        value: p.to_string(),
+                        reason: "must be from 0 to 1".into(),
+                    });
+                }
+                p
+            },
         })
     }
 }
@@ -75,6 +89,7 @@ impl Default for Settings {
                 max_pixels: DEFAULT_MAX_PIXELS,
                 max_alloc: DEFAULT_MAX_PIXELS * 4 + (64 << 20),
             },
+            min_probability: 0.0,
         }
     }
 }

@@ -154,6 +154,41 @@ fn json_raw_and_batch_agree() {
 }
 
 #[test]
+fn min_probability_turns_a_weak_top_class_into_no_match() {
+    let png = STANDARD.encode(sample_png());
+    let plain = body_json(&predict_json(json!({"image": png, "top_k": 3})));
+    let top1 = plain["probability"].as_f64().unwrap();
+    assert_eq!(plain["matched"], true);
+    // Just above the top-1 probability: no class, the top-k still listed.
+    let strict = body_json(&predict_json(
+        json!({"image": png, "top_k": 3, "min_probability": (top1 + 1e-3).min(1.0)}),
+    ));
+    assert_eq!(strict["matched"], false);
+    assert!(strict["label"].is_null(), "{strict}");
+    assert_eq!(strict["predictions"], plain["predictions"]);
+    // Just below: the same answer as without a threshold.
+    let lenient = body_json(&predict_json(
+        json!({"image": png, "top_k": 3, "min_probability": top1 - 1e-3}),
+    ));
+    assert_eq!(lenient["label"], plain["label"]);
+    // The raw-body form takes it from the query string.
+    let raw = app().handle(&event(
+        "POST",
+        "/predict",
+        json!({"content-type": "image/png"}),
+        Some(&sample_png()),
+        "min_probability=1",
+    ));
+    let raw = body_json(&raw);
+    assert!(raw["label"].is_null() || raw["probability"] == 1.0, "{raw}");
+    for bad in [json!(1.5), json!(-0.1), json!("x"), json!([0.5])] {
+        let r = predict_json(json!({"image": png, "min_probability": bad}));
+        assert_eq!(r.status_code, 400, "{bad}");
+        assert_eq!(body_json(&r)["error"]["code"], "invalid_min_probability");
+    }
+}
+
+#[test]
 fn bad_input_gets_a_4xx_json_error() {
     let png = sample_png();
     let b64 = STANDARD.encode(&png);

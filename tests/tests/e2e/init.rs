@@ -8,7 +8,10 @@ use e2e::*;
 
 /// The function's log after it exits on its own.
 fn run_with_model_uri(uri: &str) -> String {
-    let (port, rx) = runtime_api::start(Vec::new());
+    // A request waits in the queue: a function that served despite a failed init would
+    // fetch and answer it.
+    let waiting = soak::event("GET", "/health", "application/json", b"", false);
+    let (port, rx) = runtime_api::start(vec![waiting]);
     let work = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(bin("classify"));
     cmd.env("MODEL_URI", uri).envs(runtime_api::lambda_env(port)).envs([
@@ -27,7 +30,11 @@ fn run_with_model_uri(uri: &str) -> String {
         "init should fail and exit:\n{}",
         service.log_text()
     );
-    assert!(rx.try_recv().is_err(), "no invocation was answered");
+    assert!(
+        rx.try_recv().is_err(),
+        "the queued invocation was answered:\n{}",
+        service.log_text()
+    );
     service.log_text()
 }
 

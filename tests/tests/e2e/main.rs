@@ -6,3 +6,4 @@ mod init;
 mod onnxruntime;
 mod pipeline;
 mod publish;
+mod soak;

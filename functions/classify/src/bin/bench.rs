@@ -114,12 +114,38 @@ fn main() {
         .into(),
         image::ImageFormat::Jpeg,
     );
+    // Phone-photo sizes: smooth gradients plus sensor-like noise, so the files are about
+    // as large as a camera's (12 MP: ~2 MB at quality 75).
+    let phone = |w: u32, h: u32| {
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let img = image::RgbImage::from_fn(w, h, |x, y| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let n = (state % 24) as u32;
+            image::Rgb([
+                ((x * 255 / w + n) % 256) as u8,
+                ((y * 255 / h + n) % 256) as u8,
+                (((x + y) * 128 / (w + h) + 60 + n) % 256) as u8,
+            ])
+        });
+        encode(img.into(), image::ImageFormat::Jpeg)
+    };
+    let (mp12, mp2) = (phone(4032, 3024), phone(1600, 1200));
     let batch: Vec<String> = (0..32).map(|_| STANDARD.encode(&small)).collect();
     let cases = [
         ("32x32 PNG, raw body", event("image/png", STANDARD.encode(&small), true)),
         (
             "1024x768 JPEG, raw body",
             event("image/jpeg", STANDARD.encode(&photo), true),
+        ),
+        (
+            "4032x3024 JPEG (12 MP phone photo), raw body",
+            event("image/jpeg", STANDARD.encode(&mp12), true),
+        ),
+        (
+            "1600x1200 JPEG (2 MP), raw body",
+            event("image/jpeg", STANDARD.encode(&mp2), true),
         ),
         (
             "batch of 32 PNGs, JSON",

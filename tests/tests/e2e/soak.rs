@@ -1,0 +1,23 @@
+//! Sustained traffic through the real runtime loop leaves resident memory flat.
+
+use std::time::Duration;
+
+use e2e::soak;
+
+#[test]
+#[ignore = "needs release binaries; run by `make test`"]
+fn memory_stays_flat_over_thousands_of_predictions() {
+    // 1,000 warm-up requests, then 6,000 more (5,250 of them predictions).
+    let report = soak::run(7_000, 1_000, Duration::from_secs(300));
+    let statuses = &report.statuses;
+    assert_eq!(statuses.get(&200), Some(&6_125), "{statuses:?}");
+    assert_eq!(statuses.get(&400), Some(&875), "{statuses:?}");
+    let (_, warm) = report.samples[0];
+    let (_, last) = *report.samples.last().unwrap();
+    let growth_mib = (last as f64 - warm as f64) / 1024.0;
+    assert!(
+        growth_mib <= 5.0,
+        "RSS grew {growth_mib:.1} MiB after warm-up: {:?}",
+        report.samples
+    );
+}
