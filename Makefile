@@ -19,10 +19,17 @@ help:
 	@echo "make run      serve the bundled model on http://127.0.0.1:$(PORT) via cargo lambda watch"
 	@echo "make test     install test tools, run fmt + clippy, Rust, end-to-end, arm64 and infra tests"
 	@echo "make train    train the default net on $(DATA_TGZ) into $(RUN_DIR)"
+	@echo "make evaluate score models/cifar10.onnx on the validation images it was trained without"
 	@echo "make bench    training images/s per architecture; make bench-function: latency table"
 	@echo "make bench-memory  function RSS per 1,000 requests through the runtime loop"
 	@echo "make bench-torch  the same nets in PyTorch CPU and burn's LibTorch backend, side by side"
 	@echo "make deploy   cargo lambda build --arm64 + cdk deploy; make publish-model after training"
+	@echo "make lint     cargo fmt --check and clippy -D warnings (make test runs it first)"
+	@echo "make build-arm64   the Lambda bootstrap (cargo lambda build --release --arm64)"
+	@echo "make train-seed    the Keras seed architecture through the same pipeline"
+	@echo "make trainer-libtorch  the trainer with burn's LibTorch backend (PyPI torch, ~4.8 GB)"
+	@echo "make setup / setup-test  the project-local tools (.venv, rustup target; apt and npm for tests)"
+	@echo "make clean    cargo clean and remove .venv, runs, node_modules, cdk.out"
 
 # --- set-up (project-local: .venv, rustup targets, node_modules; apt only for system tools) ---
 $(VENV)/.base: scripts/requirements.txt
@@ -90,7 +97,7 @@ train-seed:
 	nice cargo run --release -p trainer -- train --preset seed --data $(DATA_TGZ) --out runs/seed
 
 evaluate:
-	cargo run --release -p trainer -- evaluate --model models/cifar10.onnx --data $(DATA_TGZ)
+	cargo run --release -p trainer -- evaluate --model models/cifar10.onnx --data $(DATA_TGZ) --held-out
 
 bench:
 	cargo run --release -p trainer -- bench --data $(DATA_TGZ)

@@ -34,6 +34,45 @@ test('page classifies an uploaded photo and explains a bad file', async () => {
     assert.equal(bars, 5);
     if (process.env.SCREENSHOT) await page.screenshot({ path: process.env.SCREENSHOT, fullPage: true });
 
+    // A 12 MP phone photo: the page scales it down before upload, so the request stays
+    // small and the answer comes back.
+    const bigB64 = await page.evaluate(async () => {
+      const img = document.getElementById('preview');
+      await img.decode();
+      const canvas = document.createElement('canvas');
+      canvas.width = 4032; canvas.height = 3024;
+      const ctx = canvas.getContext('2d');
+      ctx.drawImage(img, 0, 0, canvas.width, canvas.height);
+      for (let i = 0; i < 20000; i++) { // grain, so the JPEG is as large as a camera's
+        ctx.fillStyle = `rgb(${(i * 37) % 256},${(i * 91) % 256},${(i * 53) % 256})`;
+        ctx.fillRect((i * 7919) % 4032, (i * 104729) % 3024, 3, 3);
+      }
+      const blob = await new Promise((done) => canvas.toBlob(done, 'image/jpeg', 0.95));
+      const bytes = new Uint8Array(await blob.arrayBuffer());
+      let text = '';
+      for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+      return btoa(text);
+    });
+    const big = Buffer.from(bigB64, 'base64');
+    assert.ok(big.length > 1_000_000, `phone-size photo is ${big.length} bytes`);
+    // Record what the page hands to fetch (DevTools does not report Blob bodies).
+    await page.evaluate(() => {
+      const send = window.fetch;
+      window.uploads = [];
+      window.fetch = (url, init) => {
+        if (init && init.body) window.uploads.push({ size: init.body.size, type: init.body.type });
+        return send(url, init);
+      };
+      document.getElementById('result').replaceChildren();
+    });
+    await page.setInputFiles('#file', { name: 'photo.jpg', mimeType: 'image/jpeg', buffer: big });
+    await page.waitForSelector('#top-label', { timeout: 30000 });
+    const uploads = await page.evaluate(() => window.uploads);
+    assert.equal(uploads.length, 1);
+    assert.equal(uploads[0].type, 'image/jpeg');
+    assert.ok(uploads[0].size < 200_000, `uploaded ${uploads[0].size} bytes`);
+    assert.equal(await page.locator('#result .row').count(), 5);
+
     const bad = join(profile, 'notes.txt');
     writeFileSync(bad, 'this is not a picture');
     await page.setInputFiles('#file', bad);

@@ -91,6 +91,79 @@ pub fn reliability(probs: &[f32], labels: &[u8], classes: usize) -> Vec<Bin> {
     bins
 }
 
+/// Images that are none of the classes, made here so the operating point of
+/// `min_probability` can be measured anywhere: uniform noise, flat colours, two-colour
+/// gradients and checkerboards, a quarter each.
+pub fn out_of_distribution_images(n: usize, seed: u64) -> Vec<contract::Rgb32> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let side = contract::IMAGE_SIDE;
+    (0..n)
+        .map(|i| {
+            let mut img = [0u8; contract::IMAGE_BYTES];
+            let a: [u8; 3] = rng.random();
+            let b: [u8; 3] = rng.random();
+            let cell = rng.random_range(2..9);
+            for y in 0..side {
+                for x in 0..side {
+                    let px = &mut img[(y * side + x) * 3..][..3];
+                    match i % 4 {
+                        0 => rng.fill(px),
+                        1 => px.copy_from_slice(&a),
+                        2 => {
+                            let t = x as f32 / (side - 1) as f32;
+                            for c in 0..3 {
+                                px[c] = (f32::from(a[c]) * (1.0 - t) + f32::from(b[c]) * t) as u8;
+                            }
+                        }
+                        _ => px.copy_from_slice(if (x / cell + y / cell) % 2 == 0 { &a } else { &b }),
+                    }
+                }
+            }
+            img
+        })
+        .collect()
+}
+
+/// One `min_probability` threshold: the share of labelled images it turns away, the
+/// accuracy on those it keeps, and the share of out-of-distribution images it turns away.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct OperatingPoint {
+    pub min_probability: f32,
+    pub labelled_rejected: f64,
+    pub accuracy_of_accepted: f64,
+    pub ood_rejected: f64,
+}
+
+/// [`OperatingPoint`]s for `thresholds`, from probability rows (one per image).
+pub fn operating_points(
+    rows: &[Vec<f32>],
+    labels: &[u8],
+    ood_rows: &[Vec<f32>],
+    thresholds: &[f32],
+) -> Vec<OperatingPoint> {
+    thresholds
+        .iter()
+        .map(|&t| {
+            let (mut kept, mut right) = (0usize, 0usize);
+            for (row, &label) in rows.iter().zip(labels) {
+                let (arg, p) = contract::runtime::argmax(row);
+                if p >= t {
+                    kept += 1;
+                    right += usize::from(arg == usize::from(label));
+                }
+            }
+            let ood_kept = ood_rows.iter().filter(|r| contract::runtime::argmax(r).1 >= t).count();
+            OperatingPoint {
+                min_probability: t,
+                labelled_rejected: 1.0 - kept as f64 / rows.len().max(1) as f64,
+                accuracy_of_accepted: right as f64 / kept.max(1) as f64,
+                ood_rejected: 1.0 - ood_kept as f64 / ood_rows.len().max(1) as f64,
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +193,23 @@ mod tests {
         let before = expected_calibration_error(&probabilities(&logits, classes, 1.0), &labels, classes);
         let after = expected_calibration_error(&probabilities(&logits, classes, t), &labels, classes);
         assert!(after < 0.02 && after < before / 3.0, "ECE {before} -> {after}");
+    }
+
+    #[test]
+    fn operating_points_count_what_each_threshold_turns_away() {
+        let rows = vec![vec![0.9, 0.1], vec![0.4, 0.6], vec![0.55, 0.45]];
+        let ood = vec![vec![0.5, 0.5], vec![0.95, 0.05]];
+        let p = operating_points(&rows, &[0, 0, 0], &ood, &[0.0, 0.58, 0.99]);
+        assert_eq!(p[0].labelled_rejected, 0.0);
+        assert!((p[0].accuracy_of_accepted - 2.0 / 3.0).abs() < 1e-12);
+        assert!((p[1].labelled_rejected - 1.0 / 3.0).abs() < 1e-12);
+        assert_eq!(p[1].accuracy_of_accepted, 0.5);
+        assert_eq!(p[1].ood_rejected, 0.5);
+        assert_eq!(p[2].labelled_rejected, 1.0);
+        assert_eq!(p[2].ood_rejected, 1.0);
+        let ood_images = out_of_distribution_images(8, 1);
+        assert_eq!(ood_images.len(), 8);
+        assert!(ood_images[1].chunks(3).all(|p| p == &ood_images[1][..3]), "flat colour");
     }
 
     #[test]

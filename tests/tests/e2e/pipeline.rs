@@ -418,6 +418,26 @@ fn train_publish_serve_and_refuse_bad_input() {
     assert_eq!(status, 200);
     check(&format!("{class}/{name}"), &again);
 
+    // 5b. "None of these": a threshold above the top-1 probability gives `label: null`
+    // with the classes still listed (query for raw bodies, a field for JSON).
+    let top1 = again["probability"].as_f64().unwrap();
+    let strict = (top1 + 0.01).min(1.0);
+    let (status, none) = post(
+        &agent,
+        &format!("{predict}?top_k=3&min_probability={strict}"),
+        "image/jpeg",
+        bytes,
+    );
+    assert_eq!(status, 200, "{none}");
+    if top1 < 0.99 {
+        assert!(none["label"].is_null() && none["matched"] == false, "{none}");
+    }
+    assert_eq!(none["predictions"].as_array().map(Vec::len), Some(3));
+    let body = json!({"image": STANDARD.encode(bytes), "min_probability": 0.0});
+    let (status, any) = post(&agent, &predict, "application/json", body.to_string().as_bytes());
+    assert_eq!((status, any["matched"].as_bool()), (200, Some(true)), "{any}");
+    assert_eq!(any["label"], again["label"]);
+
     // 6. Every answer above validates against openapi.yaml.
     let seen = work.path().join("responses.json");
     std::fs::write(&seen, SEEN.with(|s| serde_json::to_vec(&*s.borrow())).unwrap()).unwrap();
