@@ -141,6 +141,12 @@ pub fn train(opts: RunOptions) -> Result<RunMetrics> {
         );
     });
     let train_seconds = train_start.elapsed().as_secs_f64();
+    // What ran: a time budget may have chosen a different epoch count than configured.
+    let ran = TrainConfig {
+        epochs: epochs.len(),
+        ..config.clone()
+    };
+    let config = &ran;
     // Evaluation and export run on flex whatever trained: the exporter captures from it.
     let infer = Device::flex();
     let model = model.valid().to_device(&infer);
