@@ -333,4 +333,90 @@ mod tests {
             }
         }
     }
+
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = 0xFFFF_FFFFu32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+
+    /// Headers that claim huge images, a few dozen bytes each: each must be refused as
+    /// too large from its header, before any pixel buffer is allocated.
+    #[test]
+    fn decompression_bombs_of_every_format_are_refused_from_the_header() {
+        let (w, h) = (30_000u32, 30_000u32);
+        let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+        let mut ihdr = w.to_be_bytes().to_vec();
+        ihdr.extend(h.to_be_bytes());
+        ihdr.extend([8, 2, 0, 0, 0]);
+        png.extend(&ihdr);
+        png.extend(crc32(&[b"IHDR".as_slice(), &ihdr].concat()).to_be_bytes());
+        png.extend(b"\0\0\0\0IDAT");
+        png.extend(crc32(b"IDAT").to_be_bytes());
+        png.extend(b"\0\0\0\0IEND\xaeB`\x82");
+
+        let mut gif = b"GIF89a".to_vec();
+        gif.extend((w as u16 * 2).to_le_bytes());
+        gif.extend((h as u16 * 2).to_le_bytes());
+        gif.extend([0, 0, 0, 0x2C, 0, 0, 0, 0]);
+        gif.extend((w as u16 * 2).to_le_bytes());
+        gif.extend((h as u16 * 2).to_le_bytes());
+        gif.extend([0, 2, 2, 0x44, 0x01, 0, 0x3B]);
+
+        let mut bmp = b"BM".to_vec();
+        bmp.extend(1000u32.to_le_bytes());
+        bmp.extend([0, 0, 0, 0]);
+        bmp.extend(54u32.to_le_bytes());
+        bmp.extend(40u32.to_le_bytes());
+        bmp.extend((w as i32).to_le_bytes());
+        bmp.extend((h as i32).to_le_bytes());
+        bmp.extend(1u16.to_le_bytes());
+        bmp.extend(24u16.to_le_bytes());
+        bmp.extend([0u8; 24]);
+        bmp.extend([0u8; 64]);
+
+        // Extended WebP: a VP8X canvas and a lossless frame header, both 16384x16384.
+        let mut body = b"WEBPVP8X".to_vec();
+        body.extend(10u32.to_le_bytes());
+        body.extend([0, 0, 0, 0]);
+        body.extend(&(16_383u32).to_le_bytes()[..3]);
+        body.extend(&(16_383u32).to_le_bytes()[..3]);
+        body.extend(b"VP8L");
+        body.extend(16u32.to_le_bytes());
+        body.push(0x2F);
+        body.extend((0x3FFFu32 | (0x3FFF << 14)).to_le_bytes());
+        body.extend([0u8; 11]);
+        let mut webp = b"RIFF".to_vec();
+        webp.extend((body.len() as u32).to_le_bytes());
+        webp.extend(body);
+
+        // A baseline JPEG: quantisation and Huffman tables from a real 8x8 file, its frame
+        // header rewritten to claim 30000x30000.
+        let mut jpeg = encode(RgbImage::new(8, 8).into(), ImageFormat::Jpeg);
+        let sof = jpeg.windows(2).position(|m| m == [0xFF, 0xC0]).expect("SOF0");
+        jpeg[sof + 5..sof + 7].copy_from_slice(&(h as u16).to_be_bytes());
+        jpeg[sof + 7..sof + 9].copy_from_slice(&(w as u16).to_be_bytes());
+
+        let limits = DecodeLimits::default();
+        for (name, bytes) in [("PNG", png), ("GIF", gif), ("BMP", bmp), ("WebP", webp), ("JPEG", jpeg)] {
+            match decode_rgb32(&bytes, &limits) {
+                Err(ImageError::TooLarge { width, height, .. }) => {
+                    assert!(
+                        width > limits.max_side || height > limits.max_side,
+                        "{name}: {width}x{height}"
+                    )
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+    }
 }
