@@ -330,3 +330,31 @@ fn routes_methods_and_cors() {
     staged.request_context.stage = Some("prod".into());
     assert_eq!(app().handle(&staged).status_code, 200);
 }
+
+/// Every request example in openapi.yaml is a real request the function answers with 200.
+#[test]
+fn the_specs_request_examples_are_accepted() {
+    let spec = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../openapi.yaml")).unwrap();
+    let mut tried = 0;
+    for line in spec.lines() {
+        let Some(value) = line
+            .split_once("value: ")
+            .map(|(_, v)| v.trim().trim_end_matches('}').trim())
+        else {
+            continue;
+        };
+        if !(value.starts_with("{ image:") || value.starts_with("{ images:")) {
+            continue;
+        }
+        // YAML flow mapping -> JSON: quote the keys.
+        let json_text = value
+            .replace("{ images:", "{ \"images\":")
+            .replace("{ image:", "{ \"image\":")
+            .replace(", top_k:", ", \"top_k\":");
+        let body: Value = serde_json::from_str(&json_text).unwrap_or_else(|e| panic!("{e}: {json_text}"));
+        let r = predict_json(body);
+        assert_eq!(r.status_code, 200, "{value}: {:?}", r.body);
+        tried += 1;
+    }
+    assert_eq!(tried, 3, "single, data URL and batch examples");
+}
