@@ -30,6 +30,28 @@ fn plot_err(path: &Path) -> impl Fn(String) -> TrainError + '_ {
     }
 }
 
+/// One labelled series: a 2-px line through `points` with a dot on each, in the legend.
+fn line_with_points(
+    chart: &mut ChartContext<
+        '_,
+        BitMapBackend<'_>,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
+    points: Vec<(f64, f64)>,
+    name: &str,
+    color: RGBColor,
+) -> std::result::Result<(), String> {
+    chart
+        .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+        .map_err(|e| e.to_string())?
+        .label(name)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    chart
+        .draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled())))
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
 /// Loss (left) and accuracy (right) per epoch, train and validation.
 pub fn learning_curves(path: &Path, epochs: &[EpochMetrics]) -> Result<()> {
     register();
@@ -68,14 +90,7 @@ pub fn learning_curves(path: &Path, epochs: &[EpochMetrics]) -> Result<()> {
                     (e.epoch as f64, if i == 0 { t } else { v })
                 })
                 .collect();
-            chart
-                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-                .map_err(|e| err(e.to_string()))?
-                .label(name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-            chart
-                .draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled())))
-                .map_err(|e| err(e.to_string()))?;
+            line_with_points(&mut chart, points, name, color).map_err(&err)?;
         }
         chart
             .configure_series_labels()
@@ -191,14 +206,7 @@ pub fn reliability_diagram(path: &Path, calibration: &crate::metrics::Calibratio
             .filter(|b| b.count > 0)
             .map(|b| (b.confidence, b.accuracy))
             .collect();
-        chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-            .map_err(|e| err(e.to_string()))?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-        chart
-            .draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled())))
-            .map_err(|e| err(e.to_string()))?;
+        line_with_points(&mut chart, points, name, color).map_err(&err)?;
     }
     chart
         .configure_series_labels()
