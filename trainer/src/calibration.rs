@@ -6,11 +6,15 @@
 pub fn nll(logits: &[f32], labels: &[u8], classes: usize, t: f64) -> f64 {
     let mut total = 0f64;
     for (row, &label) in logits.chunks_exact(classes).zip(labels) {
-        let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v) / t));
-        let log_sum = row.iter().map(|&v| (f64::from(v) / t - max).exp()).sum::<f64>().ln() + max;
-        total += log_sum - f64::from(row[usize::from(label)]) / t;
+        total += log_normaliser(row, t) - f64::from(row[usize::from(label)]) / t;
     }
     total / labels.len().max(1) as f64
+}
+
+/// log(sum(exp(row / t))), shifted by the row's maximum so it cannot overflow.
+fn log_normaliser(row: &[f32], t: f64) -> f64 {
+    let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v) / t));
+    row.iter().map(|&v| (f64::from(v) / t - max).exp()).sum::<f64>().ln() + max
 }
 
 /// The temperature in [0.05, 20] that minimises [`nll`], by golden-section search on
@@ -44,10 +48,8 @@ pub fn probabilities(logits: &[f32], classes: usize, t: f64) -> Vec<f32> {
     logits
         .chunks_exact(classes)
         .flat_map(|row| {
-            let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v) / t));
-            let exps: Vec<f64> = row.iter().map(|&v| (f64::from(v) / t - max).exp()).collect();
-            let sum: f64 = exps.iter().sum();
-            exps.into_iter().map(move |e| (e / sum) as f32)
+            let log_z = log_normaliser(row, t);
+            row.iter().map(move |&v| (f64::from(v) / t - log_z).exp() as f32)
         })
         .collect()
 }
@@ -58,11 +60,16 @@ pub const ECE_BINS: usize = 15;
 /// Expected calibration error over equal-width confidence bins: the share-weighted gap
 /// between each bin's mean top-1 probability and its accuracy.
 pub fn expected_calibration_error(probs: &[f32], labels: &[u8], classes: usize) -> f64 {
-    reliability(probs, labels, classes)
-        .iter()
+    ece_of_bins(&reliability(probs, labels, classes))
+}
+
+/// The expected calibration error of already-computed reliability bins.
+pub fn ece_of_bins(bins: &[Bin]) -> f64 {
+    let total: usize = bins.iter().map(|b| b.count).sum();
+    bins.iter()
         .map(|b| b.count as f64 * (b.confidence - b.accuracy).abs())
         .sum::<f64>()
-        / labels.len().max(1) as f64
+        / total.max(1) as f64
 }
 
 /// One confidence bin: how many answers fell in it, their mean confidence and accuracy.

@@ -113,16 +113,16 @@ impl Calibration {
         } else {
             1.0
         };
-        let before = cal::probabilities(&eval.logits, classes, 1.0);
-        let after = cal::probabilities(&eval.logits, classes, t);
+        let bins_before = cal::reliability(&cal::probabilities(&eval.logits, classes, 1.0), labels, classes);
+        let bins = cal::reliability(&cal::probabilities(&eval.logits, classes, t), labels, classes);
         Calibration {
             temperature: t,
             nll_before: cal::nll(&eval.logits, labels, classes, 1.0),
             nll_after: cal::nll(&eval.logits, labels, classes, t),
-            ece_before: cal::expected_calibration_error(&before, labels, classes),
-            ece_after: cal::expected_calibration_error(&after, labels, classes),
-            bins: cal::reliability(&after, labels, classes),
-            bins_before: cal::reliability(&before, labels, classes),
+            ece_before: cal::ece_of_bins(&bins_before),
+            ece_after: cal::ece_of_bins(&bins),
+            bins,
+            bins_before,
         }
     }
 }
