@@ -131,6 +131,15 @@ fn node(op: &str, inputs: &[&str], output: &str, attribute: Vec<AttributeProto>)
     }
 }
 
+fn int_attribute(name: &str, value: i64) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Int as i32,
+        i: value,
+        ..Default::default()
+    }
+}
+
 fn int_constant(name: &str, values: Vec<i64>) -> TensorProto {
     TensorProto {
         name: name.into(),
@@ -185,18 +194,6 @@ fn wrap_contract(proto: &mut ModelProto, classes: usize, head: Head) -> Result<(
             }
         }
     }
-    let axis = AttributeProto {
-        name: "axis".into(),
-        r#type: AttributeType::Int as i32,
-        i: 1,
-        ..Default::default()
-    };
-    let gather = |axis: i64| AttributeProto {
-        name: "axis".into(),
-        r#type: AttributeType::Int as i32,
-        i: axis,
-        ..Default::default()
-    };
     let mut logits = LOGITS;
     if head.mirror {
         // burn ran on [x; mirror(x)] stacked along N: average each image's two rows.
@@ -212,13 +209,13 @@ fn wrap_contract(proto: &mut ModelProto, classes: usize, head: Head) -> Result<(
                 "Gather",
                 &["contract/pairs", "contract/first"],
                 "contract/plain3",
-                vec![gather(0)],
+                vec![int_attribute("axis", 0)],
             ),
             node(
                 "Gather",
                 &["contract/pairs", "contract/second"],
                 "contract/mirrored3",
-                vec![gather(0)],
+                vec![int_attribute("axis", 0)],
             ),
             node(
                 "Add",
@@ -256,7 +253,9 @@ fn wrap_contract(proto: &mut ModelProto, classes: usize, head: Head) -> Result<(
         ));
         logits = "contract/calibrated";
     }
-    graph.node.push(node("Softmax", &[logits], OUTPUT_NAME, vec![axis]));
+    graph
+        .node
+        .push(node("Softmax", &[logits], OUTPUT_NAME, vec![int_attribute("axis", 1)]));
     let side = IMAGE_SIDE as i64;
     let batch = Dim::DimParam(BATCH.into());
     graph.output[0] = ValueInfoProto {
@@ -275,12 +274,7 @@ fn wrap_contract(proto: &mut ModelProto, classes: usize, head: Head) -> Result<(
     let inv_std = CHANNEL_STD.map(|s| 1.0 / s);
     graph.initializer.push(channel_constant("contract/mean", CHANNEL_MEAN));
     graph.initializer.push(channel_constant("contract/inv_std", inv_std));
-    let cast_to = AttributeProto {
-        name: "to".into(),
-        r#type: AttributeType::Int as i32,
-        i: DataType::Float as i64,
-        ..Default::default()
-    };
+    let cast_to = int_attribute("to", DataType::Float as i64);
     let perm = AttributeProto {
         name: "perm".into(),
         r#type: AttributeType::Ints as i32,
@@ -302,24 +296,18 @@ fn wrap_contract(proto: &mut ModelProto, classes: usize, head: Head) -> Result<(
         // Mirror along W with a Gather (every runtime has it), stacked after the originals.
         let reversed: Vec<i64> = (0..side).rev().collect();
         graph.initializer.push(int_constant("contract/reversed_w", reversed));
-        let concat_axis = AttributeProto {
-            name: "axis".into(),
-            r#type: AttributeType::Int as i32,
-            i: 0,
-            ..Default::default()
-        };
         front.extend([
             node(
                 "Gather",
                 &[normalised, "contract/reversed_w"],
                 "contract/mirrored",
-                vec![gather(3)],
+                vec![int_attribute("axis", 3)],
             ),
             node(
                 "Concat",
                 &[normalised, "contract/mirrored"],
                 &float_in,
-                vec![concat_axis],
+                vec![int_attribute("axis", 0)],
             ),
         ]);
     }
