@@ -78,15 +78,15 @@ pub fn decode_rgb32(bytes: &[u8], limits: &DecodeLimits) -> Result<Rgb32, ImageE
     decode_limits.max_image_height = Some(limits.max_side);
     decode_limits.max_alloc = Some(limits.max_alloc);
     reader.limits(decode_limits);
-    let mut decoder = reader.into_decoder().map_err(map_err)?;
-    // A missing or unreadable tag means "as stored", which is what cameras without one mean.
-    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    // A missing or unreadable orientation tag means "as stored", which is what cameras
+    // without one mean.
     let min_side = u32::from(JPEG_SCALED_MIN_SIDE);
-    let mut image = if format == ImageFormat::Jpeg && width >= 2 * min_side && height >= 2 * min_side {
-        drop(decoder);
+    let (mut image, orientation) = if format == ImageFormat::Jpeg && width >= 2 * min_side && height >= 2 * min_side {
         decode_jpeg_scaled(bytes, limits)?
     } else {
-        DynamicImage::from_decoder(decoder).map_err(map_err)?
+        let mut decoder = reader.into_decoder().map_err(map_err)?;
+        let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+        (DynamicImage::from_decoder(decoder).map_err(map_err)?, orientation)
     };
     image.apply_orientation(orientation);
     Ok(to_rgb32(image))
@@ -107,13 +107,18 @@ fn unsupported_container(bytes: &[u8]) -> Option<&'static str> {
 
 /// A large JPEG decoded at the smallest DCT scale that keeps [`JPEG_SCALED_MIN_SIDE`]
 /// pixels on each side: the IDCT of 1/8 of the coefficients, an 8x8 block average,
-/// for a fraction of the work and memory of a full decode.
-fn decode_jpeg_scaled(bytes: &[u8], limits: &DecodeLimits) -> Result<DynamicImage, ImageError> {
+/// for a fraction of the work and memory of a full decode. Returns the EXIF orientation
+/// from the same parse.
+fn decode_jpeg_scaled(bytes: &[u8], limits: &DecodeLimits) -> Result<(DynamicImage, Orientation), ImageError> {
     use jpeg_decoder::{Decoder, PixelFormat};
     let corrupt = |e: jpeg_decoder::Error| ImageError::Corrupt(e.to_string());
     let mut decoder = Decoder::new(Cursor::new(bytes));
     decoder.set_max_decoding_buffer_size(usize::try_from(limits.max_alloc).unwrap_or(usize::MAX));
     decoder.read_info().map_err(corrupt)?;
+    let orientation = decoder
+        .exif_data()
+        .and_then(Orientation::from_exif_chunk)
+        .unwrap_or(Orientation::NoTransforms);
     let (w, h) = decoder
         .scale(JPEG_SCALED_MIN_SIDE, JPEG_SCALED_MIN_SIDE)
         .map_err(corrupt)?;
@@ -123,7 +128,7 @@ fn decode_jpeg_scaled(bytes: &[u8], limits: &DecodeLimits) -> Result<DynamicImag
         .ok_or_else(|| ImageError::Corrupt("JPEG header unreadable".into()))?;
     let (w, h) = (u32::from(w), u32::from(h));
     let short = || ImageError::Corrupt("JPEG decoded to fewer pixels than its header says".into());
-    Ok(match info.pixel_format {
+    let image = match info.pixel_format {
         PixelFormat::RGB24 => DynamicImage::ImageRgb8(image::RgbImage::from_raw(w, h, pixels).ok_or_else(short)?),
         PixelFormat::L8 => DynamicImage::ImageLuma8(image::GrayImage::from_raw(w, h, pixels).ok_or_else(short)?),
         PixelFormat::L16 => {
@@ -144,7 +149,8 @@ fn decode_jpeg_scaled(bytes: &[u8], limits: &DecodeLimits) -> Result<DynamicImag
                 .collect();
             DynamicImage::ImageRgb8(image::RgbImage::from_raw(w, h, rgb).ok_or_else(short)?)
         }
-    })
+    };
+    Ok((image, orientation))
 }
 
 fn map_err(e: image::ImageError) -> ImageError {
