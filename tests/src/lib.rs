@@ -476,3 +476,66 @@ pub mod soak {
         report
     }
 }
+
+/// A loopback HTTP proxy in front of a real S3 server that answers 503 to every request
+/// whose request line contains `fail_on` and forwards the rest, one request per
+/// connection: a failure injected at a chosen step of an otherwise real upload.
+pub struct FaultyProxy {
+    pub endpoint: String,
+    /// Request lines seen, in order.
+    pub seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl FaultyProxy {
+    pub fn start(upstream: &str, fail_on: &str) -> FaultyProxy {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let upstream = upstream.trim_start_matches("http://").to_string();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (fail_on, log) = (fail_on.to_string(), seen.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let (upstream, fail_on, log) = (upstream.clone(), fail_on.clone(), log.clone());
+                std::thread::spawn(move || -> std::io::Result<()> {
+                    let mut reader = BufReader::new(client.try_clone()?);
+                    let mut head = Vec::new();
+                    let mut length = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line)? == 0 {
+                            return Ok(());
+                        }
+                        let lower = line.to_ascii_lowercase();
+                        if let Some(v) = lower.strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if !lower.starts_with("connection:") {
+                            head.push(line);
+                        }
+                    }
+                    log.lock().unwrap().push(head[0].trim_end().to_string());
+                    let mut client = client;
+                    if head[0].contains(&fail_on) {
+                        client.write_all(
+                            b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )?;
+                        return Ok(());
+                    }
+                    let mut body = vec![0u8; length];
+                    reader.read_exact(&mut body)?;
+                    let mut up = std::net::TcpStream::connect(&upstream)?;
+                    up.write_all(head.concat().as_bytes())?;
+                    up.write_all(b"connection: close\r\n\r\n")?;
+                    up.write_all(&body)?;
+                    std::io::copy(&mut up, &mut client)?;
+                    Ok(())
+                });
+            }
+        });
+        FaultyProxy { endpoint, seen }
+    }
+}

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use contract::{CHANNEL_MEAN, CHANNEL_STD, CIFAR10_LABELS, DecodeLimits, IMAGE_BYTES, IMAGE_SIDE, Rgb32};
@@ -51,16 +50,8 @@ impl Dataset {
 /// Load an image-folder dataset (`<root>/<class>/<file>`) from a directory or a `.tar.gz`
 /// of one. Every file goes through the same decoder the function uses.
 pub fn load_image_folder(path: &Path, skip_bad: bool) -> Result<Dataset> {
-    let files = if is_targz(path) {
-        read_targz(path)?
-    } else {
-        read_dir_tree(path)?
-    };
-    let class_names: Vec<String> = {
-        let mut set: Vec<String> = files.keys().map(|(c, _)| c.clone()).collect();
-        set.dedup();
-        order_classes(set)
-    };
+    let files = scoring::folder::read_image_files(path)?;
+    let class_names = scoring::folder::class_names(&files, &CIFAR10_LABELS);
     if class_names.len() < 2 {
         return Err(TrainError::Dataset {
             path: path.into(),
@@ -76,7 +67,7 @@ pub fn load_image_folder(path: &Path, skip_bad: bool) -> Result<Dataset> {
         .map(|(i, c)| (c.as_str(), i as u8))
         .collect();
     let limits = DecodeLimits::default();
-    let bar = crate::progress::bar(files.len() as u64, "decoding");
+    let bar = scoring::progress::bar(files.len() as u64, "decoding");
     let mut ds = Dataset {
         classes: class_names.clone(),
         source: path.display().to_string(),
@@ -107,94 +98,6 @@ pub fn load_image_folder(path: &Path, skip_bad: bool) -> Result<Dataset> {
         });
     }
     Ok(ds)
-}
-
-/// CIFAR-10's own order when the folders are exactly its classes, else sorted names.
-fn order_classes(mut names: Vec<String>) -> Vec<String> {
-    names.sort();
-    let mut cifar: Vec<String> = CIFAR10_LABELS.iter().map(|s| s.to_string()).collect();
-    cifar.sort();
-    if names == cifar {
-        CIFAR10_LABELS.iter().map(|s| s.to_string()).collect()
-    } else {
-        names
-    }
-}
-
-fn is_targz(path: &Path) -> bool {
-    let name = path.to_string_lossy();
-    name.ends_with(".tar.gz") || name.ends_with(".tgz")
-}
-
-/// `(class, file name) -> bytes` of an image folder, in a stable order.
-pub type Files = BTreeMap<(String, String), Vec<u8>>;
-
-/// The files of an image folder (a directory or a `.tar.gz` of one), not yet decoded.
-pub fn read_image_files(path: &Path) -> Result<Files> {
-    if is_targz(path) {
-        read_targz(path)
-    } else {
-        read_dir_tree(path)
-    }
-}
-
-/// Class names of an image folder's files, in label order.
-pub fn class_names(files: &Files) -> Vec<String> {
-    let mut set: Vec<String> = files.keys().map(|(c, _)| c.clone()).collect();
-    set.dedup();
-    order_classes(set)
-}
-
-fn is_hidden(name: &str) -> bool {
-    name.starts_with('.')
-}
-
-fn read_dir_tree(root: &Path) -> Result<Files> {
-    let mut files = Files::new();
-    for class in fs::read_dir(root).map_err(io(root))? {
-        let class = class.map_err(io(root))?;
-        let class_name = class.file_name().to_string_lossy().into_owned();
-        if !class.path().is_dir() || is_hidden(&class_name) {
-            continue;
-        }
-        for file in fs::read_dir(class.path()).map_err(io(class.path()))? {
-            let file = file.map_err(io(class.path()))?;
-            let name = file.file_name().to_string_lossy().into_owned();
-            if file.path().is_file() && !is_hidden(&name) {
-                let bytes = fs::read(file.path()).map_err(io(file.path()))?;
-                files.insert((class_name.clone(), name), bytes);
-            }
-        }
-    }
-    Ok(files)
-}
-
-fn read_targz(path: &Path) -> Result<Files> {
-    let file = fs::File::open(path).map_err(io(path))?;
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
-    let mut files = Files::new();
-    for entry in archive.entries().map_err(io(path))? {
-        let mut entry = entry.map_err(io(path))?;
-        if !entry.header().entry_type().is_file() {
-            continue;
-        }
-        let entry_path: PathBuf = entry.path().map_err(io(path))?.into_owned();
-        let name = entry_path.file_name().map(|n| n.to_string_lossy().into_owned());
-        let class = entry_path
-            .parent()
-            .and_then(Path::file_name)
-            .map(|n| n.to_string_lossy().into_owned());
-        let (Some(name), Some(class)) = (name, class) else {
-            continue;
-        };
-        if is_hidden(&name) || is_hidden(&class) {
-            continue;
-        }
-        let mut bytes = Vec::with_capacity(entry.size() as usize);
-        entry.read_to_end(&mut bytes).map_err(io(path))?;
-        files.insert((class, name), bytes);
-    }
-    Ok(files)
 }
 
 /// Seeded stratified split: `val_size` images, as equal per class as the counts allow.

@@ -37,8 +37,8 @@ pub enum TrainError {
     Contract(#[from] contract::ContractError),
     #[error("publish to {dest} failed: {reason}")]
     Publish { dest: String, reason: String },
-    #[error("plot {path}: {reason}")]
-    Plot { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Scoring(#[from] scoring::ScoringError),
 }
 
 pub type Result<T, E = TrainError> = std::result::Result<T, E>;

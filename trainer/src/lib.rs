@@ -4,7 +4,6 @@
 pub mod backend;
 pub mod bench;
 pub mod calibration;
-pub mod client;
 pub mod config;
 pub mod data;
 pub mod error;
@@ -12,7 +11,6 @@ pub mod export;
 pub mod metrics;
 pub mod model;
 pub mod plots;
-pub mod progress;
 pub mod publish;
 pub mod run;
 pub mod training;

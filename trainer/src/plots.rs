@@ -2,33 +2,14 @@
 //! (no system fonts needed, so CI and Lambda-like hosts draw the same picture).
 
 use std::path::Path;
-use std::sync::Once;
 
 use plotters::prelude::*;
-use plotters::style::{FontStyle, register_font};
 
-use crate::error::{Result, TrainError};
-use crate::metrics::Confusion;
+use crate::error::Result;
 use crate::training::EpochMetrics;
 
-static FONT: Once = Once::new();
-
-fn register() {
-    FONT.call_once(|| {
-        let _ = register_font(
-            "sans-serif",
-            FontStyle::Normal,
-            include_bytes!("../assets/DejaVuSans.ttf"),
-        );
-    });
-}
-
-fn plot_err(path: &Path) -> impl Fn(String) -> TrainError + '_ {
-    move |reason| TrainError::Plot {
-        path: path.into(),
-        reason,
-    }
-}
+pub use scoring::plot::confusion_matrix;
+use scoring::plot::{plot_err, register_font as register};
 
 /// One labelled series: a 2-px line through `points` with a dot on each, in the legend.
 fn line_with_points(
@@ -102,72 +83,7 @@ pub fn learning_curves(path: &Path, epochs: &[EpochMetrics]) -> Result<()> {
     };
     series(&left, "loss", loss_max, &|e| (e.train_loss, e.val_loss))?;
     series(&right, "accuracy", 1.0, &|e| (e.train_accuracy, e.val_accuracy))?;
-    root.present().map_err(|e| err(e.to_string()))
-}
-
-/// Row-normalised confusion matrix with counts in the cells.
-pub fn confusion_matrix(path: &Path, confusion: &Confusion, title: &str) -> Result<()> {
-    use plotters::coord::ranged1d::SegmentValue;
-    use plotters::style::text_anchor::{HPos, Pos, VPos};
-    register();
-    let err = plot_err(path);
-    let k = confusion.labels.len();
-    let root = BitMapBackend::new(path, (780, 760)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
-        .margin(16)
-        .x_label_area_size(50)
-        .y_label_area_size(100)
-        .build_cartesian_2d((0..k - 1).into_segmented(), (0..k - 1).into_segmented())
-        .map_err(|e| err(e.to_string()))?;
-    // Row 0 (the first class) is drawn at the top.
-    let label = |v: &SegmentValue<usize>, flip: bool| match v {
-        SegmentValue::CenterOf(i) if *i < k => confusion.labels[if flip { k - 1 - i } else { *i }].clone(),
-        _ => String::new(),
-    };
-    chart
-        .configure_mesh()
-        .disable_mesh()
-        .x_labels(k)
-        .y_labels(k)
-        .x_label_formatter(&|v| label(v, false))
-        .y_label_formatter(&|v| label(v, true))
-        .x_desc("predicted")
-        .y_desc("true")
-        .x_label_style(("sans-serif", 11))
-        .y_label_style(("sans-serif", 14))
-        .draw()
-        .map_err(|e| err(e.to_string()))?;
-    let centered = Pos::new(HPos::Center, VPos::Center);
-    for (t, row) in confusion.matrix.iter().enumerate() {
-        let total = f64::from(row.iter().sum::<u32>().max(1));
-        let y = k - 1 - t;
-        for (p, &count) in row.iter().enumerate() {
-            let share = f64::from(count) / total;
-            let shade = (255.0 * (1.0 - share)) as u8;
-            let cell = [
-                (SegmentValue::Exact(p), SegmentValue::Exact(y)),
-                (SegmentValue::Exact(p + 1), SegmentValue::Exact(y + 1)),
-            ];
-            chart
-                .draw_series(std::iter::once(Rectangle::new(
-                    cell,
-                    RGBColor(shade, shade, 255).filled(),
-                )))
-                .map_err(|e| err(e.to_string()))?;
-            let color = if share > 0.5 { WHITE } else { BLACK };
-            let style = ("sans-serif", 14).into_font().color(&color).pos(centered);
-            chart
-                .draw_series(std::iter::once(Text::new(
-                    count.to_string(),
-                    (SegmentValue::CenterOf(p), SegmentValue::CenterOf(y)),
-                    style,
-                )))
-                .map_err(|e| err(e.to_string()))?;
-        }
-    }
-    root.present().map_err(|e| err(e.to_string()))
+    Ok(root.present().map_err(|e| err(e.to_string()))?)
 }
 
 /// Reliability diagram: accuracy against mean confidence per bin, before and after the
@@ -215,5 +131,5 @@ pub fn reliability_diagram(path: &Path, calibration: &crate::metrics::Calibratio
         .border_style(BLACK)
         .draw()
         .map_err(|e| err(e.to_string()))?;
-    root.present().map_err(|e| err(e.to_string()))
+    Ok(root.present().map_err(|e| err(e.to_string()))?)
 }

@@ -116,7 +116,7 @@ pub fn fit(
             model = model.freeze_whitening();
         }
         order.shuffle(&mut rng);
-        let bar = crate::progress::bar(train.len() as u64, &format!("epoch {epoch}/{epochs}"));
+        let bar = scoring::progress::bar(train.len() as u64, &format!("epoch {epoch}/{epochs}"));
         let start = Instant::now();
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         let mut lr = 0.0;

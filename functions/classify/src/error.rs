@@ -1,38 +1,46 @@
+use api::ErrorCode;
 use thiserror::Error;
 
-/// A request the API refuses, with the status and the stable `code` clients switch on.
+/// A request the API refuses: the stable code clients switch on (its HTTP status comes
+/// with it), a message that says what to fix, and any header the answer must carry.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[error("{code}: {message}")]
 pub struct ApiError {
-    pub status: u16,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
+    /// `Allow` of a 405.
+    pub allow: Option<String>,
 }
 
 impl ApiError {
-    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            status,
             code,
             message: message.into(),
+            allow: None,
         }
     }
 
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(400, code, message)
+    pub fn status(&self) -> u16 {
+        self.code.status()
     }
 
-    /// The image error of item `index` (batch position, when there is a batch).
-    pub fn from_image(err: contract::ImageError, index: Option<usize>) -> Self {
+    /// The image error of item `at` (`image`, `images[3]`; none for a raw body).
+    pub fn from_image(err: contract::ImageError, at: Option<&str>) -> Self {
         use contract::ImageError::*;
-        let at = index.map(|i| format!("images[{i}]: ")).unwrap_or_default();
-        let (status, code) = match &err {
-            UnknownFormat => (400, "invalid_image"),
-            Unsupported(_) => (415, "unsupported_image_format"),
-            TooLarge { .. } => (413, "image_too_large"),
-            Corrupt(_) | Empty => (400, "invalid_image"),
+        let code = match &err {
+            Unsupported(_) => ErrorCode::UnsupportedImageFormat,
+            TooLarge { .. } => ErrorCode::ImageTooLarge,
+            UnknownFormat | Corrupt(_) | Empty => ErrorCode::InvalidImage,
         };
-        Self::new(status, code, format!("{at}{err}"))
+        let at = at.map(|a| format!("{a}: ")).unwrap_or_default();
+        Self::new(code, format!("{at}{err}"))
+    }
+}
+
+impl From<api::RequestError> for ApiError {
+    fn from(e: api::RequestError) -> Self {
+        Self::new(e.code, e.message)
     }
 }
 

@@ -1,9 +1,12 @@
-//! The classification function: settings and model loading at cold start, a small
-//! synchronous handler per request.
+//! The classification function: settings and model loading at cold start, then per
+//! request a route, a decoded request and a typed answer, each in its own module.
 
 pub mod error;
 pub mod handler;
 pub mod model_source;
+pub mod request;
+pub mod response;
+pub mod routes;
 pub mod settings;
 
 pub use handler::App;

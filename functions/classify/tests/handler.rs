@@ -4,6 +4,7 @@
 use std::io::Cursor;
 use std::sync::OnceLock;
 
+use api::{BatchPredictResponse, ErrorBody, ErrorCode, Health, ModelInfo, PredictResponse};
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::encodings::Body;
 use base64::Engine;
@@ -11,6 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use classify::App;
 use classify::settings::Settings;
 use image::{DynamicImage, ImageFormat, RgbImage, RgbaImage};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 fn app() -> &'static App {
@@ -61,11 +63,19 @@ fn event(method: &str, path: &str, headers: Value, body: Option<&[u8]>, query: &
     .expect("valid event")
 }
 
-fn body_json(r: &ApiGatewayV2httpResponse) -> Value {
+/// The body as the API type it must be; a body of another shape fails the test.
+fn body<T: DeserializeOwned>(r: &ApiGatewayV2httpResponse) -> T {
     match &r.body {
-        Some(Body::Text(t)) => serde_json::from_str(t).expect("JSON body"),
+        Some(Body::Text(t)) => serde_json::from_str(t).unwrap_or_else(|e| panic!("{e}: {t}")),
         other => panic!("expected a text body, got {other:?}"),
     }
+}
+
+fn error_code(r: &ApiGatewayV2httpResponse) -> (i64, ErrorCode) {
+    let e: ErrorBody = body(r);
+    assert!(!e.error.message.is_empty());
+    assert_eq!(i64::from(e.error.code.status()), r.status_code);
+    (r.status_code, e.error.code)
 }
 
 fn encode(img: DynamicImage, format: ImageFormat) -> Vec<u8> {
@@ -95,11 +105,13 @@ fn predict_json(body: Value) -> ApiGatewayV2httpResponse {
 fn health_and_model_describe_the_model() {
     let r = app().handle(&event("GET", "/health", json!({}), None, ""));
     assert_eq!(r.status_code, 200);
-    assert_eq!(body_json(&r)["model_version"], app().classifier.version());
-    let m = body_json(&app().handle(&event("GET", "/model", json!({}), None, "")));
-    assert_eq!(m["labels"].as_array().unwrap().len(), 10);
-    assert_eq!(m["labels"][3], "cat");
-    assert_eq!(m["input"]["width"], 32);
+    assert_eq!(body::<Health>(&r).model_version, app().classifier.version());
+    let m: ModelInfo = body(&app().handle(&event("GET", "/model", json!({}), None, "")));
+    assert_eq!(m.labels.len(), 10);
+    assert_eq!(m.labels[3], "cat");
+    assert_eq!(m.input.width, 32);
+    assert_eq!(m.limits.max_images, 4);
+    assert_eq!((m.limits.top_k.default, m.limits.top_k.max), (5, 10));
     let page = app().handle(&event("GET", "/", json!({}), None, ""));
     assert_eq!(page.status_code, 200);
     assert_eq!(page.headers["content-type"], "text/html; charset=utf-8");
@@ -110,16 +122,11 @@ fn json_raw_and_batch_agree() {
     let png = sample_png();
     let single = predict_json(json!({"image": STANDARD.encode(&png), "top_k": 3}));
     assert_eq!(single.status_code, 200, "{:?}", single.body);
-    let single = body_json(&single);
-    assert_eq!(single["predictions"].as_array().unwrap().len(), 3);
-    assert_eq!(single["label"], single["predictions"][0]["label"]);
-    assert_eq!(single["model_version"], app().classifier.version());
-    let p: Vec<f64> = single["predictions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["probability"].as_f64().unwrap())
-        .collect();
+    let single: PredictResponse = body(&single);
+    assert_eq!(single.result.predictions.len(), 3);
+    assert_eq!(single.result.label.as_ref(), Some(&single.result.predictions[0].label));
+    assert_eq!(single.model_version, app().classifier.version());
+    let p: Vec<f32> = single.result.predictions.iter().map(|p| p.probability).collect();
     assert!(p.windows(2).all(|w| w[0] >= w[1]), "sorted: {p:?}");
 
     let data_url = format!("data:image/png;base64,{}", STANDARD.encode(&png));
@@ -131,46 +138,45 @@ fn json_raw_and_batch_agree() {
         "top_k=3",
     ));
     assert_eq!(raw.status_code, 200);
-    assert_eq!(body_json(&raw)["predictions"], single["predictions"]);
+    assert_eq!(body::<PredictResponse>(&raw).result, single.result);
 
     let other = encode(
         RgbaImage::from_pixel(300, 200, image::Rgba([200, 30, 30, 255])).into(),
         ImageFormat::Png,
     );
-    let batch = body_json(&predict_json(
+    let batch: BatchPredictResponse = body(&predict_json(
         json!({"images": [data_url, STANDARD.encode(&other)], "top_k": 3}),
     ));
-    let results = batch["results"].as_array().unwrap();
-    assert_eq!(results.len(), 2);
-    assert_eq!(results[0]["predictions"], single["predictions"]);
-    let full = body_json(&predict_json(json!({"image": STANDARD.encode(&png), "top_k": 10})));
-    let total: f64 = full["predictions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["probability"].as_f64().unwrap())
-        .sum();
+    assert_eq!(batch.results.len(), 2);
+    assert_eq!(batch.results[0], single.result);
+    // A batch of one is still a batch.
+    let one: BatchPredictResponse = body(&predict_json(json!({"images": [STANDARD.encode(&png)], "top_k": 3})));
+    assert_eq!(one.results, [single.result.clone()]);
+    let full: PredictResponse = body(&predict_json(json!({"image": STANDARD.encode(&png), "top_k": 10})));
+    let total: f32 = full.result.predictions.iter().map(|p| p.probability).sum();
     assert!((total - 1.0).abs() < 1e-4, "probabilities sum to {total}");
 }
 
 #[test]
 fn min_probability_turns_a_weak_top_class_into_no_match() {
     let png = STANDARD.encode(sample_png());
-    let plain = body_json(&predict_json(json!({"image": png, "top_k": 3})));
-    let top1 = plain["probability"].as_f64().unwrap();
-    assert_eq!(plain["matched"], true);
+    let plain = body::<PredictResponse>(&predict_json(json!({"image": png, "top_k": 3}))).result;
+    let top1 = f64::from(plain.probability);
+    assert!(plain.matched);
     // Just above the top-1 probability: no class, the top-k still listed.
-    let strict = body_json(&predict_json(
+    let strict = body::<PredictResponse>(&predict_json(
         json!({"image": png, "top_k": 3, "min_probability": (top1 + 1e-3).min(1.0)}),
-    ));
-    assert_eq!(strict["matched"], false);
-    assert!(strict["label"].is_null(), "{strict}");
-    assert_eq!(strict["predictions"], plain["predictions"]);
+    ))
+    .result;
+    assert!(!strict.matched);
+    assert_eq!(strict.label, None);
+    assert_eq!(strict.predictions, plain.predictions);
     // Just below: the same answer as without a threshold.
-    let lenient = body_json(&predict_json(
+    let lenient = body::<PredictResponse>(&predict_json(
         json!({"image": png, "top_k": 3, "min_probability": top1 - 1e-3}),
-    ));
-    assert_eq!(lenient["label"], plain["label"]);
+    ))
+    .result;
+    assert_eq!(lenient, plain);
     // The raw-body form takes it from the query string.
     let raw = app().handle(&event(
         "POST",
@@ -179,12 +185,11 @@ fn min_probability_turns_a_weak_top_class_into_no_match() {
         Some(&sample_png()),
         "min_probability=1",
     ));
-    let raw = body_json(&raw);
-    assert!(raw["label"].is_null() || raw["probability"] == 1.0, "{raw}");
+    let raw = body::<PredictResponse>(&raw).result;
+    assert!(raw.label.is_none() || raw.probability == 1.0, "{raw:?}");
     for bad in [json!(1.5), json!(-0.1), json!("x"), json!([0.5])] {
         let r = predict_json(json!({"image": png, "min_probability": bad}));
-        assert_eq!(r.status_code, 400, "{bad}");
-        assert_eq!(body_json(&r)["error"]["code"], "invalid_min_probability");
+        assert_eq!(error_code(&r), (400, ErrorCode::InvalidMinProbability), "{bad}");
     }
 }
 
@@ -194,6 +199,20 @@ fn bad_input_gets_a_4xx_json_error() {
     let b64 = STANDARD.encode(&png);
     let big = STANDARD.encode(vec![0u8; 300_000]);
     let cases: Vec<(&str, Value, u16, &str)> = vec![
+        ("images not a list", json!({"images": b64}), 400, "invalid_json"),
+        ("not an object", json!([b64]), 400, "invalid_json"),
+        (
+            "batch item not a string",
+            json!({"images": [b64, 7]}),
+            400,
+            "invalid_image_field",
+        ),
+        (
+            "batch item not an image",
+            json!({"images": [b64, STANDARD.encode("text")]}),
+            400,
+            "invalid_image",
+        ),
         ("missing field", json!({"img": b64}), 400, "missing_image"),
         (
             "both fields",
@@ -234,14 +253,15 @@ fn bad_input_gets_a_4xx_json_error() {
     ];
     for (what, body, status, code) in cases {
         let r = predict_json(body);
-        let v = body_json(&r);
-        assert_eq!(
-            (r.status_code, v["error"]["code"].as_str()),
-            (i64::from(status), Some(code)),
-            "{what}: {v}"
-        );
-        assert!(!v["error"]["message"].as_str().unwrap().is_empty());
+        let code: ErrorCode = serde_json::from_value(json!(code)).unwrap();
+        assert_eq!(error_code(&r), (i64::from(status), code), "{what}: {:?}", r.body);
     }
+    let r = predict_json(json!({"images": [b64, STANDARD.encode("text")]}));
+    assert!(
+        body::<ErrorBody>(&r).error.message.starts_with("images[1]: "),
+        "{:?}",
+        r.body
+    );
     let huge = encode(RgbImage::new(5000, 10).into(), ImageFormat::Png);
     let r = app().handle(&event(
         "POST",
@@ -250,10 +270,7 @@ fn bad_input_gets_a_4xx_json_error() {
         Some(&huge),
         "",
     ));
-    assert_eq!(
-        (r.status_code, body_json(&r)["error"]["code"].clone()),
-        (413, json!("image_too_large"))
-    );
+    assert_eq!(error_code(&r), (413, ErrorCode::ImageTooLarge));
     let r = app().handle(&event(
         "POST",
         "/predict",
@@ -261,10 +278,7 @@ fn bad_input_gets_a_4xx_json_error() {
         Some(b"a,b"),
         "",
     ));
-    assert_eq!(
-        (r.status_code, body_json(&r)["error"]["code"].clone()),
-        (415, json!("unsupported_media_type"))
-    );
+    assert_eq!(error_code(&r), (415, ErrorCode::UnsupportedMediaType));
     let r = app().handle(&event(
         "POST",
         "/predict",
@@ -272,10 +286,7 @@ fn bad_input_gets_a_4xx_json_error() {
         Some(b"{oops"),
         "",
     ));
-    assert_eq!(
-        (r.status_code, body_json(&r)["error"]["code"].clone()),
-        (400, json!("invalid_json"))
-    );
+    assert_eq!(error_code(&r), (400, ErrorCode::InvalidJson));
     let r = app().handle(&event(
         "POST",
         "/predict",
@@ -289,18 +300,21 @@ fn bad_input_gets_a_4xx_json_error() {
 #[test]
 fn routes_methods_and_cors() {
     let r = app().handle(&event("GET", "/missing", json!({}), None, ""));
-    assert_eq!(
-        (r.status_code, body_json(&r)["error"]["code"].clone()),
-        (404, json!("not_found"))
-    );
+    assert_eq!(error_code(&r), (404, ErrorCode::NotFound));
     let r = app().handle(&event("GET", "/predict", json!({}), None, ""));
-    assert_eq!(
-        (r.status_code, body_json(&r)["error"]["code"].clone()),
-        (405, json!("method_not_allowed"))
-    );
+    assert_eq!(error_code(&r), (405, ErrorCode::MethodNotAllowed));
     assert_eq!(r.headers["allow"], "POST");
     let r = app().handle(&event("DELETE", "/health", json!({}), None, ""));
-    assert_eq!(r.status_code, 405);
+    assert_eq!(error_code(&r), (405, ErrorCode::MethodNotAllowed));
+    assert_eq!(r.headers["allow"], "GET");
+    // Every route answers its own method (with no body, predict refuses the body only).
+    for route in classify::routes::Route::ALL {
+        let r = app().handle(&event(route.method().as_str(), route.path(), json!({}), None, ""));
+        match route {
+            classify::routes::Route::Predict => assert_eq!(error_code(&r), (400, ErrorCode::EmptyBody)),
+            _ => assert_eq!(r.status_code, 200, "{route:?}"),
+        }
+    }
 
     let pre = app().handle(&event(
         "OPTIONS",

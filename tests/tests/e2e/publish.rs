@@ -1,16 +1,22 @@
 //! `trainer publish` against a real S3 API (moto_server on loopback): content-addressed
-//! objects, pointer last, and a failed upload that leaves the old pointer alone.
+//! objects, pointer last, and failed uploads (before anything is written, and between the
+//! model and the pointer) that leave the old pointer alone.
 
 use std::process::Command;
 
 use e2e::*;
 
 fn publish(run: &std::path::Path, to: &str, s3: &S3Server) -> std::process::Output {
+    publish_via(run, to, s3, &s3.endpoint)
+}
+
+fn publish_via(run: &std::path::Path, to: &str, s3: &S3Server, endpoint: &str) -> std::process::Output {
     Command::new(bin("trainer"))
         .args(["publish", "--run"])
         .arg(run)
         .args(["--to", to])
         .envs(s3.env())
+        .env("AWS_ENDPOINT_URL_S3", endpoint)
         .output()
         .expect("trainer runs")
 }
@@ -53,6 +59,46 @@ fn publish_writes_pointer_last_and_failure_keeps_the_old_one() {
         stderr.contains("no-such-bucket") && stderr.contains("NoSuchBucket"),
         "{stderr}"
     );
+    // A failure between the model upload and the pointer write: the new model's objects
+    // are there (content-addressed, harmless), the pointer still names the old one.
+    let proxy = FaultyProxy::start(&s3.endpoint, "/bucket/prod/models/latest.json");
+    let staged_b = work.path().join("run-b");
+    std::fs::create_dir_all(&staged_b).unwrap();
+    // A second valid model: the shipped one with another training date in its metadata.
+    let at = model
+        .windows(10)
+        .position(|w| w == b"trained_at")
+        .expect("trained_at key")
+        + 10;
+    let digit = at + model[at..].iter().position(u8::is_ascii_digit).expect("a date");
+    let mut b = model.clone();
+    b[digit] = if b[digit] == b'1' { b'2' } else { b'1' };
+    std::fs::write(staged_b.join("model.onnx"), &b).unwrap();
+    let out = publish_via(&staged_b, "s3://bucket/prod/", &s3, &proxy.endpoint);
+    assert!(!out.status.success(), "the pointer write failed, so publish must fail");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("latest.json"), "{stderr}");
+    let seen = proxy.seen.lock().unwrap().clone();
+    let b_sha = contract::sha256_hex(&std::fs::read(staged_b.join("model.onnx")).unwrap());
+    let model_put = seen
+        .iter()
+        .position(|l| l.starts_with("PUT") && l.contains(&format!("{b_sha}.onnx")));
+    let pointer_put = seen
+        .iter()
+        .position(|l| l.starts_with("PUT") && l.contains("latest.json"));
+    assert!(
+        matches!((model_put, pointer_put), (Some(m), Some(p)) if m < p),
+        "the model went up before the pointer was tried: {seen:#?}"
+    );
+    assert_eq!(
+        get(&s3, &format!("prod/models/{b_sha}.onnx")).0,
+        200,
+        "the new model was uploaded"
+    );
+    let (_, kept) = get(&s3, "prod/models/latest.json");
+    let kept: contract::ModelPointer = serde_json::from_slice(&kept).unwrap();
+    assert_eq!(kept, pointer, "old pointer kept after a mid-upload failure");
+
     // ...and a broken run directory never touches the pointer.
     std::fs::write(staged.join("model.onnx"), b"not a model").unwrap();
     let out = publish(&staged, "s3://bucket/prod/", &s3);

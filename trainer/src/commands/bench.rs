@@ -1,0 +1,119 @@
+//! `trainer bench`: training images/s of each architecture and backend, optionally
+//! against PyTorch on the same images and threads.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use trainer::backend::Backend;
+use trainer::config::{Preset, TrainConfig};
+
+use super::data::DataArgs;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Training images per measurement (one epoch over them, after an untimed warm-up batch).
+    #[arg(long, default_value_t = 2048)]
+    images: usize,
+    /// Batch size for all measurements.
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    /// Worker threads for every backend and for PyTorch.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Extra airbench widths to measure, e.g. `16,32,64,128`.
+    #[arg(long)]
+    widths: Vec<trainer::config::Widths>,
+    /// burn backends to measure, comma-separated (`libtorch` needs the `libtorch` feature).
+    #[arg(long, value_delimiter = ',', default_value = "flex")]
+    backends: Vec<Backend>,
+    /// A Python with PyTorch (e.g. `.venv-torch/bin/python`): also train the same nets in
+    /// PyTorch CPU on the same images with the same threads, and print the ratio.
+    #[arg(long)]
+    torch_python: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    for b in &args.backends {
+        b.device()?; // refuse a backend this binary lacks before loading any data
+        b.set_threads(args.threads);
+    }
+    let full = args.data.source(false).load(false)?;
+    let n = args.images.min(full.len());
+    let set = full.subset(&(0..n).collect::<Vec<_>>());
+    let warm = full.subset(&(0..args.batch_size.min(n)).collect::<Vec<_>>());
+    let probe = full.subset(&[0]);
+    let mut nets: Vec<(String, TrainConfig)> = vec![
+        ("seed".into(), Preset::Seed.config()),
+        ("airbench (default)".into(), Preset::Default.config()),
+    ];
+    for w in args.widths {
+        nets.push((
+            format!(
+                "airbench {}",
+                w.iter().map(ToString::to_string).collect::<Vec<_>>().join("/")
+            ),
+            TrainConfig {
+                whiten: w[0] == trainer::model::WHITEN_WIDTH,
+                widths: w,
+                ..Preset::Default.config()
+            },
+        ));
+    }
+    for (_, c) in &mut nets {
+        c.epochs = 1;
+        c.batch_size = args.batch_size;
+    }
+    // rows[net][backend]
+    let mut rows = vec![Vec::new(); nets.len()];
+    for &backend in &args.backends {
+        for (row, (name, config)) in rows.iter_mut().zip(&nets) {
+            let device = backend.device()?.autodiff();
+            device.seed(config.seed);
+            // Timing only: any filters of the right shape cost the same as fitted ones.
+            let whitening = config.whiten.then(|| vec![0.05f32; trainer::model::WHITEN_WIDTH * 12]);
+            let model = trainer::model::Net::new(config, full.classes.len(), whitening, &device);
+            let (model, _) = trainer::training::fit(config, model, &warm, &probe, &device, |_| {});
+            let (_, h) = trainer::training::fit(config, model, &set, &probe, &device, |_| {});
+            eprintln!("burn {backend:?} {name}: {:.1} img/s", h[0].images_per_second);
+            row.push(h[0].images_per_second);
+        }
+    }
+    let torch = match &args.torch_python {
+        Some(py) => Some(trainer::bench::pytorch_images_per_second(
+            py,
+            &nets,
+            &set,
+            args.batch_size,
+            args.threads,
+        )?),
+        None => None,
+    };
+    let mut head = String::from("| net | batch | images | threads |");
+    for b in &args.backends {
+        head += &format!(" burn {b:?} img/s |");
+    }
+    if torch.is_some() {
+        head += " PyTorch img/s |";
+        for b in &args.backends {
+            head += &format!(" {b:?} / PyTorch |");
+        }
+    }
+    println!("{head}");
+    println!("{}", "|---".repeat(head.matches(" |").count()) + "|");
+    for (i, (name, _)) in nets.iter().enumerate() {
+        let mut line = format!("| {name} | {} | {n} | {} |", args.batch_size, args.threads);
+        for v in &rows[i] {
+            line += &format!(" {v:.1} |");
+        }
+        if let Some(t) = &torch {
+            line += &format!(" {:.1} |", t[i]);
+            for v in &rows[i] {
+                line += &format!(" {:.2}x |", v / t[i]);
+            }
+        }
+        println!("{line}");
+    }
+    Ok(())
+}

@@ -1,0 +1,32 @@
+//! The labelled-image sources every data-reading command shares.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use trainer::run::DataSource;
+
+/// Where the labelled images come from; exactly one of these.
+#[derive(Args, Debug, Clone)]
+#[group(required = true, multiple = false)]
+pub struct DataArgs {
+    /// Image folder `<root>/<class>/<file>`, or a `.tar.gz` of one.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Folder holding the official CIFAR-10 binary files (data_batch_*.bin, test_batch.bin).
+    #[arg(long)]
+    cifar_binary: Option<PathBuf>,
+    /// Download the official CIFAR-10 binary release (MD5-checked) into this cache folder.
+    #[arg(long)]
+    download_cifar: Option<PathBuf>,
+}
+
+impl DataArgs {
+    pub fn source(&self, test: bool) -> DataSource {
+        match (&self.data, &self.cifar_binary, &self.download_cifar) {
+            (Some(p), _, _) => DataSource::Folder(p.clone()),
+            (_, Some(d), _) => DataSource::CifarBinary { dir: d.clone(), test },
+            (_, _, Some(c)) => DataSource::CifarDownload { cache: c.clone(), test },
+            _ => unreachable!("clap requires one data source"),
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! `trainer publish`: upload a run to S3 or a folder and move the pointer.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Run directory holding model.onnx (and metrics.json, plots).
+    #[arg(long, default_value = "runs/latest")]
+    run: PathBuf,
+    /// Destination: s3://bucket/prefix/ or file://dir/. S3 uses the standard AWS
+    /// credential chain; AWS_ENDPOINT_URL_S3 points it at an S3-compatible server.
+    #[arg(long)]
+    to: String,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let p = rt.block_on(trainer::publish::publish(&args.run, &args.to))?;
+    println!("model   {}", p.model_uri);
+    println!("pointer {}", p.pointer_uri);
+    println!("{}", serde_json::to_string_pretty(&p.pointer)?);
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! `trainer train`: fit, evaluate, export and draw a run.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use trainer::config::{ConfigOverrides, Preset};
+use trainer::run::{DataSource, RunOptions};
+
+use super::data::DataArgs;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Optional test set: an image folder, or `cifar` for the official test batch of the
+    /// binary source chosen above.
+    #[arg(long)]
+    test: Option<String>,
+    /// Starting recipe; `--config` and flags refine it.
+    #[arg(long, value_enum, default_value = "default")]
+    preset: Preset,
+    /// JSON file with any TrainConfig fields (applied over the preset).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    overrides: ConfigOverrides,
+    /// Run directory to write model.onnx, metrics.json, golden.json and plots into.
+    #[arg(long, default_value = "runs/latest")]
+    out: PathBuf,
+    /// Skip unreadable image files (and count them) instead of stopping at the first.
+    #[arg(long)]
+    skip_bad_images: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let mut config = args.preset.config();
+    if let Some(path) = &args.config {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        config = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    }
+    args.overrides.apply(&mut config);
+    config.backend.set_threads(config.threads);
+    eprintln!("config: {}", serde_json::to_string_pretty(&config)?);
+    let test = match args.test.as_deref() {
+        None => None,
+        Some("cifar") => match args.data.source(true) {
+            DataSource::Folder(_) => bail!("--test cifar needs --cifar-binary or --download-cifar as the data source"),
+            other => Some(other),
+        },
+        Some(path) => Some(DataSource::Folder(path.into())),
+    };
+    let opts = RunOptions {
+        config,
+        data: args.data.source(false),
+        test,
+        out: args.out.clone(),
+        skip_bad_images: args.skip_bad_images,
+    };
+    let m = trainer::run::train(opts)?;
+    println!("run written to {}", args.out.display());
+    println!("model_version      {}", m.model_version);
+    println!(
+        "train accuracy     {:.4} (last epoch, augmented)",
+        m.final_train_accuracy
+    );
+    println!(
+        "val accuracy       {:.4}  loss {:.4}",
+        m.validation.accuracy, m.validation.loss
+    );
+    if let Some(t) = &m.test {
+        println!("test accuracy      {:.4}  loss {:.4}", t.accuracy, t.loss);
+    }
+    println!(
+        "training           {:.1}s, {:.0} images/s; wall {:.1}s",
+        m.train_seconds, m.train_images_per_second, m.wall_seconds
+    );
+    println!("config             {}", serde_json::to_string(&m.config)?);
+    Ok(())
+}
