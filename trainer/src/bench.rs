@@ -7,10 +7,10 @@ use std::process::Command;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::config::Arch;
 use crate::config::{OptimizerKind, TrainConfig};
 use crate::data::{Dataset, to_input};
 use crate::error::{Result, TrainError, io};
-use crate::model::Arch;
 
 const TORCH_SCRIPT: &str = include_str!("../../scripts/torch_bench.py");
 

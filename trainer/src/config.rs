@@ -5,7 +5,22 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
 use crate::data::FlipMode;
-use crate::model::Arch;
+
+/// Which network to train.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Arch {
+    /// The Keras seed: conv blocks (`seed_conv_widths`), dense layers
+    /// (`seed_dense_widths`) with dropout, then the classes.
+    Seed,
+    /// airbench-style: batch-norm conv blocks (conv, pool, BN, ReLU, conv, BN, ReLU),
+    /// global max pool, scaled linear head. Widths from `--widths`.
+    Airbench,
+}
+
+/// Width of the whitening layer: +/- each direction of a 2x2x3 patch.
+pub const WHITEN_WIDTH: usize = 2 * WHITEN_PATCH * WHITEN_PATCH * 3;
+pub const WHITEN_PATCH: usize = 2;
 
 /// Optimiser family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -65,8 +80,12 @@ train_config! {
     warmup: f64 = 0.23,
     /// Learning rate at the last step as a fraction of the peak.
     lr_end: f64 = 0.07,
-    /// SGD momentum (Nesterov, no dampening).
+    /// SGD momentum.
     momentum: f64 = 0.85,
+    /// Nesterov momentum (SGD).
+    nesterov: bool = true,
+    /// SGD momentum dampening.
+    dampening: f64 = 0.0,
     /// L2 weight decay added to the gradient (decays by lr x this per step; airbench's
     /// decoupled 0.0153 per 1,024 examples at lr 11.5 is 0.0153 / 11.5).
     weight_decay: f64 = 1.33e-3,
@@ -76,6 +95,10 @@ train_config! {
     label_smoothing: f32 = 0.2,
     /// Dropout before the dense layers (seed net only).
     dropout: f64 = 0.25,
+    /// Conv block widths of the seed net (each block halves the side).
+    seed_conv_widths: Widths = Widths(vec![32, 64, 128]),
+    /// Dense layer widths of the seed net, before the class layer.
+    seed_dense_widths: Widths = Widths(vec![128, 128, 128]),
     /// Random translation in pixels (reflect padding), 0 to disable.
     translate: usize = 2,
     /// Horizontal flips of training images.
@@ -211,7 +234,7 @@ impl TrainConfig {
                 "widths allows at most 5 groups (each halves the 32-pixel side)",
             ),
             (
-                self.arch == Arch::Airbench && self.whiten && self.widths[0] != crate::model::WHITEN_WIDTH,
+                self.arch == Arch::Airbench && self.whiten && self.widths[0] != WHITEN_WIDTH,
                 "with whiten the stem width (first of widths) must be 24: +/- 12 patch directions",
             ),
             (
@@ -228,6 +251,13 @@ impl TrainConfig {
             ),
             (self.bn_eps.is_nan() || self.bn_eps <= 0.0, "bn_eps must be positive"),
             (self.eval_batch_size == 0, "eval_batch_size must be at least 1"),
+            (
+                self.seed_conv_widths.len() > 5
+                    || self.seed_conv_widths.contains(&0)
+                    || self.seed_dense_widths.contains(&0),
+                "seed_conv_widths: at most 5 blocks; seed widths must be positive",
+            ),
+            (!(0.0..1.0).contains(&self.dampening), "dampening must be in [0, 1)"),
             (
                 self.time_budget_minutes.is_nan() || self.time_budget_minutes < 0.0,
                 "time_budget_minutes must be 0 (off) or positive",

@@ -7,20 +7,9 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::{relu, softmax};
 use burn::tensor::{Device, Tensor, TensorData};
-use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
-
-/// Which network to train.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Arch {
-    /// The Keras seed: 3 conv blocks 32/64/128, dense 128x3 + 10, dropout.
-    Seed,
-    /// airbench-style: batch-norm conv blocks (conv, pool, BN, ReLU, conv, BN, ReLU),
-    /// global max pool, scaled linear head. Widths from `--widths`.
-    Airbench,
-}
+pub use crate::config::{Arch, WHITEN_PATCH, WHITEN_WIDTH};
 
 fn conv3(c_in: usize, c_out: usize, bias: bool, device: &Device) -> Conv2d {
     Conv2dConfig::new([c_in, c_out], [3, 3])
@@ -43,19 +32,25 @@ pub struct SeedNet {
 }
 
 impl SeedNet {
-    pub fn new(classes: usize, dropout: f64, device: &Device) -> Self {
-        let widths = [3, 32, 64, 128];
-        let convs = widths.windows(2).map(|w| conv3(w[0], w[1], true, device)).collect();
-        let dense = [128 * 4 * 4, 128, 128, 128]
-            .windows(2)
-            .map(|w| LinearConfig::new(w[0], w[1]).init(device))
+    pub fn new(config: &TrainConfig, classes: usize, device: &Device) -> Self {
+        let convs: Vec<usize> = std::iter::once(3)
+            .chain(config.seed_conv_widths.iter().copied())
+            .collect();
+        // Each conv block halves the 32-pixel side.
+        let side = 32 >> config.seed_conv_widths.len();
+        let flat = convs[convs.len() - 1] * side * side;
+        let dense: Vec<usize> = std::iter::once(flat)
+            .chain(config.seed_dense_widths.iter().copied())
             .collect();
         Self {
-            convs,
-            dense,
-            out: LinearConfig::new(128, classes).init(device),
+            convs: convs.windows(2).map(|w| conv3(w[0], w[1], true, device)).collect(),
+            dense: dense
+                .windows(2)
+                .map(|w| LinearConfig::new(w[0], w[1]).init(device))
+                .collect(),
+            out: LinearConfig::new(dense[dense.len() - 1], classes).init(device),
             pool: pool2(),
-            dropout: DropoutConfig::new(dropout).init(),
+            dropout: DropoutConfig::new(config.dropout).init(),
         }
     }
 
@@ -72,10 +67,6 @@ impl SeedNet {
         self.out.forward(x)
     }
 }
-
-/// Width of the whitening layer: +/- each direction of a 2x2x3 patch.
-pub const WHITEN_WIDTH: usize = 2 * WHITEN_PATCH * WHITEN_PATCH * 3;
-const WHITEN_PATCH: usize = 2;
 
 /// Batch norm as airbench uses it: its own momentum and epsilon, optionally a scale
 /// fixed at 1.
@@ -342,7 +333,7 @@ impl Net {
     /// [`whitening_filters`]).
     pub fn new(config: &TrainConfig, classes: usize, whitening: Option<Vec<f32>>, device: &Device) -> Self {
         match config.arch {
-            Arch::Seed => Net::Seed(SeedNet::new(classes, config.dropout, device)),
+            Arch::Seed => Net::Seed(SeedNet::new(config, classes, device)),
             Arch::Airbench => Net::Airbench(AirbenchNet::new(classes, config, whitening, device)),
         }
     }

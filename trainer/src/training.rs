@@ -64,8 +64,8 @@ fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
             .with_momentum(Some(
                 MomentumConfig::new()
                     .with_momentum(config.momentum)
-                    .with_dampening(0.0)
-                    .with_nesterov(true),
+                    .with_dampening(config.dampening)
+                    .with_nesterov(config.nesterov),
             ))
             .init(),
     }

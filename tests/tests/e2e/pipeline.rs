@@ -218,7 +218,11 @@ fn serve_through_the_pointer(s3: &S3Server, run: &Path, logs: &Path) -> (Watch, 
         metrics["model_version"].as_str().unwrap(),
         "function serves the published model"
     );
-    assert!(model.source.starts_with("s3://models/e2e/models/latest.json"), "{}", model.source);
+    assert!(
+        model.source.starts_with("s3://models/e2e/models/latest.json"),
+        "{}",
+        model.source
+    );
     (watch, model)
 }
 
