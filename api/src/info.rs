@@ -7,6 +7,29 @@ pub struct Health {
     /// Always `ok` when the function answers at all.
     pub status: String,
     pub model_version: String,
+    pub refresh: RefreshStatus,
+}
+
+/// How the served model follows the published pointer (`MODEL_REFRESH_SECONDS`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefreshStatus {
+    /// False when the model is not behind an S3 pointer or refresh is off.
+    pub enabled: bool,
+    pub interval_seconds: u64,
+    /// RFC 3339 time of the last pointer check, if any.
+    pub last_check: Option<String>,
+    /// `unchanged`, `updated` or `failed`; none before the first check.
+    pub last_outcome: Option<RefreshOutcome>,
+    /// Why the last check failed; the previous model kept serving.
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefreshOutcome {
+    Unchanged,
+    Updated,
+    Failed,
 }
 
 /// What a client needs to know about the served model before sending images.
@@ -27,6 +50,7 @@ pub struct ModelInfo {
     pub limits: Limits,
     /// Where the model was loaded from (`s3://...`, `file://...`, `embedded`).
     pub source: String,
+    pub refresh: RefreshStatus,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

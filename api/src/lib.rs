@@ -8,10 +8,13 @@ pub mod media;
 pub mod predict;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
-pub use info::{FloatRange, Health, InputSpec, IntRange, Limits, ModelInfo};
+pub use info::{FloatRange, Health, InputSpec, IntRange, Limits, ModelInfo, RefreshOutcome, RefreshStatus};
 pub use predict::{
     BatchPredictResponse, ImageResult, Images, PredictAnswer, PredictRequest, PredictResponse, Prediction, RequestError,
 };
+
+/// Response header naming the model version that produced a `POST /predict` answer.
+pub const MODEL_VERSION_HEADER: &str = "x-model-version";
 
 /// Default `top_k` when a request names none.
 pub const DEFAULT_TOP_K: usize = 5;

@@ -189,6 +189,16 @@ fn result(label: Option<&str>) -> ImageResult {
     }
 }
 
+fn refresh() -> RefreshStatus {
+    RefreshStatus {
+        enabled: true,
+        interval_seconds: 60,
+        last_check: Some("2026-11-27T00:00:00Z".into()),
+        last_outcome: Some(RefreshOutcome::Failed),
+        last_error: Some("sha256 mismatch".into()),
+    }
+}
+
 fn model_info() -> ModelInfo {
     ModelInfo {
         labels: vec!["cat".into(), "ship".into()],
@@ -223,6 +233,7 @@ fn model_info() -> ModelInfo {
             },
         },
         source: "s3://bucket/models/latest.json".into(),
+        refresh: refresh(),
     }
 }
 
@@ -247,6 +258,7 @@ fn every_answer_type_matches_its_schema_both_ways() {
     let health = serde_json::to_value(Health {
         status: "ok".into(),
         model_version: "v1".into(),
+        refresh: refresh(),
     })
     .unwrap();
     let info = serde_json::to_value(model_info()).unwrap();

@@ -539,3 +539,24 @@ impl FaultyProxy {
         FaultyProxy { endpoint, seen }
     }
 }
+
+impl S3Server {
+    /// Write an object with a real (signed) S3 request.
+    pub fn put_object(&self, bucket: &str, key: &str, body: Vec<u8>) {
+        use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "e2e"))
+            .force_path_style(true)
+            .build();
+        let client = aws_sdk_s3::Client::from_conf(config);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(client.put_object().bucket(bucket).key(key).body(body.into()).send())
+            .expect("put object");
+    }
+}

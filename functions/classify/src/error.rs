@@ -64,6 +64,12 @@ pub enum LoadError {
         uri: String,
         source: contract::ContractError,
     },
+    #[error("{uri}: labels {new:?} differ from the serving model's {serving:?}; a new label set needs a redeploy")]
+    Labels {
+        uri: String,
+        serving: Vec<String>,
+        new: Vec<String>,
+    },
     #[error("setting {name}={value} is invalid: {reason}")]
     Setting {
         name: &'static str,

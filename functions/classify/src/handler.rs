@@ -1,6 +1,7 @@
 //! One dispatch from route to answer: a plain function from request to response, so
 //! tests call it in process and the runtime loop stays a one-liner.
 
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use api::{
@@ -12,16 +13,25 @@ use contract::{Classifier, IMAGE_SIDE};
 use http::Method;
 
 use crate::error::ApiError;
+use crate::refresh::Refresher;
 use crate::request::{AnswerShape, Kind};
 use crate::response;
 use crate::routes::{Route, normalise_path};
 use crate::settings::Settings;
 
-/// State built once per cold start.
-pub struct App {
+/// The model answering requests, and where it came from.
+pub struct Served {
     pub classifier: Classifier,
-    pub settings: Settings,
     pub source: String,
+    /// sha256 of the model bytes.
+    pub sha256: String,
+}
+
+/// State built once per cold start; only the served model changes, swapped whole.
+pub struct App {
+    model: RwLock<Arc<Served>>,
+    pub settings: Settings,
+    refresher: Option<Refresher>,
 }
 
 /// What one request did, for the log line.
@@ -37,19 +47,58 @@ struct Outcome {
 pub static INDEX_HTML: &str = include_str!("../static/index.html");
 
 impl App {
+    pub fn new(served: Served, settings: Settings, refresher: Option<Refresher>) -> Self {
+        Self {
+            model: RwLock::new(Arc::new(served)),
+            settings,
+            refresher,
+        }
+    }
+
+    /// The model now; a request keeps the one it started with.
+    pub fn served(&self) -> Arc<Served> {
+        self.model.read().expect("model lock").clone()
+    }
+
+    /// Between requests: follow the pointer when a check is due (see `refresh`).
+    pub async fn refresh_if_due(&self) {
+        if let Some(r) = &self.refresher {
+            r.refresh_if_due(&self.model).await;
+        }
+    }
+
+    pub fn refresh_status(&self) -> api::RefreshStatus {
+        match &self.refresher {
+            Some(r) => r.status(),
+            None => api::RefreshStatus {
+                enabled: false,
+                interval_seconds: self.settings.model_refresh_seconds,
+                last_check: None,
+                last_outcome: None,
+                last_error: None,
+            },
+        }
+    }
+
     pub fn handle(&self, req: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
         let start = Instant::now();
+        let served = self.served();
         let method = req.request_context.http.method.clone();
         let path = normalise_path(req);
         let mut outcome = Outcome::default();
         let origin = req.headers.get("origin").and_then(|v| v.to_str().ok());
-        let mut resp = match self.dispatch(&method, &path, req, &mut outcome) {
+        let mut resp = match self.dispatch(&served, &method, &path, req, &mut outcome) {
             Ok(r) => r,
             Err(e) => {
                 outcome.error = Some(e.code);
                 response::error(&e)
             }
         };
+        if outcome.route == Some(Route::Predict)
+            && let Ok(v) = http::HeaderValue::from_str(served.classifier.version())
+        {
+            resp.headers.insert(api::MODEL_VERSION_HEADER, v);
+        }
         response::cors(
             &mut resp.headers,
             &self.settings.allowed_origins,
@@ -58,6 +107,7 @@ impl App {
         );
         tracing::info!(
             request_id = req.request_context.request_id.as_deref().unwrap_or("-"),
+            model_version = served.classifier.version(),
             method = %method,
             route = outcome.route.map_or("unknown", Route::path),
             path = %path,
@@ -73,6 +123,7 @@ impl App {
 
     fn dispatch(
         &self,
+        served: &Served,
         method: &Method,
         path: &str,
         req: &ApiGatewayV2httpRequest,
@@ -100,27 +151,29 @@ impl App {
         }
         Ok(match route {
             Route::Index => response::plain(200, Some(INDEX_HTML.to_string()), "text/html; charset=utf-8"),
-            Route::Health => response::json(200, &self.health()),
-            Route::Model => response::json(200, &self.model_info()),
-            Route::Predict => self.predict(req, outcome)?,
+            Route::Health => response::json(200, &self.health(served)),
+            Route::Model => response::json(200, &self.model_info(served)),
+            Route::Predict => self.predict(served, req, outcome)?,
         })
     }
 
-    pub fn health(&self) -> Health {
+    pub fn health(&self, served: &Served) -> Health {
         Health {
             status: "ok".into(),
-            model_version: self.classifier.version().into(),
+            model_version: served.classifier.version().into(),
+            refresh: self.refresh_status(),
         }
     }
 
-    pub fn model_info(&self) -> ModelInfo {
-        let meta = self.classifier.metadata();
+    pub fn model_info(&self, served: &Served) -> ModelInfo {
+        let classifier = &served.classifier;
+        let meta = classifier.metadata();
         let number = |key: &str| meta.get(key).and_then(|t| t.parse::<f64>().ok());
         let s = &self.settings;
         ModelInfo {
-            labels: self.classifier.labels().to_vec(),
-            model_version: self.classifier.version().into(),
-            val_accuracy: self.classifier.val_accuracy(),
+            labels: classifier.labels().to_vec(),
+            model_version: classifier.version().into(),
+            val_accuracy: classifier.val_accuracy(),
             dataset: meta.get(contract::meta::DATASET).cloned(),
             trained_at: meta.get(contract::meta::TRAINED_AT).cloned(),
             temperature: number(contract::meta::TEMPERATURE).unwrap_or(1.0),
@@ -139,9 +192,9 @@ impl App {
                 max_image_side: s.limits.max_side,
                 max_image_pixels: s.limits.max_pixels,
                 top_k: IntRange {
-                    default: api::DEFAULT_TOP_K.min(self.classifier.labels().len()),
+                    default: api::DEFAULT_TOP_K.min(classifier.labels().len()),
                     min: 1,
-                    max: self.classifier.labels().len(),
+                    max: classifier.labels().len(),
                 },
                 min_probability: FloatRange {
                     default: s.min_probability,
@@ -149,24 +202,26 @@ impl App {
                     max: 1.0,
                 },
             },
-            source: self.source.clone(),
+            source: served.source.clone(),
+            refresh: self.refresh_status(),
         }
     }
 
     fn predict(
         &self,
+        served: &Served,
         req: &ApiGatewayV2httpRequest,
         outcome: &mut Outcome,
     ) -> Result<ApiGatewayV2httpResponse, ApiError> {
-        let input = crate::request::predict_input(req, &self.settings, self.classifier.labels().len())?;
+        let classifier = &served.classifier;
+        let input = crate::request::predict_input(req, &self.settings, classifier.labels().len())?;
         outcome.images = input.images.len();
-        let rows = self
-            .classifier
+        let rows = classifier
             .probabilities(&input.images)
             .map_err(|e| ApiError::new(ErrorCode::InferenceFailed, e.to_string()))?;
-        let mut results: Vec<ImageResult> = rows.iter().map(|row| self.result(row, input.shape)).collect();
+        let mut results: Vec<ImageResult> = rows.iter().map(|row| result(classifier, row, input.shape)).collect();
         outcome.top1 = results.first().and_then(|r| r.label.clone());
-        let model_version = self.classifier.version().to_string();
+        let model_version = classifier.version().to_string();
         Ok(match input.kind {
             Kind::Batch => response::json(200, &BatchPredictResponse { results, model_version }),
             Kind::Single => response::json(
@@ -178,22 +233,22 @@ impl App {
             ),
         })
     }
+}
 
-    fn result(&self, row: &[f32], shape: AnswerShape) -> ImageResult {
-        let labels = self.classifier.labels();
-        let predictions: Vec<Prediction> = contract::runtime::top_k(row, shape.top_k)
-            .into_iter()
-            .map(|i| Prediction {
-                label: labels[i].clone(),
-                probability: row[i],
-            })
-            .collect();
-        let matched = predictions[0].probability >= shape.min_probability;
-        ImageResult {
-            label: matched.then(|| predictions[0].label.clone()),
-            probability: predictions[0].probability,
-            matched,
-            predictions,
-        }
+fn result(classifier: &Classifier, row: &[f32], shape: AnswerShape) -> ImageResult {
+    let labels = classifier.labels();
+    let predictions: Vec<Prediction> = contract::runtime::top_k(row, shape.top_k)
+        .into_iter()
+        .map(|i| Prediction {
+            label: labels[i].clone(),
+            probability: row[i],
+        })
+        .collect();
+    let matched = predictions[0].probability >= shape.min_probability;
+    ImageResult {
+        label: matched.then(|| predictions[0].label.clone()),
+        probability: predictions[0].probability,
+        matched,
+        predictions,
     }
 }

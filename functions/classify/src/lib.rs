@@ -4,6 +4,7 @@
 pub mod error;
 pub mod handler;
 pub mod model_source;
+pub mod refresh;
 pub mod request;
 pub mod response;
 pub mod routes;
@@ -18,23 +19,29 @@ use settings::Settings;
 pub async fn init(settings: Settings) -> Result<App, LoadError> {
     let start = std::time::Instant::now();
     let uri = settings.model_uri.clone();
-    let (bytes, source) = model_source::fetch(uri.as_deref()).await?;
-    let fetched = start.elapsed();
-    let classifier = contract::Classifier::from_bytes(&bytes).map_err(|source| LoadError::Model {
+    let fetched = model_source::fetch(uri.as_deref()).await?;
+    let fetch_time = start.elapsed();
+    let classifier = contract::Classifier::from_bytes(&fetched.bytes).map_err(|source| LoadError::Model {
         uri: uri.clone().unwrap_or_else(|| "embedded".into()),
         source,
     })?;
     tracing::info!(
-        source = %source,
+        source = %fetched.source,
         model_version = classifier.version(),
-        bytes = bytes.len(),
-        fetch_ms = fetched.as_secs_f64() * 1e3,
-        optimise_ms = (start.elapsed() - fetched).as_secs_f64() * 1e3,
+        bytes = fetched.bytes.len(),
+        fetch_ms = fetch_time.as_secs_f64() * 1e3,
+        optimise_ms = (start.elapsed() - fetch_time).as_secs_f64() * 1e3,
+        refresh_seconds = settings.model_refresh_seconds,
         "model loaded"
     );
-    Ok(App {
+    let served = handler::Served {
+        sha256: contract::sha256_hex(&fetched.bytes),
         classifier,
-        settings,
-        source,
-    })
+        source: fetched.source,
+    };
+    let refresher = match (fetched.pointer, settings.model_refresh_seconds) {
+        (Some(watch), secs) if secs > 0 => Some(refresh::Refresher::new(watch, std::time::Duration::from_secs(secs))),
+        _ => None,
+    };
+    Ok(App::new(served, settings, refresher))
 }

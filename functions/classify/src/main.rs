@@ -29,6 +29,7 @@ async fn main() -> Result<(), Error> {
     let app = &app;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayV2httpRequest>| async move {
+            app.refresh_if_due().await;
             Ok::<ApiGatewayV2httpResponse, Error>(app.handle(&event.payload))
         },
     ))

@@ -19,6 +19,9 @@ pub struct Settings {
     /// Default top-1 probability under which an image matches no class (`label: null`);
     /// 0 answers with the top class always. Requests may set their own.
     pub min_probability: f32,
+    /// Seconds between checks of the model pointer on a warm instance (0: never; only an
+    /// `s3://.../latest.json` MODEL_URI is followed).
+    pub model_refresh_seconds: u64,
 }
 
 /// Lambda's synchronous payload limit is 6 MB, so a larger body can never arrive.
@@ -26,6 +29,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 6_000_000;
 pub const DEFAULT_MAX_IMAGES: usize = 64;
 pub const DEFAULT_MAX_SIDE: u32 = 4096;
 pub const DEFAULT_MAX_PIXELS: u64 = 16_777_216;
+pub const DEFAULT_MODEL_REFRESH_SECONDS: u64 = 60;
 
 fn parse_env<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, LoadError>
 where
@@ -62,6 +66,7 @@ impl Settings {
                 max_pixels,
                 max_alloc: max_pixels * 4 + (64 << 20),
             },
+            model_refresh_seconds: parse_env("MODEL_REFRESH_SECONDS", DEFAULT_MODEL_REFRESH_SECONDS)?,
             min_probability: {
                 let p: f32 = parse_env("MIN_PROBABILITY", 0.0)?;
                 if !(0.0..=1.0).contains(&p) {
@@ -90,6 +95,7 @@ impl Default for Settings {
                 max_alloc: DEFAULT_MAX_PIXELS * 4 + (64 << 20),
             },
             min_probability: 0.0,
+            model_refresh_seconds: DEFAULT_MODEL_REFRESH_SECONDS,
         }
     }
 }

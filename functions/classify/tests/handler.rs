@@ -105,7 +105,9 @@ fn predict_json(body: Value) -> ApiGatewayV2httpResponse {
 fn health_and_model_describe_the_model() {
     let r = app().handle(&event("GET", "/health", json!({}), None, ""));
     assert_eq!(r.status_code, 200);
-    assert_eq!(body::<Health>(&r).model_version, app().classifier.version());
+    let health: Health = body(&r);
+    assert_eq!(health.model_version, app().served().classifier.version());
+    assert!(!health.refresh.enabled, "an embedded model has no pointer to follow");
     let m: ModelInfo = body(&app().handle(&event("GET", "/model", json!({}), None, "")));
     assert_eq!(m.labels.len(), 10);
     assert_eq!(m.labels[3], "cat");
@@ -125,7 +127,12 @@ fn json_raw_and_batch_agree() {
     let single: PredictResponse = body(&single);
     assert_eq!(single.result.predictions.len(), 3);
     assert_eq!(single.result.label.as_ref(), Some(&single.result.predictions[0].label));
-    assert_eq!(single.model_version, app().classifier.version());
+    assert_eq!(single.model_version, app().served().classifier.version());
+    let r = predict_json(json!({"image": STANDARD.encode(&png)}));
+    assert_eq!(
+        r.headers[api::MODEL_VERSION_HEADER],
+        app().served().classifier.version()
+    );
     let p: Vec<f32> = single.result.predictions.iter().map(|p| p.probability).collect();
     assert!(p.windows(2).all(|w| w[0] >= w[1]), "sorted: {p:?}");
 

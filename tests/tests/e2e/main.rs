@@ -6,4 +6,5 @@ mod init;
 mod onnxruntime;
 mod pipeline;
 mod publish;
+mod refresh;
 mod soak;

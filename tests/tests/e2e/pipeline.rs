@@ -18,12 +18,12 @@ use serde_json::{Value, json};
 
 const FUNCTION: &str = "classify";
 
-struct Watch {
-    _service: Service,
-    base: String,
+pub(crate) struct Watch {
+    pub(crate) service: Service,
+    pub(crate) base: String,
 }
 
-fn start_function(env: &[(&'static str, String)], logs: &std::path::Path) -> Watch {
+pub(crate) fn start_function(env: &[(&'static str, String)], logs: &std::path::Path) -> Watch {
     let port = free_port();
     let mut cmd = Command::new(venv_tool("cargo-lambda"));
     cmd.current_dir(root())
@@ -63,10 +63,7 @@ fn start_function(env: &[(&'static str, String)], logs: &std::path::Path) -> Wat
             .map(|r| r.status().as_u16() == 200)
             .unwrap_or(false)
     });
-    Watch {
-        _service: service,
-        base,
-    }
+    Watch { service, base }
 }
 
 thread_local! {

@@ -166,7 +166,7 @@ fn main() {
     for n in [1usize, 32] {
         let images = vec![[7u8; contract::IMAGE_BYTES]; n];
         let t = time_ms(args.iterations / n.clamp(1, 8), || {
-            app.classifier.probabilities(&images).expect("inference");
+            app.served().classifier.probabilities(&images).expect("inference");
         });
         let p50 = percentile(&t, 0.5);
         tract_ms.push(p50);
