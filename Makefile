@@ -138,6 +138,8 @@ deploy: setup
 publish-model:
 	@bucket=$$(node -e 'const o=require("./infra/cdk-outputs.json");console.log(Object.values(o)[0].ModelBucketName)'); \
 	cargo run --release -p trainer -- publish --run $(RUN_DIR) --to s3://$$bucket/
+	@echo "Warm instances switch within MODEL_REFRESH_SECONDS (60 s by default) of their next request;"
+	@echo "cold starts load it at once. Watch: curl <ApiUrl>/health (model_version, refresh)."
 
 clean:
 	cargo clean; rm -rf $(VENV) runs infra/node_modules infra/cdk.out

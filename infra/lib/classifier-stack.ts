@@ -23,6 +23,8 @@ export interface ClassifierStackProps extends StackProps {
   readonly memorySize?: number;
   /** Default top-1 probability under which an answer is "none of these" (0 = off). */
   readonly minProbability?: number;
+  /** Seconds between checks of models/latest.json on a warm instance (0 = only at cold start). */
+  readonly modelRefreshSeconds?: number;
   readonly throttleRate?: number;
   readonly throttleBurst?: number;
 }
@@ -96,6 +98,7 @@ export class ClassifierStack extends Stack {
         MODEL_URI: `s3://${this.modelBucket.bucketName}/${MODELS_PREFIX}latest.json`,
         ALLOWED_ORIGINS: origins.join(','),
         MIN_PROBABILITY: String(props.minProbability ?? 0),
+        MODEL_REFRESH_SECONDS: String(props.modelRefreshSeconds ?? 60),
         RUST_LOG: 'info',
       },
       description: 'Classifies POSTed images with the trainer-published ONNX model (tract).',
@@ -198,6 +201,21 @@ export class ClassifierStack extends Stack {
       this.fn.metricDuration({ period: Duration.minutes(5), statistic: 'p99' }),
       3000,
       'classify p99 duration at or above 3 s',
+    );
+
+    // A refresh that fails keeps the old model serving, so only the log says so: count it.
+    const refreshFailures = new logs.MetricFilter(this, 'ModelRefreshFailures', {
+      logGroup: fnLogs,
+      filterPattern: logs.FilterPattern.stringValue('$.fields.message', '=', 'model refresh failed*'),
+      metricNamespace: 'Classifier',
+      metricName: 'ModelRefreshFailures',
+      metricValue: '1',
+    });
+    alarm(
+      'ModelRefreshFailuresAlarm',
+      refreshFailures.metric({ period: Duration.minutes(5), statistic: 'Sum' }),
+      1,
+      'a published model could not be loaded; the previous one keeps serving (see the log line)',
     );
 
     new CfnOutput(this, 'ApiUrl', { value: this.api.apiEndpoint, description: 'POST images to <ApiUrl>/predict' });

@@ -57,6 +57,7 @@ test('function: arm64 provided.al2023, model pointer, log retention, read only m
         MODEL_URI: { 'Fn::Join': ['', ['s3://', { Ref: Match.stringLikeRegexp('ModelBucket') }, '/models/latest.json']] },
         ALLOWED_ORIGINS: '*',
         MIN_PROBABILITY: '0',
+        MODEL_REFRESH_SECONDS: '60',
       },
     },
   });
@@ -125,6 +126,11 @@ test('alarms on errors, throttles and p99 duration', () => {
   template.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'Errors', Threshold: 1 });
   template.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'Throttles', Threshold: 1 });
   template.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'Duration', ExtendedStatistic: 'p99' });
+  template.hasResourceProperties('AWS::Logs::MetricFilter', {
+    FilterPattern: '{ $.fields.message = "model refresh failed*" }',
+    MetricTransformations: [Match.objectLike({ MetricName: 'ModelRefreshFailures', MetricNamespace: 'Classifier' })],
+  });
+  template.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'ModelRefreshFailures', Threshold: 1 });
 });
 
 test('cdk-nag AwsSolutions: no unacknowledged findings, public default included', () => {

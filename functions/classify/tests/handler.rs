@@ -158,7 +158,7 @@ fn json_raw_and_batch_agree() {
     assert_eq!(batch.results[0], single.result);
     // A batch of one is still a batch.
     let one: BatchPredictResponse = body(&predict_json(json!({"images": [STANDARD.encode(&png)], "top_k": 3})));
-    assert_eq!(one.results, [single.result.clone()]);
+    assert_eq!(one.results, std::slice::from_ref(&single.result));
     let full: PredictResponse = body(&predict_json(json!({"image": STANDARD.encode(&png), "top_k": 10})));
     let total: f32 = full.result.predictions.iter().map(|p| p.probability).sum();
     assert!((total - 1.0).abs() < 1e-4, "probabilities sum to {total}");
