@@ -26,6 +26,20 @@ pub fn model_key(prefix: &str, sha256: &str) -> String {
     format!("{prefix}models/{sha256}.onnx")
 }
 
+/// Key of a published model's manifest (the pointer that names it), beside its files.
+pub fn manifest_key(prefix: &str, sha256: &str) -> String {
+    format!("{prefix}models/{sha256}/model.json")
+}
+
+/// The sha256 in a model key (`<prefix>models/<sha256>.onnx`), if it is one.
+pub fn sha_of_model_key<'a>(prefix: &str, key: &'a str) -> Option<&'a str> {
+    let sha = key
+        .strip_prefix(prefix)?
+        .strip_prefix("models/")?
+        .strip_suffix(".onnx")?;
+    (sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit())).then_some(sha)
+}
+
 /// Key of the pointer under `prefix`.
 pub fn pointer_key(prefix: &str) -> String {
     format!("{prefix}models/latest.json")

@@ -35,8 +35,22 @@ pub enum TrainError {
     Export(String),
     #[error(transparent)]
     Contract(#[from] contract::ContractError),
-    #[error("publish to {dest} failed: {reason}")]
+    #[error("{dest}: {reason}")]
     Publish { dest: String, reason: String },
+    #[error("no published model under {at} matches `{query}`; published: {available}")]
+    UnknownModel {
+        at: String,
+        query: String,
+        available: String,
+    },
+    #[error("`{query}` matches {matches} under {at}; give more of the version or sha256")]
+    AmbiguousModel { at: String, query: String, matches: String },
+    #[error("{uri}: sha256 {actual} does not match the published {expected}; the pointer was left alone")]
+    PublishedChecksum {
+        uri: String,
+        expected: String,
+        actual: String,
+    },
     #[error(transparent)]
     Scoring(#[from] scoring::ScoringError),
 }

@@ -10,9 +10,11 @@ pub mod error;
 pub mod export;
 pub mod metrics;
 pub mod model;
+pub mod models;
 pub mod plots;
 pub mod publish;
 pub mod run;
+pub mod store;
 pub mod training;
 
 pub use error::{Result, TrainError};

@@ -26,6 +26,8 @@ enum Command {
     Evaluate(commands::evaluate::Args),
     /// Upload a run directory to `s3://bucket/prefix/` or `file://dir/`.
     Publish(commands::publish::Args),
+    /// List the published models of a store, or promote one (rollback included).
+    Models(commands::models::Args),
     /// Measure training images/s of each architecture on a slice of the data.
     Bench(commands::bench::Args),
     /// Redraw a run's learning curves, confusion matrix and reliability diagram from its
@@ -38,6 +40,7 @@ fn main() -> Result<()> {
         Command::Train(args) => commands::train::run(*args),
         Command::Evaluate(args) => commands::evaluate::run(args),
         Command::Publish(args) => commands::publish::run(args),
+        Command::Models(args) => commands::models::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::Plot(args) => commands::plot::run(args),
     }

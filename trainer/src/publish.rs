@@ -1,13 +1,15 @@
-//! Publish a run: the model under a content-addressed key, its metrics and plots beside
-//! it, and `models/latest.json` written last, so a reader never follows the pointer to a
-//! missing object and a failed upload leaves the old pointer in place.
+//! Publish a run: the model under a content-addressed key, its metrics, plots and
+//! manifest beside it, and `models/latest.json` written last, so a reader never follows
+//! the pointer to a missing object and a failed upload leaves the old pointer in place.
 
 use std::path::Path;
 
-use contract::pointer::{model_key, pointer_key};
-use contract::{Location, ModelPointer, sha256_hex};
+pub use contract::pointer::now_rfc3339;
+use contract::pointer::{manifest_key, model_key, pointer_key};
+use contract::{ModelPointer, sha256_hex};
 
-use crate::error::{Result, TrainError, io};
+use crate::error::{Result, io};
+use crate::store::Store;
 
 /// Files of a run directory that travel with the model.
 pub const RUN_FILES: [(&str, &str); 3] = [
@@ -25,23 +27,16 @@ pub struct Published {
 }
 
 /// Upload `run_dir`'s model (and whichever of [`RUN_FILES`] exist) to `dest`, a
-/// `s3://bucket/prefix/` or `file://dir/` location.
+/// `s3://bucket/prefix/` or `file://dir/` location, and point `latest.json` at it.
 pub async fn publish(run_dir: &Path, dest: &str) -> Result<Published> {
-    let location: Location = dest.parse().map_err(|reason| TrainError::Publish {
-        dest: dest.into(),
-        reason,
-    })?;
+    let store = Store::open(dest).await?;
     let model_path = run_dir.join("model.onnx");
     let model = std::fs::read(&model_path).map_err(io(&model_path))?;
     let classifier = contract::Classifier::from_bytes(&model)?;
     let sha = sha256_hex(&model);
-    let mut objects: Vec<(String, Vec<u8>, &str)> = Vec::new();
-    let prefix = match &location {
-        Location::S3 { key, .. } => normalise_prefix(key),
-        Location::File(_) => String::new(),
-    };
+    let prefix = store.prefix().to_string();
     let key = model_key(&prefix, &sha);
-    objects.push((key.clone(), model, "application/octet-stream"));
+    let mut objects: Vec<(String, Vec<u8>, &str)> = vec![(key.clone(), model, "application/octet-stream")];
     let mut test_accuracy = None;
     for (name, content_type) in RUN_FILES {
         let path = run_dir.join(name);
@@ -56,91 +51,30 @@ pub async fn publish(run_dir: &Path, dest: &str) -> Result<Published> {
     }
     let pointer = ModelPointer {
         key: key.clone(),
-        sha256: sha,
+        sha256: sha.clone(),
         version: classifier.version().to_string(),
         val_accuracy: classifier.val_accuracy().unwrap_or(f64::NAN),
         test_accuracy,
         published_at: now_rfc3339(),
     };
     let pointer_bytes = serde_json::to_vec_pretty(&pointer).expect("pointer serialises");
+    // The manifest lets `models list` describe a model without downloading it.
+    objects.push((manifest_key(&prefix, &sha), pointer_bytes.clone(), "application/json"));
+    for (k, bytes, content_type) in objects {
+        store.put(&k, bytes, content_type).await?;
+    }
     let pkey = pointer_key(&prefix);
-    let fail = |reason: String| TrainError::Publish {
-        dest: dest.into(),
-        reason,
-    };
-    let (model_uri, pointer_uri) = match &location {
-        Location::S3 { bucket, .. } => {
-            let client = contract::location::s3_client().await;
-            for (k, bytes, ct) in objects {
-                put_s3(&client, bucket, &k, bytes, ct).await.map_err(&fail)?;
-            }
-            put_s3(&client, bucket, &pkey, pointer_bytes, "application/json")
-                .await
-                .map_err(&fail)?;
-            (format!("s3://{bucket}/{key}"), format!("s3://{bucket}/{pkey}"))
-        }
-        Location::File(dir) => {
-            for (k, bytes, _) in objects {
-                put_file(&dir.join(&k), &bytes)?;
-            }
-            put_file(&dir.join(&pkey), &pointer_bytes)?;
-            (
-                format!("file://{}", dir.join(&key).display()),
-                format!("file://{}", dir.join(&pkey).display()),
-            )
-        }
-    };
+    store.put(&pkey, pointer_bytes, "application/json").await?;
     Ok(Published {
-        model_uri,
-        pointer_uri,
+        model_uri: store.uri(&key),
+        pointer_uri: store.uri(&pkey),
         pointer,
     })
 }
 
-fn normalise_prefix(key: &str) -> String {
-    let trimmed = key.trim_matches('/');
-    if trimmed.is_empty() {
-        String::new()
-    } else {
-        format!("{trimmed}/")
-    }
-}
-
-async fn put_s3(client: &aws_sdk_s3::Client, bucket: &str, key: &str, bytes: Vec<u8>, ct: &str) -> Result<(), String> {
-    client
-        .put_object()
-        .bucket(bucket)
-        .key(key)
-        .content_type(ct)
-        .body(bytes.into())
-        .send()
-        .await
-        .map(|_| ())
-        .map_err(|e| format!("PUT s3://{bucket}/{key}: {}", aws_sdk_s3::error::DisplayErrorContext(e)))
-}
-
-/// Write via a temporary file and rename, so readers see whole files only.
-fn put_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(io(parent))?;
-    }
-    let tmp = path.with_extension("partial");
-    std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
-}
-
-pub use contract::pointer::now_rfc3339;
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn prefixes_are_normalised() {
-        assert_eq!(normalise_prefix(""), "");
-        assert_eq!(normalise_prefix("/a/b/"), "a/b/");
-        assert_eq!(normalise_prefix("a"), "a/");
-    }
 
     #[test]
     fn timestamp_is_rfc3339_utc() {

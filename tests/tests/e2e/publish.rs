@@ -99,6 +99,56 @@ fn publish_writes_pointer_last_and_failure_keeps_the_old_one() {
     let kept: contract::ModelPointer = serde_json::from_slice(&kept).unwrap();
     assert_eq!(kept, pointer, "old pointer kept after a mid-upload failure");
 
+    // `models list` shows both, the live one marked; `models promote` moves the pointer
+    // only for exactly one match whose object checks out.
+    let models = |args: &[&str]| {
+        Command::new(bin("trainer"))
+            .arg("models")
+            .args(args)
+            .args(["--at", "s3://bucket/prod/"])
+            .envs(s3.env())
+            .output()
+            .expect("trainer runs")
+    };
+    let out = models(&["list", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let shas: Vec<&str> = listed.iter().map(|m| m["sha256"].as_str().unwrap()).collect();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(shas.contains(&sha.as_str()) && shas.contains(&b_sha.as_str()));
+    let live: Vec<&str> = listed
+        .iter()
+        .filter(|m| m["live"] == true)
+        .map(|m| m["sha256"].as_str().unwrap())
+        .collect();
+    assert_eq!(live, [sha.as_str()]);
+    // Both share the model version (only the training date differs): ambiguous.
+    let out = models(&["promote", &pointer.version]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("matches"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = models(&["promote", "ffffffffffff"]);
+    assert!(!out.status.success());
+    assert_eq!(
+        get(&s3, "prod/models/latest.json").1,
+        serde_json::to_vec_pretty(&pointer).unwrap(),
+        "untouched"
+    );
+    let out = models(&["promote", &b_sha[..12]]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (_, now) = get(&s3, "prod/models/latest.json");
+    let now: contract::ModelPointer = serde_json::from_slice(&now).unwrap();
+    assert_eq!(now.sha256, b_sha);
+    // Roll back.
+    let out = models(&["promote", &sha[..12]]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (_, back) = get(&s3, "prod/models/latest.json");
+    let back: contract::ModelPointer = serde_json::from_slice(&back).unwrap();
+    assert_eq!(back, pointer, "promoting A again restores its pointer");
+
     // ...and a broken run directory never touches the pointer.
     std::fs::write(staged.join("model.onnx"), b"not a model").unwrap();
     let out = publish(&staged, "s3://bucket/prod/", &s3);

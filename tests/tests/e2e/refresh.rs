@@ -146,8 +146,19 @@ fn a_published_model_goes_live_and_bad_pointers_are_refused() {
     );
     assert_eq!(health(&watch.base).refresh.last_outcome, Some(RefreshOutcome::Updated));
 
-    // Rolling back is pointing at A again.
-    publish(&run_a, &s3);
+    // Rolling back is promoting A again.
+    let out = std::process::Command::new(bin("trainer"))
+        .args([
+            "models",
+            "promote",
+            &contract::sha256_hex(&shipped)[..12],
+            "--at",
+            "s3://models/live/",
+        ])
+        .envs(s3.env())
+        .output()
+        .expect("trainer runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     wait_for(&watch.base, "back to A", |h| h.model_version == version_a);
 
     // A pointer with a wrong checksum, then one to a missing object: A keeps serving.

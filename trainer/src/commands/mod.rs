@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod data;
 pub mod evaluate;
+pub mod models;
 pub mod plot;
 pub mod publish;
 pub mod train;
