@@ -61,6 +61,7 @@ impl Refresher {
         status.last_check = Some(contract::pointer::now_rfc3339());
         match outcome {
             Ok(None) => {
+                tracing::debug!(check_ms = start.elapsed().as_secs_f64() * 1e3, "pointer unchanged");
                 status.last_outcome = Some(RefreshOutcome::Unchanged);
                 status.last_error = None;
             }
