@@ -13,7 +13,7 @@ PORT      ?= 9000
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: help setup setup-test run test test-rust test-e2e test-infra lint build-arm64 train train-seed \
-        evaluate bench bench-memory bench-refresh bench-torch trainer-libtorch bench-function publish-model deploy clean
+        evaluate bench bench-memory bench-ceiling bench-load bench-refresh bench-torch trainer-libtorch bench-function publish-model deploy clean
 
 help:
 	@echo "make run      serve the bundled model on http://127.0.0.1:$(PORT) via cargo lambda watch"
@@ -22,6 +22,8 @@ help:
 	@echo "make evaluate score models/cifar10.onnx on the validation images it was trained without"
 	@echo "make bench    training images/s per architecture; make bench-function: latency table"
 	@echo "make bench-memory  function RSS per 1,000 requests through the runtime loop"
+	@echo "make bench-ceiling peak RSS of the largest accepted inputs, each in a fresh process"
+	@echo "make bench-load    8 concurrent clients on the function under cargo lambda watch"
 	@echo "make bench-refresh cost of a pointer check and latency during a model swap (S3 on loopback)"
 	@echo "make bench-torch  the same nets in PyTorch CPU and burn's LibTorch backend, side by side"
 	@echo "make deploy   cargo lambda build --arm64 + cdk deploy; make publish-model after training"
@@ -126,6 +128,15 @@ bench-torch: trainer-libtorch
 bench-memory:
 	cargo build --release -p $(FUNCTION) --bin $(FUNCTION)
 	cargo run --release -p e2e --bin soak -- 10000
+
+bench-load: setup
+	cargo build --release --workspace --bins
+	cargo build --release -p $(FUNCTION) --bin $(FUNCTION)
+	target/release/load 8 250
+
+bench-ceiling:
+	cargo build --release --workspace --bins
+	target/release/ceiling
 
 bench-refresh: setup
 	cargo build --release --workspace --bins

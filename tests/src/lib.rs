@@ -145,6 +145,58 @@ pub fn http() -> ureq::Agent {
         .into()
 }
 
+/// The function under `cargo lambda watch` (function-URL emulation, API Gateway v2
+/// events) on an ephemeral loopback port.
+pub struct Watch {
+    pub service: Service,
+    /// `http://127.0.0.1:PORT/lambda-url/classify`
+    pub base: String,
+}
+
+/// Start the function with `env`, waiting until `/health` answers.
+pub fn start_function(env: &[(&'static str, String)], logs: &Path) -> Watch {
+    let port = free_port();
+    let mut cmd = Command::new(venv_tool("cargo-lambda"));
+    cmd.current_dir(root())
+        .args([
+            "lambda",
+            "watch",
+            "--release",
+            "--disable-cors",
+            "-p",
+            "classify",
+            "--bin",
+            "classify",
+            "--invoke-address",
+            "127.0.0.1",
+            "--invoke-port",
+        ])
+        .arg(port.to_string())
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                root().join(".venv/bin").display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        );
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut service = Service::spawn("cargo-lambda-watch", cmd, logs);
+    let base = format!("http://127.0.0.1:{port}/lambda-url/classify");
+    let agent = http();
+    let health = format!("{base}/health");
+    service.wait_until(Duration::from_secs(600), || {
+        agent
+            .get(&health)
+            .call()
+            .map(|r| r.status().as_u16() == 200)
+            .unwrap_or(false)
+    });
+    Watch { service, base }
+}
+
 /// moto_server on an ephemeral port: a real S3 API on loopback.
 pub struct S3Server {
     pub service: Service,
@@ -558,5 +610,238 @@ impl S3Server {
             .expect("runtime");
         rt.block_on(client.put_object().bucket(bucket).key(key).body(body.into()).send())
             .expect("put object");
+    }
+}
+
+/// Bounded concurrent load on loopback: `clients` threads, each sending `per_client`
+/// requests of the soak mix (raw JPEG, JSON single, JSON batch of 8, PNG, malformed),
+/// stopping by itself at `limit`.
+pub mod load {
+    use std::time::{Duration, Instant};
+
+    use super::http;
+    use super::soak::mixed_event;
+
+    #[derive(Debug, Default)]
+    pub struct Report {
+        pub statuses: std::collections::BTreeMap<u16, usize>,
+        /// Requests that got no HTTP answer (refused, reset, timed out).
+        pub transport_errors: Vec<String>,
+        /// Milliseconds per answered request, sorted.
+        pub latencies_ms: Vec<f64>,
+        pub seconds: f64,
+    }
+
+    impl Report {
+        pub fn percentile(&self, q: f64) -> f64 {
+            let v = &self.latencies_ms;
+            v[((v.len() - 1) as f64 * q).round() as usize]
+        }
+    }
+
+    pub fn run(base: &str, clients: usize, per_client: usize, limit: Duration) -> Report {
+        // The soak mix as HTTP requests: (content type, body) per kind.
+        let requests: Vec<(String, Vec<u8>)> = (0..8)
+            .map(|i| {
+                let e = mixed_event(i);
+                let body = e["body"].as_str().unwrap_or_default();
+                let body = if e["isBase64Encoded"] == true {
+                    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, body).expect("base64")
+                } else {
+                    body.as_bytes().to_vec()
+                };
+                (e["headers"]["content-type"].as_str().unwrap().to_string(), body)
+            })
+            .collect();
+        let predict = format!("{base}/predict");
+        let deadline = Instant::now() + limit;
+        let start = Instant::now();
+        let results: Vec<Vec<(Result<u16, String>, f64)>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..clients)
+                .map(|c| {
+                    let (requests, predict) = (&requests, &predict);
+                    scope.spawn(move || {
+                        let agent = http();
+                        let mut out = Vec::new();
+                        for i in 0..per_client {
+                            if Instant::now() > deadline {
+                                break;
+                            }
+                            let (ct, body) = &requests[(c + i) % requests.len()];
+                            let t = Instant::now();
+                            let r = agent.post(predict).header("content-type", ct).send(&body[..]);
+                            let status = r
+                                .map(|mut r| {
+                                    let _ = r.body_mut().read_to_vec();
+                                    r.status().as_u16()
+                                })
+                                .map_err(|e| e.to_string());
+                            out.push((status, t.elapsed().as_secs_f64() * 1e3));
+                        }
+                        out
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("client thread")).collect()
+        });
+        let mut report = Report {
+            seconds: start.elapsed().as_secs_f64(),
+            ..Report::default()
+        };
+        for (status, ms) in results.into_iter().flatten() {
+            match status {
+                Ok(s) => {
+                    *report.statuses.entry(s).or_default() += 1;
+                    report.latencies_ms.push(ms);
+                }
+                Err(e) => report.transport_errors.push(e),
+            }
+        }
+        report.latencies_ms.sort_by(f64::total_cmp);
+        report
+    }
+}
+
+/// Peak memory of the function for the largest inputs it accepts: each request alone in a
+/// fresh release process, through the Lambda runtime API on loopback.
+pub mod ceiling {
+    use std::io::Cursor;
+    use std::process::Command;
+    use std::time::Duration;
+
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use image::{ImageFormat, RgbImage, RgbaImage};
+    use serde_json::{Value, json};
+
+    use super::soak::event;
+    use super::{Service, bin, runtime_api};
+
+    /// The function's limits (its defaults): a side of 4096 and 16.7 M pixels, 6 MB bodies,
+    /// 64 images a batch.
+    pub const SIDE: u32 = 4096;
+    pub const BODY: usize = 6_000_000;
+
+    fn encode(img: image::DynamicImage, format: ImageFormat) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, format).expect("encode");
+        out.into_inner()
+    }
+
+    /// Noise, so a JPEG of it is as large as its quality makes it.
+    fn noise(w: u32, h: u32, seed: u32) -> RgbImage {
+        let mut state = seed.wrapping_mul(2_654_435_761).max(1);
+        RgbImage::from_fn(w, h, |_, _| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            image::Rgb([state as u8, (state >> 8) as u8, (state >> 16) as u8])
+        })
+    }
+
+    /// The largest JPEG under the body limit at 4096x4096: the highest quality that fits.
+    fn jpeg_at_limit() -> Vec<u8> {
+        let img = noise(SIDE, SIDE, 1);
+        for q in [60u8, 45, 30, 20, 12, 8] {
+            let mut out = Cursor::new(Vec::new());
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, q)
+                .encode_image(&img)
+                .expect("jpeg");
+            if out.get_ref().len() <= BODY {
+                return out.into_inner();
+            }
+        }
+        panic!("no quality fits the body limit")
+    }
+
+    /// `(what, event)` for each worst case.
+    pub fn cases() -> Vec<(String, Value)> {
+        let gradient = RgbaImage::from_fn(SIDE, SIDE, |x, y| {
+            image::Rgba([(x / 16) as u8, (y / 16) as u8, 128, 200])
+        });
+        let png = encode(gradient.clone().into(), ImageFormat::Png);
+        let webp = {
+            let mut out = Cursor::new(Vec::new());
+            image::codecs::webp::WebPEncoder::new_lossless(&mut out)
+                .encode(gradient.as_raw(), SIDE, SIDE, image::ExtendedColorType::Rgba8)
+                .expect("webp");
+            out.into_inner()
+        };
+        let gif = {
+            let mut out = Vec::new();
+            {
+                let mut enc = image::codecs::gif::GifEncoder::new_with_speed(&mut out, 30);
+                for k in 0..3u8 {
+                    let frame = RgbaImage::from_pixel(SIDE, SIDE, image::Rgba([k * 80, 10, 10, 255]));
+                    enc.encode_frame(image::Frame::new(frame)).expect("gif frame");
+                }
+            }
+            out
+        };
+        let jpeg = jpeg_at_limit();
+        // 64 JPEGs filling the body limit once base64'd in JSON.
+        let per = (BODY / 64) * 3 / 4 - 2_000;
+        let one = {
+            let img = noise(512, 384, 2);
+            let mut q = 90u8;
+            loop {
+                let mut out = Cursor::new(Vec::new());
+                image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, q)
+                    .encode_image(&img)
+                    .expect("jpeg");
+                if out.get_ref().len() <= per || q <= 5 {
+                    break out.into_inner();
+                }
+                q -= 5;
+            }
+        };
+        let batch = json!({"images": vec![STANDARD.encode(&one); 64]}).to_string();
+        vec![
+            ("/health (baseline)".into(), event("GET", "/health", "", b"", false)),
+            (
+                format!("PNG {SIDE}x{SIDE} RGBA, {} KB", png.len() / 1000),
+                event("POST", "/predict", "image/png", &png, true),
+            ),
+            (
+                format!("JPEG {SIDE}x{SIDE} at the body limit, {} KB", jpeg.len() / 1000),
+                event("POST", "/predict", "image/jpeg", &jpeg, true),
+            ),
+            (
+                format!("WebP lossless {SIDE}x{SIDE}, {} KB", webp.len() / 1000),
+                event("POST", "/predict", "image/webp", &webp, true),
+            ),
+            (
+                format!("GIF {SIDE}x{SIDE}, 3 frames, {} KB", gif.len() / 1000),
+                event("POST", "/predict", "image/gif", &gif, true),
+            ),
+            (
+                format!("batch of 64 JPEGs 512x384, {} KB JSON", batch.len() / 1000),
+                event("POST", "/predict", "application/json", batch.as_bytes(), false),
+            ),
+        ]
+    }
+
+    fn vm_kib(pid: u32, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// `(status code, peak RSS KiB)` of a fresh function process that answers `event`.
+    pub fn peak(event: Value) -> (u16, u64) {
+        let (port, rx) = runtime_api::start(vec![event]);
+        let work = tempfile::tempdir().expect("tempdir");
+        let mut cmd = Command::new(bin("classify"));
+        cmd.envs(runtime_api::lambda_env(port)).env("RUST_LOG", "warn");
+        let service = Service::spawn("classify-ceiling", cmd, work.path());
+        let (_, answer) = rx
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("no answer:\n{}", service.log_text()));
+        let status = answer["statusCode"].as_u64().unwrap_or(0) as u16;
+        (status, vm_kib(service.pid(), "VmHWM:"))
     }
 }

@@ -2,7 +2,9 @@
 //! the AWS SDK and tract).
 
 mod arm64;
+mod ceiling;
 mod init;
+mod load;
 mod onnxruntime;
 mod pipeline;
 mod publish;

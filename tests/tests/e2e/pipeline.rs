@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use api::{BatchPredictResponse, ErrorBody, ErrorCode, ImageResult, ModelInfo, PredictResponse};
 use base64::Engine;
@@ -15,56 +14,6 @@ use base64::engine::general_purpose::STANDARD;
 use e2e::*;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-
-const FUNCTION: &str = "classify";
-
-pub(crate) struct Watch {
-    pub(crate) service: Service,
-    pub(crate) base: String,
-}
-
-pub(crate) fn start_function(env: &[(&'static str, String)], logs: &std::path::Path) -> Watch {
-    let port = free_port();
-    let mut cmd = Command::new(venv_tool("cargo-lambda"));
-    cmd.current_dir(root())
-        .args([
-            "lambda",
-            "watch",
-            "--release",
-            "--disable-cors",
-            "-p",
-            FUNCTION,
-            "--bin",
-            FUNCTION,
-            "--invoke-address",
-            "127.0.0.1",
-            "--invoke-port",
-        ])
-        .arg(port.to_string())
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                root().join(".venv/bin").display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        );
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut service = Service::spawn("cargo-lambda-watch", cmd, logs);
-    let base = format!("http://127.0.0.1:{port}/lambda-url/{FUNCTION}");
-    let agent = http();
-    let health = format!("{base}/health");
-    service.wait_until(Duration::from_secs(600), || {
-        agent
-            .get(&health)
-            .call()
-            .map(|r| r.status().as_u16() == 200)
-            .unwrap_or(false)
-    });
-    Watch { service, base }
-}
 
 thread_local! {
     /// Every JSON answer seen, for the OpenAPI check at the end.

@@ -10,8 +10,6 @@ use std::time::{Duration, Instant};
 use api::{Health, PredictResponse, RefreshOutcome};
 use e2e::*;
 
-use crate::pipeline::start_function;
-
 const REFRESH_SECONDS: u64 = 2;
 
 /// The shipped model with another `model_version` in its metadata: a second valid model.

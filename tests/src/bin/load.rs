@@ -1,0 +1,31 @@
+//! Concurrent load on the function under `cargo lambda watch` (loopback, bounded):
+//! `cargo run --release -p e2e --bin load -- [CLIENTS] [REQUESTS_PER_CLIENT]`.
+
+use std::time::Duration;
+
+fn main() {
+    let arg = |i: usize, d: usize| std::env::args().nth(i).and_then(|a| a.parse().ok()).unwrap_or(d);
+    let (clients, per_client) = (arg(1, 8), arg(2, 250));
+    let work = tempfile::tempdir().expect("tempdir");
+    let watch = e2e::start_function(&[], work.path());
+    // Warm-up: the first requests pay for the function's own start.
+    e2e::load::run(&watch.base, 1, 8, Duration::from_secs(60));
+    let r = e2e::load::run(&watch.base, clients, per_client, Duration::from_secs(540));
+    println!("| clients | requests | answered | dropped | p50 ms | p90 ms | p99 ms | max ms | requests/s |");
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| {clients} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} |",
+        clients * per_client,
+        r.latencies_ms.len(),
+        r.transport_errors.len(),
+        r.percentile(0.5),
+        r.percentile(0.9),
+        r.percentile(0.99),
+        r.latencies_ms.last().copied().unwrap_or(0.0),
+        r.latencies_ms.len() as f64 / r.seconds
+    );
+    println!(
+        "statuses {:?} in {:.1} s (the mix: raw JPEG, JSON, batch of 8, PNG, 1 in 8 malformed)",
+        r.statuses, r.seconds
+    );
+}

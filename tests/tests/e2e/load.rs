@@ -1,0 +1,20 @@
+//! Eight concurrent clients against the function under `cargo lambda watch`, bounded in
+//! count and time: every request answered, no 5xx, and each malformed one a 400.
+//! The figures for the README come from `make bench-load` (the same run, printed).
+
+use std::time::Duration;
+
+use e2e::*;
+
+#[test]
+#[ignore = "needs `make setup` tools and release binaries; run by `make test`"]
+fn eight_clients_get_no_5xx_and_no_dropped_connections() {
+    let work = tempfile::tempdir().unwrap();
+    let watch = start_function(&[], work.path());
+    let r = load::run(&watch.base, 8, 50, Duration::from_secs(240));
+    assert!(r.transport_errors.is_empty(), "dropped: {:?}", r.transport_errors);
+    assert_eq!(r.latencies_ms.len(), 400, "every request answered: {:?}", r.statuses);
+    // One request kind in eight is malformed by design (`{"image": 7}`).
+    assert_eq!(r.statuses.get(&400), Some(&50), "{:?}", r.statuses);
+    assert_eq!(r.statuses.get(&200), Some(&350), "{:?}", r.statuses);
+}
