@@ -23,7 +23,7 @@ function synth(props: Partial<ClassifierStackProps> = {}) {
 test('model bucket: encrypted, versioned, private, SSL-only, access-logged, retained', () => {
   const { template } = synth();
   const buckets = template.findResources('AWS::S3::Bucket', {
-    Properties: { VersioningConfiguration: { Status: 'Enabled' } },
+    Properties: { VersioningConfiguration: { Status: 'Enabled' }, LoggingConfiguration: Match.anyValue() },
   });
   assert.equal(Object.keys(buckets).length, 1);
   const [id, bucket] = Object.entries(buckets)[0] as [string, any];
@@ -119,6 +119,20 @@ test('publisher policy writes models/ only', () => {
   assert.ok(JSON.stringify(put.Resource).endsWith('/models/*"]]}'), JSON.stringify(put.Resource));
   const list = doc.Statement.find((s: any) => [s.Action].flat().includes('s3:ListBucket'));
   assert.deepEqual(list.Condition, { StringLike: { 's3:prefix': ['models/*'] } });
+});
+
+test('access-log bucket versioned; log groups encrypted with a rotated key', () => {
+  const { template } = synth();
+  template.hasResourceProperties('AWS::S3::Bucket', {
+    VersioningConfiguration: { Status: 'Enabled' },
+    OwnershipControls: Match.anyValue(),
+  });
+  template.hasResourceProperties('AWS::KMS::Key', { EnableKeyRotation: true });
+  const groups = template.findResources('AWS::Logs::LogGroup');
+  assert.equal(Object.keys(groups).length, 2);
+  for (const g of Object.values(groups) as any[]) {
+    assert.ok(g.Properties.KmsKeyId, 'log group has a KMS key');
+  }
 });
 
 test('alarms on errors, throttles and p99 duration', () => {
