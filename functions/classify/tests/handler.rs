@@ -379,3 +379,65 @@ fn the_specs_request_examples_are_accepted() {
     }
     assert_eq!(tried, 3, "single, data URL and batch examples");
 }
+
+/// Events in the exact shape API Gateway's HTTP API sends (payload 2.0: forwarded headers,
+/// request context with account, domain, stage and time, cookies, base64 flag on and off),
+/// one per route and body kind, with the answer each must get.
+#[test]
+fn recorded_http_api_events_get_their_documented_answers() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/apigw-v2");
+    let expected: std::collections::BTreeMap<String, Value> =
+        serde_json::from_str(&std::fs::read_to_string(format!("{dir}/expected.json")).unwrap()).unwrap();
+    assert!(expected.len() >= 9);
+    for (name, want) in &expected {
+        let text = std::fs::read_to_string(format!("{dir}/{name}.json")).unwrap();
+        let event: ApiGatewayV2httpRequest = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let r = app().handle(&event);
+        assert_eq!(r.status_code, want["status"].as_i64().unwrap(), "{name}: {:?}", r.body);
+        if let Some(code) = want.get("code") {
+            let code: ErrorCode = serde_json::from_value(code.clone()).unwrap();
+            assert_eq!(error_code(&r).1, code, "{name}");
+        }
+        if let Some(k) = want.get("predictions") {
+            let p: PredictResponse = body(&r);
+            assert_eq!(p.result.predictions.len() as u64, k.as_u64().unwrap(), "{name}");
+        }
+        if let Some(n) = want.get("results") {
+            let b: BatchPredictResponse = body(&r);
+            assert_eq!(b.results.len() as u64, n.as_u64().unwrap(), "{name}");
+        }
+        if event.request_context.http.method == http::Method::OPTIONS {
+            assert_eq!(
+                r.headers["access-control-allow-origin"], "https://app.example",
+                "{name}"
+            );
+        }
+    }
+}
+
+/// The limits the spec states are the function's own defaults, and every documented
+/// example answers as documented.
+#[test]
+fn the_spec_states_what_the_function_enforces() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../openapi.yaml")).unwrap();
+    let spec: Value = serde_yaml_ng::from_str(&text).unwrap();
+    let schemas = &spec["components"]["schemas"];
+    let defaults = Settings::default();
+    assert_eq!(
+        schemas["BatchRequest"]["properties"]["images"]["maxItems"].as_u64(),
+        Some(defaults.max_images as u64)
+    );
+    let labels = app().served().classifier.labels().len() as u64;
+    assert_eq!(schemas["TopK"]["maximum"].as_u64(), Some(labels));
+    assert_eq!(schemas["TopK"]["default"].as_u64(), Some(api::DEFAULT_TOP_K as u64));
+    assert_eq!(schemas["Base64Image"]["contentEncoding"], "base64");
+    let query_top_k = &spec["paths"]["/predict"]["post"]["parameters"][0]["schema"];
+    assert_eq!(query_top_k["maximum"].as_u64(), Some(labels));
+    // The documented error example is the function's own message for top_k 11.
+    let example =
+        &spec["components"]["responses"]["Error"]["content"]["application/json"]["examples"]["badTopK"]["value"];
+    let want: ErrorBody = serde_json::from_value(example.clone()).unwrap();
+    let png = STANDARD.encode(sample_png());
+    let r = predict_json(json!({"image": png, "top_k": 11}));
+    assert_eq!(body::<ErrorBody>(&r), want);
+}

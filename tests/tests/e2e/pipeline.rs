@@ -412,6 +412,35 @@ fn cors_and_min_probability(p: &Pipeline) {
     assert_eq!(any.label, again.label);
 }
 
+/// Every example in openapi.yaml, sent to the running function, gets the answer the spec
+/// documents for it.
+fn the_specs_examples_work_against_the_function(p: &Pipeline) {
+    let spec: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(root().join("openapi.yaml")).unwrap()).unwrap();
+    let examples = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["examples"]
+        .as_object()
+        .unwrap();
+    assert_eq!(examples.len(), 3);
+    for (name, example) in examples {
+        let (status, v) = post(
+            &p.agent,
+            &p.predict(),
+            "application/json",
+            example["value"].to_string().as_bytes(),
+        );
+        assert_eq!(status, 200, "{name}: {v}");
+        let answer: api::PredictAnswer = typed(&v);
+        let request: api::PredictRequest = typed(&example["value"]);
+        assert_eq!(answer.results().len(), request.images.len(), "{name}");
+        if let Some(k) = request.top_k {
+            assert!(answer.results().iter().all(|r| r.predictions.len() == k), "{name}");
+        }
+    }
+    let bad = &spec["components"]["responses"]["Error"]["content"]["application/json"]["examples"]["badTopK"]["value"];
+    let body = json!({"image": STANDARD.encode(&p.images[0].2), "top_k": 11});
+    let (status, v) = post(&p.agent, &p.predict(), "application/json", body.to_string().as_bytes());
+    assert_eq!((status, typed::<ErrorBody>(&v)), (400, typed::<ErrorBody>(bad)));
+}
+
 fn every_answer_matches_openapi(p: &Pipeline) {
     let seen = p.work.path().join("responses.json");
     std::fs::write(&seen, SEEN.with(|s| serde_json::to_vec(&*s.borrow())).unwrap()).unwrap();
@@ -473,6 +502,9 @@ fn train_publish_serve_and_refuse_bad_input() {
         bad_requests_get_documented_errors(&p)
     });
     stage("CORS and min_probability", || cors_and_min_probability(&p));
+    stage("the spec's examples work against the function", || {
+        the_specs_examples_work_against_the_function(&p)
+    });
     stage("every answer matches openapi.yaml", || every_answer_matches_openapi(&p));
     stage("the page in headless Chromium", || the_page_in_chromium(&p));
 }
