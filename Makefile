@@ -13,7 +13,7 @@ PORT      ?= 9000
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: help setup setup-test run test test-rust test-e2e test-infra lint build-arm64 train train-seed \
-        evaluate bench bench-memory bench-ceiling bench-load bench-refresh bench-torch trainer-libtorch bench-function publish-model deploy clean
+        evaluate bench bench-memory bench-ceiling fuzz bench-load bench-refresh bench-torch trainer-libtorch bench-function publish-model deploy clean
 
 help:
 	@echo "make run      serve the bundled model on http://127.0.0.1:$(PORT) via cargo lambda watch"
@@ -22,6 +22,7 @@ help:
 	@echo "make evaluate score models/cifar10.onnx on the validation images it was trained without"
 	@echo "make bench    training images/s per architecture; make bench-function: latency table"
 	@echo "make bench-memory  function RSS per 1,000 requests through the runtime loop"
+	@echo "make fuzz     cargo fuzz (nightly) on decode, handler and parsers, FUZZ_SECONDS each"
 	@echo "make bench-ceiling peak RSS of the largest accepted inputs, each in a fresh process"
 	@echo "make bench-load    8 concurrent clients on the function under cargo lambda watch"
 	@echo "make bench-refresh cost of a pointer check and latency during a model swap (S3 on loopback)"
@@ -133,6 +134,16 @@ bench-load: setup
 	cargo build --release --workspace --bins
 	cargo build --release -p $(FUNCTION) --bin $(FUNCTION)
 	target/release/load 8 250
+
+# Coverage-guided fuzzing (cargo fuzz: nightly + libFuzzer), bounded: FUZZ_SECONDS per target
+# from the committed seeds in fuzz/seeds/<target>; findings land in fuzz/artifacts/.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	@for t in decode parsers handler; do \
+	  mkdir -p fuzz/corpus/$$t; \
+	  (cd fuzz && cargo +nightly fuzz run $$t corpus/$$t seeds/$$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -max_len=262144) || exit 1; \
+	done
 
 bench-ceiling:
 	cargo build --release --workspace --bins

@@ -385,6 +385,7 @@ pub mod runtime_api {
                 let head = format!(
                     "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nlambda-runtime-aws-request-id: req-{id}\r\n\
                      lambda-runtime-deadline-ms: 9999999999999\r\nlambda-runtime-invoked-function-arn: arn:aws:lambda:us-east-1:000000000000:function:classify\r\n\
+                     lambda-runtime-trace-id: Root=1-674731a2-{id:024x};Parent={id:016x};Sampled=0;Lineage=1:8e3c1f2a:0\r\n\
                      content-length: {}\r\n\r\n",
                     payload.len()
                 );
@@ -637,6 +638,20 @@ pub mod load {
             let v = &self.latencies_ms;
             v[((v.len() - 1) as f64 * q).round() as usize]
         }
+    }
+
+    /// The `classify` process that `cargo lambda watch` started (the newest, if several).
+    pub fn function_pid() -> u32 {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            if std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "classify") {
+                found.push(pid);
+            }
+        }
+        *found.iter().max().expect("the function process is running")
     }
 
     pub fn run(base: &str, clients: usize, per_client: usize, limit: Duration) -> Report {

@@ -10,7 +10,15 @@ fn main() {
     let watch = e2e::start_function(&[], work.path());
     // Warm-up: the first requests pay for the function's own start.
     e2e::load::run(&watch.base, 1, 8, Duration::from_secs(60));
-    let r = e2e::load::run(&watch.base, clients, per_client, Duration::from_secs(540));
+    // The report that opened the memory issue: rounds of load, RSS of the function after each.
+    let pid = e2e::load::function_pid();
+    let mut r = e2e::load::run(&watch.base, clients, per_client, Duration::from_secs(540));
+    let mut rss = vec![e2e::soak::rss_kib(pid)];
+    for _ in 1..4 {
+        e2e::load::run(&watch.base, clients, per_client, Duration::from_secs(540));
+        rss.push(e2e::soak::rss_kib(pid));
+    }
+    r.latencies_ms.sort_by(f64::total_cmp);
     println!("| clients | requests | answered | dropped | p50 ms | p90 ms | p99 ms | max ms | requests/s |");
     println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     println!(
@@ -27,5 +35,11 @@ fn main() {
     println!(
         "statuses {:?} in {:.1} s (the mix: raw JPEG, JSON, batch of 8, PNG, 1 in 8 malformed)",
         r.statuses, r.seconds
+    );
+    let mib: Vec<String> = rss.iter().map(|k| format!("{:.1}", *k as f64 / 1024.0)).collect();
+    println!(
+        "function RSS after each round of {} requests (pid {pid}): {} MiB",
+        clients * per_client,
+        mib.join(" -> ")
     );
 }
