@@ -199,6 +199,23 @@ mod tests {
         buf.into_inner()
     }
 
+    /// Many frames are no bomb: only the first is decoded, so a 5,000-frame GIF costs what
+    /// its first frame costs.
+    #[test]
+    fn only_the_first_gif_frame_is_decoded() {
+        let mut gif = Vec::new();
+        {
+            let mut enc = image::codecs::gif::GifEncoder::new_with_speed(&mut gif, 30);
+            for k in 0..5_000u32 {
+                let frame = image::RgbaImage::from_pixel(16, 16, Rgba([(k % 251) as u8, 0, 0, 255]));
+                enc.encode_frame(image::Frame::new(frame)).unwrap();
+            }
+        }
+        let img = decode_rgb32(&gif, &DecodeLimits::default()).unwrap();
+        // Frame 0 is black; the last (4,999 % 251 = 230) would be red.
+        assert_eq!(&img[..3], &[0, 0, 0], "the first frame's colour");
+    }
+
     #[test]
     fn png_32x32_is_passed_through_exactly() {
         let img = RgbImage::from_fn(32, 32, |x, y| image::Rgb([x as u8 * 8, y as u8 * 8, 7]));

@@ -1,6 +1,6 @@
 //! Eight concurrent clients against the function under `cargo lambda watch`, bounded in
 //! count and time: every request answered, no 5xx, each malformed one a 400, and the
-//! function's memory flat from round to round (glibc malloc grew ~30 MiB a round here).
+//! function's memory flat from round to round (glibc malloc grew ~25 MiB a round here).
 //! The figures for the README come from `make bench-load` (the same run, printed).
 
 use std::time::Duration;
@@ -23,6 +23,7 @@ fn eight_clients_get_no_5xx_and_no_dropped_connections() {
         assert_eq!(r.statuses.get(&200), Some(&350), "{:?}", r.statuses);
         rss.push(soak::rss_kib(pid));
     }
-    // After the first round warms the allocator: no more than 8 MiB over 800 requests.
-    assert!(rss[2] <= rss[0] + 8 * 1024, "RSS KiB per round of 400: {rss:?}");
+    // After the first round warms the allocator: no more than 16 MiB over 800 requests
+    // (mimalloc moves by up to ~13 MiB between samples; glibc malloc grew 48 MiB here).
+    assert!(rss[2] <= rss[0] + 16 * 1024, "RSS KiB per round of 400: {rss:?}");
 }

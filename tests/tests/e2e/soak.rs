@@ -12,12 +12,16 @@ fn memory_stays_flat_over_thousands_of_predictions() {
     let statuses = &report.statuses;
     assert_eq!(statuses.get(&200), Some(&6_125), "{statuses:?}");
     assert_eq!(statuses.get(&400), Some(&875), "{statuses:?}");
-    let (_, warm) = report.samples[0];
-    let (_, last) = *report.samples.last().unwrap();
-    let growth_mib = (last as f64 - warm as f64) / 1024.0;
+    // The allocator keeps freed pages for a while, so RSS moves by several MiB from sample
+    // to sample; a leak is a trend. The last sample may not exceed the highest of the first
+    // half by more than 5 MiB (the original leak, ~17 KB a prediction, adds ~80 MiB here).
+    let kib: Vec<u64> = report.samples.iter().map(|s| s.1).collect();
+    let first_half_max = *kib[..kib.len() / 2].iter().max().unwrap();
+    let last = *kib.last().unwrap();
+    let growth_mib = (last as f64 - first_half_max as f64) / 1024.0;
     assert!(
         growth_mib <= 5.0,
-        "RSS grew {growth_mib:.1} MiB after warm-up: {:?}",
+        "RSS grew {growth_mib:.1} MiB past the first half's peak: {:?}",
         report.samples
     );
 }
