@@ -163,7 +163,9 @@ impl std::str::FromStr for Widths {
             .map(|p| p.trim().parse::<usize>().map_err(|e| format!("bad width `{p}`: {e}")))
             .collect::<Result<Vec<_>, _>>()?;
         if v.len() < 2 || v.contains(&0) {
-            return Err("give a stem width and at least one group width, all > 0".into());
+            return Err(
+                "give at least two comma-separated widths, all > 0 (for `widths`: the stem, then one per group)".into(),
+            );
         }
         Ok(Widths(v))
     }
