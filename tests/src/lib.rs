@@ -224,8 +224,8 @@ impl S3Server {
         assert_eq!(r.status().as_u16(), 200, "create bucket {bucket}");
     }
 
-    /// Read an object with real (signed) S3 requests: `(status, body)`, 404 when missing.
-    pub fn get_object(&self, bucket: &str, key: &str) -> (u16, Vec<u8>) {
+    /// A signed S3 client for this server, and a runtime to drive it from a plain test.
+    fn client(&self) -> (aws_sdk_s3::Client, tokio::runtime::Runtime) {
         use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
         let config = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
@@ -234,17 +234,29 @@ impl S3Server {
             .credentials_provider(Credentials::new("test", "test", None, None, "e2e"))
             .force_path_style(true)
             .build();
-        let client = aws_sdk_s3::Client::from_conf(config);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
+        (aws_sdk_s3::Client::from_conf(config), rt)
+    }
+
+    /// Read an object with real (signed) S3 requests: `(status, body)`, 404 when missing.
+    pub fn get_object(&self, bucket: &str, key: &str) -> (u16, Vec<u8>) {
+        let (client, rt) = self.client();
         rt.block_on(async {
             match client.get_object().bucket(bucket).key(key).send().await {
                 Ok(out) => (200, out.body.collect().await.expect("body").into_bytes().to_vec()),
                 Err(e) => (e.raw_response().map(|r| r.status().as_u16()).unwrap_or(0), Vec::new()),
             }
         })
+    }
+
+    /// Write an object with a real (signed) S3 request.
+    pub fn put_object(&self, bucket: &str, key: &str, body: Vec<u8>) {
+        let (client, rt) = self.client();
+        rt.block_on(client.put_object().bucket(bucket).key(key).body(body.into()).send())
+            .expect("put object");
     }
 
     /// Environment that points the AWS SDK at this server.
@@ -479,10 +491,15 @@ pub mod soak {
 
     /// Resident set size of a process, in KiB.
     pub fn rss_kib(pid: u32) -> u64 {
+        status_kib(pid, "VmRSS:")
+    }
+
+    /// A `kB` field of `/proc/<pid>/status` (`VmRSS:`, `VmHWM:`), 0 when unreadable.
+    pub fn status_kib(pid: u32, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
@@ -590,27 +607,6 @@ impl FaultyProxy {
             }
         });
         FaultyProxy { endpoint, seen }
-    }
-}
-
-impl S3Server {
-    /// Write an object with a real (signed) S3 request.
-    pub fn put_object(&self, bucket: &str, key: &str, body: Vec<u8>) {
-        use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-        let config = aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .endpoint_url(&self.endpoint)
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("test", "test", None, None, "e2e"))
-            .force_path_style(true)
-            .build();
-        let client = aws_sdk_s3::Client::from_conf(config);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(client.put_object().bucket(bucket).key(key).body(body.into()).send())
-            .expect("put object");
     }
 }
 
@@ -836,16 +832,6 @@ pub mod ceiling {
         ]
     }
 
-    fn vm_kib(pid: u32, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(field))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    }
-
     /// `(status code, peak RSS KiB)` of a fresh function process that answers `event`.
     pub fn peak(event: Value) -> (u16, u64) {
         let (port, rx) = runtime_api::start(vec![event]);
@@ -857,6 +843,48 @@ pub mod ceiling {
             .recv_timeout(Duration::from_secs(120))
             .unwrap_or_else(|_| panic!("no answer:\n{}", service.log_text()));
         let status = answer["statusCode"].as_u64().unwrap_or(0) as u16;
-        (status, vm_kib(service.pid(), "VmHWM:"))
+        (status, super::soak::status_kib(service.pid(), "VmHWM:"))
     }
+}
+
+/// `trainer publish --run RUN --to TO` against `s3`, not yet run.
+pub fn publish_command(run: &Path, to: &str, s3: &S3Server) -> Command {
+    let mut cmd = Command::new(bin("trainer"));
+    cmd.args(["publish", "--run"])
+        .arg(run)
+        .args(["--to", to])
+        .envs(s3.env());
+    cmd
+}
+
+/// Publish a run directory, which must succeed.
+pub fn publish_run(run: &Path, to: &str, s3: &S3Server) {
+    let out = publish_command(run, to, s3).output().expect("trainer runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Where a metadata value starts in an ONNX file: after its key, the value's tag byte and
+/// one length byte (values under 128 bytes).
+fn metadata_value_at(model: &[u8], key: &str) -> usize {
+    let at = model
+        .windows(key.len())
+        .position(|w| w == key.as_bytes())
+        .unwrap_or_else(|| panic!("no {key} key"));
+    at + key.len() + 2
+}
+
+/// A second valid model: `model` with the start of a metadata value overwritten in place
+/// (same length, so the protobuf stays valid).
+pub fn with_metadata(model: &[u8], key: &str, prefix: &str) -> Vec<u8> {
+    let start = metadata_value_at(model, key);
+    let mut out = model.to_vec();
+    out[start..start + prefix.len()].copy_from_slice(prefix.as_bytes());
+    assert_ne!(out, model, "{key} already starts with {prefix}");
+    out
+}
+
+/// The same weights and version with another training date: another sha256.
+pub fn retrained(model: &[u8]) -> Vec<u8> {
+    let first = model[metadata_value_at(model, "trained_at")];
+    with_metadata(model, "trained_at", if first == b'1' { "2" } else { "1" })
 }

@@ -9,17 +9,6 @@ use std::time::{Duration, Instant};
 use e2e::soak::event;
 use e2e::*;
 
-fn publish(run: &std::path::Path, s3: &S3Server) {
-    let out = Command::new(bin("trainer"))
-        .args(["publish", "--run"])
-        .arg(run)
-        .args(["--to", "s3://models/bench/"])
-        .envs(s3.env())
-        .output()
-        .expect("trainer runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
-
 fn pct(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
@@ -77,14 +66,12 @@ fn main() {
     s3.create_bucket("models");
     let shipped = std::fs::read(root().join("models/cifar10.onnx")).expect("shipped model");
     let (run_a, run_b) = (work.path().join("a"), work.path().join("b"));
-    let mut other = shipped.clone();
-    let at = other.windows(10).position(|w| w == b"trained_at").expect("trained_at") + 12;
-    other[at] = if other[at] == b'1' { b'2' } else { b'1' };
+    let other = retrained(&shipped);
     for (dir, bytes) in [(&run_a, &shipped), (&run_b, &other)] {
         std::fs::create_dir_all(dir).unwrap();
         std::fs::write(dir.join("model.onnx"), bytes).unwrap();
     }
-    publish(&run_a, &s3);
+    publish_run(&run_a, "s3://models/bench/", &s3);
     let mut env = s3.env();
     env.push(("MODEL_URI", "s3://models/bench/models/latest.json".into()));
     env.push(("RUST_LOG", "classify=debug,warn".into()));
@@ -106,7 +93,7 @@ fn main() {
     // B goes up a quarter of the way in; the request that finds it pays for the swap.
     let (mut swapping, log) = run(&on, requests, work.path(), |i| {
         if i == requests / 4 {
-            publish(&run_b, &s3);
+            publish_run(&run_b, "s3://models/bench/", &s3);
         }
     });
     let swapped = log.contains("model refreshed");

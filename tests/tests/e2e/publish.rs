@@ -11,11 +11,7 @@ fn publish(run: &std::path::Path, to: &str, s3: &S3Server) -> std::process::Outp
 }
 
 fn publish_via(run: &std::path::Path, to: &str, s3: &S3Server, endpoint: &str) -> std::process::Output {
-    Command::new(bin("trainer"))
-        .args(["publish", "--run"])
-        .arg(run)
-        .args(["--to", to])
-        .envs(s3.env())
+    publish_command(run, to, s3)
         .env("AWS_ENDPOINT_URL_S3", endpoint)
         .output()
         .expect("trainer runs")
@@ -65,15 +61,7 @@ fn publish_writes_pointer_last_and_failure_keeps_the_old_one() {
     let staged_b = work.path().join("run-b");
     std::fs::create_dir_all(&staged_b).unwrap();
     // A second valid model: the shipped one with another training date in its metadata.
-    let at = model
-        .windows(10)
-        .position(|w| w == b"trained_at")
-        .expect("trained_at key")
-        + 10;
-    let digit = at + model[at..].iter().position(u8::is_ascii_digit).expect("a date");
-    let mut b = model.clone();
-    b[digit] = if b[digit] == b'1' { b'2' } else { b'1' };
-    std::fs::write(staged_b.join("model.onnx"), &b).unwrap();
+    std::fs::write(staged_b.join("model.onnx"), retrained(&model)).unwrap();
     let out = publish_via(&staged_b, "s3://bucket/prod/", &s3, &proxy.endpoint);
     assert!(!out.status.success(), "the pointer write failed, so publish must fail");
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -12,33 +12,6 @@ use e2e::*;
 
 const REFRESH_SECONDS: u64 = 2;
 
-/// The shipped model with another `model_version` in its metadata: a second valid model.
-fn with_version(model: &[u8], version: &str) -> Vec<u8> {
-    let at = model
-        .windows(13)
-        .position(|w| w == b"model_version")
-        .expect("model_version key")
-        + 13;
-    // The value follows the key: tag byte, length byte, then the text.
-    let start = at + 2;
-    let old = &model[start..start + version.len()];
-    assert!(old.iter().all(u8::is_ascii_hexdigit), "a hex version at {start}");
-    let mut out = model.to_vec();
-    out[start..start + version.len()].copy_from_slice(version.as_bytes());
-    out
-}
-
-fn publish(run: &std::path::Path, s3: &S3Server) {
-    let out = std::process::Command::new(bin("trainer"))
-        .args(["publish", "--run"])
-        .arg(run)
-        .args(["--to", "s3://models/live/"])
-        .envs(s3.env())
-        .output()
-        .expect("trainer runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
-
 fn health(base: &str) -> Health {
     let mut r = http().get(&format!("{base}/health")).call().expect("health");
     serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
@@ -90,12 +63,15 @@ fn a_published_model_goes_live_and_bad_pointers_are_refused() {
     let (run_a, run_b) = (work.path().join("a"), work.path().join("b"));
     for (dir, bytes) in [
         (&run_a, shipped.clone()),
-        (&run_b, with_version(&shipped, "0123456789abcdef")),
+        (
+            &run_b,
+            with_metadata(&shipped, contract::meta::MODEL_VERSION, "0123456789abcdef"),
+        ),
     ] {
         std::fs::create_dir_all(dir).unwrap();
         std::fs::write(dir.join("model.onnx"), bytes).unwrap();
     }
-    publish(&run_a, &s3);
+    publish_run(&run_a, "s3://models/live/", &s3);
     let mut env = s3.env();
     env.push(("MODEL_URI", "s3://models/live/models/latest.json".into()));
     env.push(("MODEL_REFRESH_SECONDS", REFRESH_SECONDS.to_string()));
@@ -113,7 +89,7 @@ fn a_published_model_goes_live_and_bad_pointers_are_refused() {
     };
     std::thread::sleep(Duration::from_millis(500));
     let published = Instant::now();
-    publish(&run_b, &s3);
+    publish_run(&run_b, "s3://models/live/", &s3);
     let publish_took = published.elapsed();
     wait_for(&watch.base, "B goes live", |h| h.model_version == "0123456789abcdef");
     std::thread::sleep(Duration::from_millis(300));
