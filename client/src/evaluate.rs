@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use scoring::Confusion;
+use scoring::{Confusion, percentile};
 use serde::Serialize;
 
 use crate::error::ClientError;
@@ -29,11 +29,6 @@ pub struct EndpointReport {
     pub seconds: f64,
     pub confusion: Confusion,
     pub failures: Vec<Answer>,
-}
-
-/// `q`-quantile of sorted values, nearest rank.
-pub fn percentile(sorted: &[f64], q: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
 /// Post every image of an image folder with `concurrency` workers and score the answers.
@@ -109,15 +104,4 @@ pub fn evaluate(client: &Client, folder: &Path, concurrency: usize) -> Result<En
         confusion,
         failures,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn percentiles_by_nearest_rank() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(super::percentile(&v, 0.5), 51.0);
-        assert_eq!(super::percentile(&v, 0.99), 99.0);
-        assert_eq!(super::percentile(&[3.0], 0.99), 3.0);
-    }
 }

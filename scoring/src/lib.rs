@@ -11,6 +11,11 @@ pub use confusion::Confusion;
 
 use std::path::PathBuf;
 
+/// `q`-quantile of sorted values, nearest rank: how latencies are reported everywhere.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ScoringError {
     #[error("{path}: {source}")]
@@ -22,4 +27,15 @@ pub enum ScoringError {
 pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ScoringError {
     let path = path.into();
     move |source| ScoringError::Io { path, source }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(super::percentile(&v, 0.5), 51.0);
+        assert_eq!(super::percentile(&v, 0.99), 99.0);
+        assert_eq!(super::percentile(&[3.0], 0.99), 3.0);
+    }
 }

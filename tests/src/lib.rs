@@ -631,8 +631,7 @@ pub mod load {
 
     impl Report {
         pub fn percentile(&self, q: f64) -> f64 {
-            let v = &self.latencies_ms;
-            v[((v.len() - 1) as f64 * q).round() as usize]
+            scoring::percentile(&self.latencies_ms, q)
         }
     }
 

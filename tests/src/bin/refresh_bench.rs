@@ -9,10 +9,6 @@ use std::time::{Duration, Instant};
 use e2e::soak::event;
 use e2e::*;
 
-fn pct(sorted: &[f64], q: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
-}
-
 /// Run `requests` raw-JPEG predictions through the function; `during(i)` is called as the
 /// i-th answer arrives. Per-request time is the gap between consecutive answers (the
 /// function pulls the next event as soon as it answers). Returns those gaps and the log.
@@ -52,9 +48,9 @@ fn row(name: &str, gaps: &mut [f64]) {
     println!(
         "| {name} | {} | {:.2} | {:.2} | {:.2} | {:.1} |",
         gaps.len(),
-        pct(gaps, 0.5),
-        pct(gaps, 0.99),
-        pct(gaps, 0.999),
+        scoring::percentile(gaps, 0.5),
+        scoring::percentile(gaps, 0.99),
+        scoring::percentile(gaps, 0.999),
         gaps[gaps.len() - 1]
     );
 }
@@ -110,8 +106,8 @@ fn main() {
         println!(
             "\nunchanged-pointer check (conditional GET, 304), added to its request: n {} p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
             checks.len(),
-            pct(&checks, 0.5),
-            pct(&checks, 0.99),
+            scoring::percentile(&checks, 0.5),
+            scoring::percentile(&checks, 0.99),
             checks[checks.len() - 1]
         );
     }
