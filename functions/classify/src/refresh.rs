@@ -60,12 +60,17 @@ impl Refresher {
         let mut status = self.status.lock().expect("status lock");
         status.last_check = Some(contract::pointer::now_rfc3339());
         match outcome {
-            Ok(None) => {
+            Ok(Checked::Same(etag)) => {
+                // A rewritten pointer naming the serving model: remember its ETag so the
+                // next checks are 304s again rather than full reads.
+                if etag.is_some() {
+                    watch.etag = etag;
+                }
                 tracing::debug!(check_ms = start.elapsed().as_secs_f64() * 1e3, "pointer unchanged");
                 status.last_outcome = Some(RefreshOutcome::Unchanged);
                 status.last_error = None;
             }
-            Ok(Some((served, etag))) => {
+            Ok(Checked::New(served, etag)) => {
                 tracing::info!(
                     from = current.classifier.version(),
                     to = served.classifier.version(),
@@ -98,18 +103,22 @@ impl Refresher {
     }
 }
 
-/// `Ok(None)`: unchanged. A failure comes with the pointer ETag it was about, if any.
-async fn check(
-    watch: &PointerWatch,
-    current: &Served,
-) -> Result<Option<(Served, Option<String>)>, (LoadError, Option<String>)> {
+/// What a pointer check found: the serving model still (with the pointer's new ETag when
+/// it was rewritten), or a verified new model with its pointer's ETag.
+enum Checked {
+    Same(Option<String>),
+    New(Served, Option<String>),
+}
+
+/// A failure comes with the pointer ETag it was about, if any.
+async fn check(watch: &PointerWatch, current: &Served) -> Result<Checked, (LoadError, Option<String>)> {
     let (pointer, etag) = match watch.poll().await {
-        Ok(None) => return Ok(None),
+        Ok(None) => return Ok(Checked::Same(None)),
         Ok(Some(p)) => p,
         Err(e) => return Err((e, None)),
     };
     if pointer.sha256 == current.sha256 {
-        return Ok(None);
+        return Ok(Checked::Same(etag));
     }
     let fail = |e: LoadError| (e, etag.clone());
     let (bytes, source) = watch.model(&pointer).await.map_err(fail)?;
@@ -126,12 +135,12 @@ async fn check(
             new: classifier.labels().to_vec(),
         }));
     }
-    Ok(Some((
+    Ok(Checked::New(
         Served {
             classifier,
             source,
             sha256: pointer.sha256,
         },
         etag,
-    )))
+    ))
 }
