@@ -294,27 +294,17 @@ fn a_field_the_spec_lacks_is_caught() {
         model_version: "v1".into(),
     })
     .unwrap();
+    let errors = |v: &Value| {
+        let mut errors = Vec::new();
+        let schema = json!({"$ref": "#/components/schemas/SingleResponse"});
+        validate(&spec, &schema, v, "r", &mut errors);
+        errors
+    };
     v["extra"] = json!(1);
-    let mut errors = Vec::new();
-    validate(
-        &spec,
-        &json!({"$ref": "#/components/schemas/SingleResponse"}),
-        &v,
-        "r",
-        &mut errors,
-    );
-    assert_eq!(errors, ["r: extra is not in the spec"]);
+    assert_eq!(errors(&v), ["r: extra is not in the spec"]);
     v.as_object_mut().unwrap().remove("extra");
     v.as_object_mut().unwrap().remove("matched");
-    let mut errors = Vec::new();
-    validate(
-        &spec,
-        &json!({"$ref": "#/components/schemas/SingleResponse"}),
-        &v,
-        "r",
-        &mut errors,
-    );
-    assert_eq!(errors, ["r: required \"matched\" is missing"]);
+    assert_eq!(errors(&v), ["r: required \"matched\" is missing"]);
 }
 
 #[test]
