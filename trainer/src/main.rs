@@ -3,6 +3,10 @@
 
 mod commands;
 
+/// mimalloc, told by `trainer::memory` to keep what is freed: see there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
@@ -36,6 +40,7 @@ enum Command {
 }
 
 fn main() -> Result<()> {
+    trainer::memory::keep_freed_memory();
     match Cli::parse().command {
         Command::Train(args) => commands::train::run(*args),
         Command::Evaluate(args) => commands::evaluate::run(args),

@@ -129,8 +129,11 @@ fn conv_forward_and_gradients_match_their_definitions() {
     // The shipped net's layers: 3x3, pad 1, at 32 and 8 px.
     check_conv([4, 3, 32, 32], 16, [3, 3], [1, 1], [1, 1], [1, 1]);
     check_conv([3, 32, 8, 8], 64, [3, 3], [1, 1], [1, 1], [1, 1]);
-    // Many images per weight-gradient chunk, at 4x4.
+    // Many images per GEMM chunk (all three passes), at 4x4, the last chunk short.
     check_conv([300, 4, 4, 4], 6, [3, 3], [1, 1], [1, 1], [1, 1]);
+    // Chunks of 3 images at 3x3 (the last group's plane) and, strided, at 7x7 -> 4x4.
+    check_conv([17, 5, 3, 3], 7, [3, 3], [1, 1], [1, 1], [1, 1]);
+    check_conv([20, 3, 7, 7], 4, [3, 3], [2, 2], [1, 1], [1, 1]);
     // Stride, no padding, rectangular kernel, dilation, 1x1.
     check_conv([2, 3, 9, 7], 4, [3, 2], [2, 1], [0, 1], [1, 1]);
     check_conv([2, 2, 9, 9], 3, [3, 3], [1, 2], [2, 2], [2, 1]);
@@ -166,10 +169,15 @@ fn check_max_pool(shape: [usize; 4], k: usize, x: Vec<f32>) {
 }
 
 #[test]
-fn tiling_max_pool_matches_its_definition() {
+fn non_overlapping_max_pool_matches_its_definition() {
     check_max_pool([2, 3, 8, 8], 2, values(2 * 3 * 64, 3));
     // The global pool at the end of the net.
     check_max_pool([3, 5, 4, 4], 4, values(3 * 5 * 16, 4));
+    // Odd sides (the airbench net pools 31 -> 15 -> 7 -> 3): floor mode leaves the last
+    // row and column out of every window.
+    check_max_pool([2, 3, 31, 31], 2, values(2 * 3 * 31 * 31, 5));
+    check_max_pool([1, 2, 7, 9], 2, values(2 * 7 * 9, 6));
+    check_max_pool([2, 2, 7, 7], 3, values(2 * 2 * 49, 7));
     // Ties keep the first, a NaN wins.
     let mut x = vec![1.0; 16];
     x[5] = f32::NAN;

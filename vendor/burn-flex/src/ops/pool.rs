@@ -262,14 +262,15 @@ where
 
     let spatial_out = out_d * out_h * out_w;
     let x_data: &[T] = x.storage();
-    // Non-overlapping windows that tile the input exactly (2x2/2 pools, global pools):
+    // Non-overlapping windows that all lie inside the input (2x2/2 pools, global pools,
+    // and floor-mode pools over odd sides, whose last row/column no window reaches):
     // no padding or bounds arithmetic per output, which dominated the generic loop.
     if kernel_d == 1
         && stride == [1, kernel_h, kernel_w]
         && padding == [0, 0, 0]
         && dilation == [1, 1, 1]
-        && in_h % kernel_h == 0
-        && in_w % kernel_w == 0
+        && out_h * kernel_h <= in_h
+        && out_w * kernel_w <= in_w
         && spatial_out > 0
     {
         let mut output = vec![neg_inf; batch_size * channels * spatial_out];
@@ -277,6 +278,28 @@ where
         let plane = in_d * in_h * in_w;
         let pool_plane = |bc: usize, out: &mut [T], idx: &mut [i64]| {
             let x_plane = &x_data[bc * plane..][..plane];
+            if kernel_h == 2 && kernel_w == 2 && in_d == 1 {
+                // The common 2x2 case as selects rather than branches: which of the four
+                // wins is data-dependent, and mispredicted branches dominated this loop.
+                for oh in 0..out_h {
+                    let top = 2 * oh * in_w;
+                    let (r0, r1) = (&x_plane[top..top + in_w], &x_plane[top + in_w..top + 2 * in_w]);
+                    let o_row = &mut out[oh * out_w..(oh + 1) * out_w];
+                    let i_row = &mut idx[oh * out_w..(oh + 1) * out_w];
+                    for ow in 0..out_w {
+                        let c = 2 * ow;
+                        let (mut best, mut best_i) = (r0[c], top + c);
+                        for (val, i) in [(r0[c + 1], top + c + 1), (r1[c], top + in_w + c), (r1[c + 1], top + in_w + c + 1)] {
+                            let take = val > best || val.is_nan();
+                            best = if take { val } else { best };
+                            best_i = if take { i } else { best_i };
+                        }
+                        o_row[ow] = best;
+                        i_row[ow] = best_i as i64;
+                    }
+                }
+                return;
+            }
             for od in 0..out_d {
                 for oh in 0..out_h {
                     for ow in 0..out_w {
