@@ -112,6 +112,17 @@ train_config! {
     whiten_eps: f64 = 5e-4,
     /// Epochs in which the whitening layer's bias trains before it is frozen too.
     whiten_bias_epochs: usize = 3,
+    /// Lookahead (airbench): every `lookahead_every` steps the weights move to an
+    /// exponential average of themselves, whose decay ramps up as the cube of progress
+    /// to `lookahead_decay`; the last step takes the average.
+    lookahead: bool = true,
+    /// Steps between lookahead updates.
+    lookahead_every: usize = 5,
+    /// Final decay of the lookahead average (airbench: 0.95 per step over 5 steps).
+    lookahead_decay: f64 = 0.773_780_937_5,
+    /// Training batches passed forward after the final average to re-estimate the
+    /// batch-norm running statistics for the averaged weights (0 = keep them).
+    lookahead_bn_batches: usize = 8,
     /// Each conv's first C_in filters start as the identity on its input channels.
     dirac_init: bool = true,
     /// Batch-norm scales stay at 1 (only the biases learn).
@@ -260,6 +271,10 @@ impl TrainConfig {
                 "seed_conv_widths: at most 5 blocks; seed widths must be positive",
             ),
             (!(0.0..1.0).contains(&self.dampening), "dampening must be in [0, 1)"),
+            (
+                self.lookahead && (self.lookahead_every == 0 || !(0.0..1.0).contains(&self.lookahead_decay)),
+                "lookahead_every must be at least 1 and lookahead_decay in [0, 1)",
+            ),
             (
                 self.time_budget_minutes.is_nan() || self.time_budget_minutes < 0.0,
                 "time_budget_minutes must be 0 (off) or positive",

@@ -8,6 +8,8 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod export;
+pub mod lookahead;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod models;

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{OptimizerKind, TrainConfig};
 use crate::data::{Augment, Dataset, to_input};
+use crate::lookahead::{self, Lookahead};
 use crate::model::Net;
 
 /// One epoch's figures, as written to `metrics.json` and drawn in the curves.
@@ -106,6 +107,7 @@ pub fn fit(
     let mut epochs = config.epochs;
     let mut total_steps = steps_per_epoch * epochs;
     let bias_ids = model.norm_bias_ids();
+    let mut lookahead = config.lookahead.then(|| Lookahead::new(&model));
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut history = Vec::new();
     let mut step = 0;
@@ -145,6 +147,9 @@ pub fn fit(
             lr = config.lr_at(step, total_steps);
             model = optim.step(lr, model, grads);
             step += 1;
+            if let Some(la) = lookahead.as_mut().filter(|_| lookahead::due(config, step)) {
+                model = la.update(model, lookahead::decay_at(config.lookahead_decay, step, total_steps));
+            }
             loss_sum += f64::from(batch_loss) * chunk.len() as f64;
             correct += batch_correct as usize;
             seen += chunk.len();
@@ -156,6 +161,17 @@ pub fn fit(
                 correct as f64 / seen as f64,
                 seen as f64 / secs
             ));
+        }
+        if epoch == epochs
+            && let Some(la) = lookahead.as_mut()
+        {
+            // The run ends on the average, as airbench's does. Its running statistics
+            // were gathered for the last iterate, so they are re-estimated for it.
+            model = la.update(model, 1.0);
+            for chunk in order.chunks(config.batch_size).take(config.lookahead_bn_batches) {
+                let images: Vec<&contract::Rgb32> = chunk.iter().map(|&i| &train.images[i]).collect();
+                drop(model.forward(input_tensor(&images, None, device)));
+            }
         }
         let seconds = start.elapsed().as_secs_f64();
         bar.finish_and_clear();

@@ -1,0 +1,116 @@
+//! Lookahead as airbench uses it: an exponential average of the weights that the
+//! weights are reset to every few steps. Late in training, when the learning rate
+//! falls, the average is a better model than the last iterate (airbench's ablation:
+//! 12 instead of 13.5 epochs to 94 %).
+
+use std::collections::HashMap;
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::tensor::{Tensor, TensorData};
+
+use crate::config::TrainConfig;
+
+/// The averaged weights, on the host (a few hundred thousand floats, touched every few
+/// steps). Float parameters only: batch-norm running statistics are not parameters in
+/// burn and already are averages.
+#[derive(Debug, Clone, Default)]
+pub struct Lookahead {
+    average: HashMap<ParamId, Vec<f32>>,
+}
+
+/// The decay at `step` of `total`: `final_decay * (step / total)^3`, as airbench ramps it.
+pub fn decay_at(final_decay: f64, step: usize, total: usize) -> f64 {
+    final_decay * (step as f64 / total.max(1) as f64).min(1.0).powi(3)
+}
+
+fn host<const D: usize>(t: &Tensor<D>) -> Vec<f32> {
+    t.clone().into_data().try_to_vec_as::<f32>().expect("float tensor")
+}
+
+impl Lookahead {
+    /// Start the average at the model's current weights.
+    pub fn new<M: Module>(model: &M) -> Self {
+        struct Collect<'a>(&'a mut HashMap<ParamId, Vec<f32>>);
+        impl ModuleVisitor for Collect<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                self.0.insert(param.id, host(&param.val()));
+            }
+        }
+        let mut average = HashMap::new();
+        model.visit(&mut Collect(&mut average));
+        Self { average }
+    }
+
+    /// `average = decay * average + (1 - decay) * weights`, then `weights = average`.
+    pub fn update<M: Module>(&mut self, model: M, decay: f64) -> M {
+        struct Step<'a> {
+            average: &'a mut HashMap<ParamId, Vec<f32>>,
+            decay: f32,
+        }
+        impl ModuleMapper for Step<'_> {
+            fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+                let id = param.id;
+                let (decay, average) = (self.decay, &mut *self.average);
+                param.map(|t| {
+                    let (shape, device, grad) = (t.shape(), t.device(), t.is_require_grad());
+                    let now = host(&t);
+                    let avg = average.entry(id).or_insert_with(|| now.clone());
+                    for (a, w) in avg.iter_mut().zip(&now) {
+                        *a = decay * *a + (1.0 - decay) * w;
+                    }
+                    let t = Tensor::<D>::from_data(TensorData::new(avg.clone(), shape), &device);
+                    if grad { t.require_grad() } else { t }
+                })
+            }
+        }
+        model.map(&mut Step {
+            average: &mut self.average,
+            decay: decay as f32,
+        })
+    }
+}
+
+/// Whether `step` (0-based, counted after the optimiser step) updates the average.
+pub fn due(config: &TrainConfig, step: usize) -> bool {
+    config.lookahead && step.is_multiple_of(config.lookahead_every)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::{Linear, LinearConfig};
+    use burn::tensor::Device;
+
+    fn weights(m: &Linear) -> Vec<f32> {
+        host(&m.weight.val())
+    }
+
+    #[test]
+    fn the_average_follows_its_formula() {
+        let device = Device::flex().autodiff();
+        let mut m: Linear = LinearConfig::new(3, 2).init(&device);
+        let w0 = weights(&m);
+        let mut la = Lookahead::new(&m);
+        // Move the weights, then average with decay 0.25: 0.25 * w0 + 0.75 * w1.
+        m.weight = m.weight.map(|t| t.add_scalar(1.0).detach().require_grad());
+        let w1 = weights(&m);
+        let m = la.update(m, 0.25);
+        for ((got, a), b) in weights(&m).iter().zip(&w0).zip(&w1) {
+            assert!((got - (0.25 * a + 0.75 * b)).abs() < 1e-6);
+        }
+        assert!(m.weight.val().is_require_grad(), "a trainable weight stays trainable");
+        // Decay 1 returns the average unchanged, whatever the weights did since.
+        let avg = weights(&m);
+        let mut m = m;
+        m.weight = m.weight.map(|t| t.mul_scalar(3.0).detach().require_grad());
+        let m = la.update(m, 1.0);
+        assert_eq!(weights(&m), avg);
+    }
+
+    #[test]
+    fn decay_ramps_as_a_cube() {
+        assert_eq!(decay_at(0.8, 0, 100), 0.0);
+        assert!((decay_at(0.8, 50, 100) - 0.1).abs() < 1e-12);
+        assert!((decay_at(0.8, 100, 100) - 0.8).abs() < 1e-12);
+    }
+}
