@@ -39,16 +39,19 @@ class SeedNet(nn.Module):
         return self.out(x)
 
 
-def bn(c):
-    # burn's BatchNorm momentum 0.2 weighs the new batch like torch's momentum=0.2.
-    return nn.BatchNorm2d(c, momentum=0.2, eps=1e-5)
+def bn(c, net):
+    # burn's BatchNorm momentum weighs the new batch like torch's `momentum`.
+    norm = nn.BatchNorm2d(c, momentum=net["bn_momentum"], eps=net["bn_eps"])
+    if net["bn_fixed_scale"]:
+        norm.weight.requires_grad_(False)
+    return norm
 
 
 class ConvGroup(nn.Module):
-    def __init__(self, c_in, c_out):
+    def __init__(self, c_in, c_out, net):
         super().__init__()
-        self.conv1, self.norm1 = conv3(c_in, c_out, False), bn(c_out)
-        self.conv2, self.norm2 = conv3(c_out, c_out, False), bn(c_out)
+        self.conv1, self.norm1 = conv3(c_in, c_out, False), bn(c_out, net)
+        self.conv2, self.norm2 = conv3(c_out, c_out, False), bn(c_out, net)
 
     def forward(self, x):
         x = torch.relu(self.norm1(nn.functional.max_pool2d(self.conv1(x), 2)))
@@ -56,11 +59,23 @@ class ConvGroup(nn.Module):
 
 
 class AirbenchNet(nn.Module):
-    def __init__(self, classes, widths):
+    """The trainer's airbench net: a frozen 2x2 whitening conv (24 filters, bias trained,
+    32 -> 31 px) or a 3x3 conv + BN stem, then the conv groups (31 -> 15 -> 7 -> 3)."""
+
+    def __init__(self, classes, net):
         super().__init__()
-        self.stem, self.stem_norm = conv3(3, widths[0], False), bn(widths[0])
-        self.groups = nn.ModuleList(ConvGroup(a, b) for a, b in zip(widths, widths[1:]))
-        self.side = 32 >> (len(widths) - 1)
+        widths = net["widths"]
+        if net["whiten"]:
+            # Timing only: any frozen filters cost the same as fitted ones.
+            self.stem = nn.Conv2d(3, widths[0], 2, bias=True)
+            self.stem.weight.requires_grad_(False)
+            self.stem_norm = nn.Identity()
+            side = 31
+        else:
+            self.stem, self.stem_norm = conv3(3, widths[0], False), bn(widths[0], net)
+            side = 32
+        self.groups = nn.ModuleList(ConvGroup(a, b, net) for a, b in zip(widths, widths[1:]))
+        self.side = side >> (len(widths) - 1)
         self.head = nn.Linear(widths[-1], classes, bias=False)
 
     def forward(self, x):
@@ -88,18 +103,38 @@ def make(net, classes):
     if net["arch"] == "seed":
         model = SeedNet(classes, net["dropout"])
     else:
-        model = AirbenchNet(classes, net["widths"])
+        model = AirbenchNet(classes, net)
     if net["optimizer"] == "adam":
         opt = torch.optim.Adam(model.parameters(), lr=net["lr"], weight_decay=net["weight_decay"])
     else:
         opt = torch.optim.SGD(
-            model.parameters(),
+            [p for p in model.parameters() if p.requires_grad],
             lr=net["lr"],
             momentum=net["momentum"],
             nesterov=True,
             weight_decay=net["weight_decay"],
         )
     return model, opt
+
+
+def reset_peak_rss():
+    # Linux: restart VmHWM so each net's peak is its own, as the trainer's bench does.
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mib():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
 
 
 def step(model, opt, loss_fn, x, y):
@@ -126,13 +161,15 @@ def main():
         # Warm-up batch, untimed, as the trainer's bench does.
         step(model, opt, loss_fn, augment(x_all[:batch], net["translate"], net["flip"], gen), y_all[:batch])
         order = torch.randperm(n, generator=gen)
+        reset_peak_rss()
         start = time.perf_counter()
         for i in range(0, n, batch):
             idx = order[i : i + batch]
             x = augment(x_all[idx], net["translate"], net["flip"], gen)
             step(model, opt, loss_fn, x, y_all[idx])
         seconds = time.perf_counter() - start
-        print(json.dumps({"name": net["name"], "images_per_second": n / seconds, "seconds": seconds}), flush=True)
+        line = {"name": net["name"], "images_per_second": n / seconds, "seconds": seconds, "peak_rss_mib": peak_rss_mib()}
+        print(json.dumps(line), flush=True)
 
 
 if __name__ == "__main__":

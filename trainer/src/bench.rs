@@ -18,10 +18,12 @@ const TORCH_SCRIPT: &str = include_str!("../../scripts/torch_bench.py");
 struct TorchLine {
     name: String,
     images_per_second: f64,
+    peak_rss_mib: Option<f64>,
 }
 
 /// Train each named config for one epoch over `set` in PyTorch with `python`, after one
-/// untimed warm-up batch; images/s per config, in order. The images go over already
+/// untimed warm-up batch; (images/s, peak RSS MiB of that measurement) per config, in
+/// order. The images go over already
 /// normalised by [`to_input`], so both sides see the same pixels.
 pub fn pytorch_images_per_second(
     python: &Path,
@@ -29,7 +31,7 @@ pub fn pytorch_images_per_second(
     set: &Dataset,
     batch_size: usize,
     threads: usize,
-) -> Result<Vec<f64>> {
+) -> Result<Vec<(f64, f64)>> {
     let fail = |reason: String| TrainError::Config(format!("PyTorch bench with {}: {reason}", python.display()));
     let dir = tempfile::tempdir().map_err(io(std::env::temp_dir()))?;
     let refs: Vec<&contract::Rgb32> = set.images.iter().collect();
@@ -53,6 +55,10 @@ pub fn pytorch_images_per_second(
             "seed": c.seed,
             "arch": match c.arch { Arch::Seed => "seed", Arch::Airbench => "airbench" },
             "widths": c.widths.0,
+            "whiten": c.whiten,
+            "bn_momentum": c.bn_momentum,
+            "bn_eps": c.bn_eps,
+            "bn_fixed_scale": c.bn_fixed_scale,
             "dropout": c.dropout,
             "optimizer": match c.optimizer { OptimizerKind::Adam => "adam", OptimizerKind::Sgd => "sgd" },
             "lr": c.lr,
@@ -85,5 +91,8 @@ pub fn pytorch_images_per_second(
     if lines.len() != nets.len() || lines.iter().zip(nets).any(|(l, (n, _))| &l.name != n) {
         return Err(fail("output does not list the nets asked for".into()));
     }
-    Ok(lines.iter().map(|l| l.images_per_second).collect())
+    Ok(lines
+        .iter()
+        .map(|l| (l.images_per_second, l.peak_rss_mib.unwrap_or(f64::NAN)))
+        .collect())
 }

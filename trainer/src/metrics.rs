@@ -38,6 +38,9 @@ pub struct RunMetrics {
     pub train_seconds: f64,
     pub wall_seconds: f64,
     pub train_images_per_second: f64,
+    /// Peak resident memory of the training process (MiB; data, training and export).
+    #[serde(default)]
+    pub peak_rss_mib: Option<f64>,
     pub onnx_parity_max_abs_diff: f32,
     pub trained_at: String,
     pub config: TrainConfig,

@@ -226,6 +226,7 @@ pub fn train(opts: RunOptions) -> Result<RunMetrics> {
         train_seconds,
         wall_seconds: wall.elapsed().as_secs_f64(),
         train_images_per_second: train_images as f64 / train_seconds,
+        peak_rss_mib: crate::memory::peak_rss_mib(),
         onnx_parity_max_abs_diff: parity.max_abs_diff,
         trained_at,
         config: config.clone(),

@@ -64,6 +64,9 @@ pub fn run(args: Args) -> Result<()> {
     for (_, c) in &mut nets {
         c.epochs = 1;
         c.batch_size = args.batch_size;
+        // Training-step throughput only: the lookahead's end-of-run batch-norm pass is a
+        // one-off that a one-epoch measurement would count as training.
+        c.lookahead = false;
     }
     // rows[net][backend]
     let mut rows = vec![Vec::new(); nets.len()];
@@ -75,9 +78,14 @@ pub fn run(args: Args) -> Result<()> {
             let whitening = config.whiten.then(|| vec![0.05f32; trainer::model::WHITEN_WIDTH * 12]);
             let model = trainer::model::Net::new(config, full.classes.len(), whitening, &device);
             let (model, _) = trainer::training::fit(config, model, &warm, &probe, &device, |_| {});
+            trainer::memory::reset_peak_rss();
             let (_, h) = trainer::training::fit(config, model, &set, &probe, &device, |_| {});
-            eprintln!("burn {backend:?} {name}: {:.1} img/s", h[0].images_per_second);
-            row.push(h[0].images_per_second);
+            let peak = trainer::memory::peak_rss_mib().unwrap_or(f64::NAN);
+            eprintln!(
+                "burn {backend:?} {name}: {:.1} img/s, peak RSS {peak:.0} MiB",
+                h[0].images_per_second
+            );
+            row.push((h[0].images_per_second, peak));
         }
     }
     let torch = match &args.torch_python {
@@ -92,10 +100,10 @@ pub fn run(args: Args) -> Result<()> {
     };
     let mut head = String::from("| net | batch | images | threads |");
     for b in &args.backends {
-        head += &format!(" burn {b:?} img/s |");
+        head += &format!(" burn {b:?} img/s | {b:?} peak RSS MiB |");
     }
     if torch.is_some() {
-        head += " PyTorch img/s |";
+        head += " PyTorch img/s | PyTorch peak RSS MiB |";
         for b in &args.backends {
             head += &format!(" {b:?} / PyTorch |");
         }
@@ -104,13 +112,13 @@ pub fn run(args: Args) -> Result<()> {
     println!("{}", "|---".repeat(head.matches(" |").count()) + "|");
     for (i, (name, _)) in nets.iter().enumerate() {
         let mut line = format!("| {name} | {} | {n} | {} |", args.batch_size, args.threads);
-        for v in &rows[i] {
-            line += &format!(" {v:.1} |");
+        for (v, peak) in &rows[i] {
+            line += &format!(" {v:.1} | {peak:.0} |");
         }
         if let Some(t) = &torch {
-            line += &format!(" {:.1} |", t[i]);
-            for v in &rows[i] {
-                line += &format!(" {:.2}x |", v / t[i]);
+            line += &format!(" {:.1} | {:.0} |", t[i].0, t[i].1);
+            for (v, _) in &rows[i] {
+                line += &format!(" {:.2}x |", v / t[i].0);
             }
         }
         println!("{line}");

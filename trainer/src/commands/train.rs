@@ -71,8 +71,11 @@ pub fn run(args: Args) -> Result<()> {
         println!("test accuracy      {:.4}  loss {:.4}", t.accuracy, t.loss);
     }
     println!(
-        "training           {:.1}s, {:.0} images/s; wall {:.1}s",
-        m.train_seconds, m.train_images_per_second, m.wall_seconds
+        "training           {:.1}s, {:.0} images/s; wall {:.1}s; peak RSS {}",
+        m.train_seconds,
+        m.train_images_per_second,
+        m.wall_seconds,
+        m.peak_rss_mib.map_or("n/a".into(), |v| format!("{v:.0} MiB"))
     );
     println!("config             {}", serde_json::to_string(&m.config)?);
     Ok(())
