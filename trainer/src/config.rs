@@ -209,6 +209,8 @@ impl Preset {
                 batch_size: 128,
                 epochs: 18,
                 flip: FlipMode::Random,
+                // The Keras baseline keeps its own recipe: no weight averaging.
+                lookahead: false,
                 ..TrainConfig::default()
             },
             Preset::Tiny => TrainConfig {
