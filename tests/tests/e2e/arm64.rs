@@ -52,22 +52,15 @@ fn arm64_bootstrap_answers_health_and_a_prediction() {
     let (path, health) = &answers[0];
     assert!(path.ends_with("req-1/response"), "{path}: {health}");
     assert_eq!(health["statusCode"], 200, "{health}");
-    let body: api::Health = serde_json::from_str(health["body"].as_str().unwrap()).unwrap();
-    assert_eq!(body.status, "ok");
+    let health: api::Health = serde_json::from_str(health["body"].as_str().unwrap()).unwrap();
+    assert_eq!(health.status, "ok");
     let (path, predict) = &answers[1];
     assert!(path.ends_with("req-0/response"), "{path}: {predict}");
     assert_eq!(predict["statusCode"], 200, "{predict}");
     let body: api::PredictResponse = serde_json::from_str(predict["body"].as_str().unwrap()).unwrap();
     assert_eq!(body.result.predictions.len(), 5);
     assert!(body.result.probability > 0.0);
-    assert_eq!(body.model_version, body_version(health));
+    assert_eq!(body.model_version, health.model_version);
     let log = service.log_text();
     assert!(log.contains("model loaded"), "cold start is logged:\n{log}");
-}
-
-/// The version `/health` reported, from the raw runtime answer.
-fn body_version(health: &Value) -> String {
-    serde_json::from_str::<api::Health>(health["body"].as_str().unwrap())
-        .unwrap()
-        .model_version
 }
