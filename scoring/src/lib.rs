@@ -16,6 +16,17 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
+/// A `kB` field of `/proc/<process>/status` (`VmRSS:`, `VmHWM:`; `process` is a pid or
+/// `self`), where Linux reports it: how the trainer and the tests read memory.
+pub fn proc_status_kib(process: &str, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{process}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ScoringError {
     #[error("{path}: {source}")]
@@ -37,5 +48,12 @@ mod tests {
         assert_eq!(super::percentile(&v, 0.5), 51.0);
         assert_eq!(super::percentile(&v, 0.99), 99.0);
         assert_eq!(super::percentile(&[3.0], 0.99), 3.0);
+    }
+
+    #[test]
+    fn reads_this_process_status() {
+        let rss = super::proc_status_kib("self", "VmRSS:").expect("Linux reports VmRSS");
+        assert!(rss > 0 && super::proc_status_kib("self", "VmHWM:").unwrap() >= rss);
+        assert_eq!(super::proc_status_kib("self", "NoSuchField:"), None);
     }
 }

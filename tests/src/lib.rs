@@ -496,13 +496,7 @@ pub mod soak {
 
     /// A `kB` field of `/proc/<pid>/status` (`VmRSS:`, `VmHWM:`), 0 when unreadable.
     pub fn status_kib(pid: u32, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(field))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
+        scoring::proc_status_kib(&pid.to_string(), field).unwrap_or(0)
     }
 
     /// What a soak run saw.

@@ -25,10 +25,7 @@ pub fn purge_delay_ms() -> c_long {
 
 /// Peak resident memory of this process in MiB (`VmHWM`), where Linux reports it.
 pub fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
+    scoring::proc_status_kib("self", "VmHWM:").map(|kib| kib as f64 / 1024.0)
 }
 
 /// Restart the peak-RSS count (Linux: `clear_refs` 5), so one measurement's peak is not
