@@ -44,6 +44,14 @@ fn run(
     (gaps, service.log_text())
 }
 
+/// The `fields` of each JSON log line that mentions `message`, in order.
+fn logged<'a>(log: &'a str, message: &'a str) -> impl Iterator<Item = serde_json::Value> + 'a {
+    log.lines()
+        .filter(move |l| l.contains(message))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|mut v| v["fields"].take())
+}
+
 /// Fresh function processes started to time the cold start.
 const COLD_STARTS: usize = 10;
 
@@ -81,11 +89,8 @@ fn main() {
     let (mut fetches, mut loads, mut colds) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..COLD_STARTS {
         let (_, log) = run(&off, 1, work.path(), |_| {});
-        let fields = log
-            .lines()
-            .filter(|l| l.contains("model loaded"))
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .map(|v| (v["fields"]["fetch_ms"].as_f64(), v["fields"]["optimise_ms"].as_f64()))
+        let fields = logged(&log, "model loaded")
+            .map(|f| (f["fetch_ms"].as_f64(), f["optimise_ms"].as_f64()))
             .next();
         let Some((Some(fetch), Some(load))) = fields else {
             panic!("no \"model loaded\" line with fetch_ms and optimise_ms:\n{log}");
@@ -99,11 +104,8 @@ fn main() {
     let mut on = env.clone();
     on.push(("MODEL_REFRESH_SECONDS", "1".into()));
     let (mut checked, log) = run(&on, requests, work.path(), |_| {});
-    let mut checks: Vec<f64> = log
-        .lines()
-        .filter(|l| l.contains("pointer unchanged"))
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v["fields"]["check_ms"].as_f64())
+    let mut checks: Vec<f64> = logged(&log, "pointer unchanged")
+        .filter_map(|f| f["check_ms"].as_f64())
         .collect();
 
     // B goes up a quarter of the way in; the request that finds it pays for the swap.
@@ -146,10 +148,6 @@ fn main() {
             checks[checks.len() - 1]
         );
     }
-    let swap_ms = log
-        .lines()
-        .find(|l| l.contains("model refreshed"))
-        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .and_then(|v| v["fields"]["swap_ms"].as_f64());
+    let swap_ms = logged(&log, "model refreshed").find_map(|f| f["swap_ms"].as_f64());
     println!("swap happened: {swapped}; fetch + verify + optimise + probe on the swapping request: {swap_ms:?} ms");
 }
