@@ -23,8 +23,8 @@ struct TorchLine {
 
 /// Train each named config for one epoch over `set` in PyTorch with `python`, after one
 /// untimed warm-up batch; (images/s, peak RSS MiB of that measurement) per config, in
-/// order. The images go over already
-/// normalised by [`to_input`], so both sides see the same pixels.
+/// order. The images go over already normalised by [`to_input`], so both sides see the
+/// same pixels.
 pub fn pytorch_images_per_second(
     python: &Path,
     nets: &[(String, TrainConfig)],

@@ -70,9 +70,10 @@ impl Lookahead {
     }
 }
 
-/// Whether `step` (0-based, counted after the optimiser step) updates the average.
+/// Whether `step` (counted after the optimiser step) updates the average; whether there
+/// is an average at all is the caller's `Option<Lookahead>`.
 pub fn due(config: &TrainConfig, step: usize) -> bool {
-    config.lookahead && step.is_multiple_of(config.lookahead_every)
+    step.is_multiple_of(config.lookahead_every)
 }
 
 #[cfg(test)]
