@@ -47,15 +47,21 @@ def bn(c, net):
     return norm
 
 
+def activation(net):
+    # The trainer's exact (erf) GELU, or ReLU.
+    return nn.GELU() if net.get("activation") == "gelu" else nn.ReLU()
+
+
 class ConvGroup(nn.Module):
     def __init__(self, c_in, c_out, net):
         super().__init__()
+        self.act = activation(net)
         self.conv1, self.norm1 = conv3(c_in, c_out, False), bn(c_out, net)
         self.conv2, self.norm2 = conv3(c_out, c_out, False), bn(c_out, net)
 
     def forward(self, x):
-        x = torch.relu(self.norm1(nn.functional.max_pool2d(self.conv1(x), 2)))
-        return torch.relu(self.norm2(self.conv2(x)))
+        x = self.act(self.norm1(nn.functional.max_pool2d(self.conv1(x), 2)))
+        return self.act(self.norm2(self.conv2(x)))
 
 
 class AirbenchNet(nn.Module):
@@ -65,6 +71,7 @@ class AirbenchNet(nn.Module):
     def __init__(self, classes, net):
         super().__init__()
         widths = net["widths"]
+        self.act = activation(net)
         if net["whiten"]:
             # Timing only: any frozen filters cost the same as fitted ones.
             self.stem = nn.Conv2d(3, widths[0], 2, bias=True)
@@ -79,7 +86,7 @@ class AirbenchNet(nn.Module):
         self.head = nn.Linear(widths[-1], classes, bias=False)
 
     def forward(self, x):
-        x = torch.relu(self.stem_norm(self.stem(x)))
+        x = self.act(self.stem_norm(self.stem(x)))
         for g in self.groups:
             x = g(x)
         x = nn.functional.max_pool2d(x, self.side).flatten(1)

@@ -55,6 +55,7 @@ pub fn pytorch_images_per_second(
             "seed": c.seed,
             "arch": match c.arch { Arch::Seed => "seed", Arch::Airbench => "airbench" },
             "widths": c.widths.0,
+            "activation": c.activation,
             "whiten": c.whiten,
             "bn_momentum": c.bn_momentum,
             "bn_eps": c.bn_eps,

@@ -18,6 +18,15 @@ pub enum Arch {
     Airbench,
 }
 
+/// Nonlinearity of the airbench net.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Activation {
+    Relu,
+    /// The exact (erf) GELU; exported as ONNX `Erf` arithmetic, which every runtime runs.
+    Gelu,
+}
+
 /// Width of the whitening layer: +/- each direction of a 2x2x3 patch.
 pub const WHITEN_WIDTH: usize = 2 * WHITEN_PATCH * WHITEN_PATCH * 3;
 pub const WHITEN_PATCH: usize = 2;
@@ -61,6 +70,9 @@ train_config! {
     /// Channel widths of the airbench net: stem, then one conv group per entry. With
     /// `whiten` the stem is the whitening layer and its width must be 24.
     widths: Widths = Widths(vec![24, 64, 128, 128]),
+    /// Nonlinearity after the whitening layer and each batch norm (airbench net). On the
+    /// JPEG data GELU scored 0.7 points above ReLU at 12 epochs (scripts/recipe_probe.py).
+    activation: Activation = Activation::Gelu,
     /// Passes over the training set (refitted from the first epoch's time when
     /// `time_budget_minutes` is set).
     epochs: usize = 10,

@@ -68,10 +68,14 @@ pub fn export(model: &Net, meta: &ExportMeta, head: Head) -> Result<Exported> {
         AxisSpec::Static,
         AxisSpec::Static,
     ])];
+    let (traced, gelu_markers) = model.for_export();
     let onnx = OnnxExporter::new()
-        .export_dynamic(model, sample, validation, &specs, |m: &Net, x| m.forward(x))
+        .export_dynamic(&traced, sample, validation, &specs, |m: &Net, x| m.forward(x))
         .map_err(|e| TrainError::Export(format!("{e:?}")))?;
     let mut proto = ModelProto::decode(onnx.as_bytes()).map_err(|e| TrainError::Export(e.to_string()))?;
+    if gelu_markers {
+        expand_gelu_markers(&mut proto)?;
+    }
     wrap_contract(&mut proto, meta.labels.len(), head)?;
     let graph_bytes = proto.graph.as_ref().map(Message::encode_to_vec).unwrap_or_default();
     let version = sha256_hex(&graph_bytes)[..16].to_string();
@@ -167,6 +171,49 @@ fn channel_constant(name: &str, values: [f32; 3]) -> TensorProto {
         float_data: values.to_vec(),
         ..Default::default()
     }
+}
+
+/// Replace each marker `Sigmoid` (see `model::Act::GeluMarker`) with the exact GELU,
+/// `x * (1 + erf(x / sqrt 2)) * 0.5`, from ops every runtime has (`Erf` is opset 9).
+fn expand_gelu_markers(proto: &mut ModelProto) -> Result<()> {
+    let graph = proto
+        .graph
+        .as_mut()
+        .ok_or_else(|| TrainError::Export("exporter produced no graph".into()))?;
+    const INV_SQRT2: &str = "gelu/inv_sqrt2";
+    const ONE: &str = "gelu/one";
+    const HALF: &str = "gelu/half";
+    let mut nodes = Vec::with_capacity(graph.node.len() + 32);
+    let mut expanded = 0;
+    for n in std::mem::take(&mut graph.node) {
+        if n.op_type != "Sigmoid" {
+            nodes.push(n);
+            continue;
+        }
+        let (x, y) = match (n.input.as_slice(), n.output.as_slice()) {
+            ([x], [y]) => (x.clone(), y.clone()),
+            _ => return Err(TrainError::Export(format!("marker {} is not unary", n.name))),
+        };
+        let t = |suffix: &str| format!("gelu{expanded}/{suffix}");
+        nodes.extend([
+            node("Mul", &[&x, INV_SQRT2], &t("scaled"), vec![]),
+            node("Erf", &[&t("scaled")], &t("erf"), vec![]),
+            node("Add", &[&t("erf"), ONE], &t("cdf2"), vec![]),
+            node("Mul", &[&x, &t("cdf2")], &t("twice"), vec![]),
+            node("Mul", &[&t("twice"), HALF], &y, vec![]),
+        ]);
+        expanded += 1;
+    }
+    if expanded == 0 {
+        return Err(TrainError::Export("the traced graph holds no GELU markers".into()));
+    }
+    graph.node = nodes;
+    graph.initializer.extend([
+        scalar_constant(INV_SQRT2, std::f32::consts::FRAC_1_SQRT_2),
+        scalar_constant(ONE, 1.0),
+        scalar_constant(HALF, 0.5),
+    ]);
+    Ok(())
 }
 
 /// Put the uint8 NHWC front before burn's float input and the head (mirror average,

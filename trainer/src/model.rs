@@ -5,11 +5,11 @@ use burn::module::{Module, Param, ParamId};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
-use burn::tensor::activation::{relu, softmax};
+use burn::tensor::activation::{gelu, relu, sigmoid, softmax};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::config::TrainConfig;
-pub use crate::config::{Arch, WHITEN_PATCH, WHITEN_WIDTH};
+pub use crate::config::{Activation, Arch, WHITEN_PATCH, WHITEN_WIDTH};
 
 fn conv3(c_in: usize, c_out: usize, bias: bool, device: &Device) -> Conv2d {
     Conv2dConfig::new([c_in, c_out], [3, 3])
@@ -99,7 +99,37 @@ fn conv3_dirac(c_in: usize, c_out: usize, dirac: bool, device: &Device) -> Conv2
     conv
 }
 
-/// conv -> [pool] -> BN -> ReLU -> conv -> BN -> ReLU, as in airbench's ConvGroup.
+/// The airbench net's nonlinearity as the module runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Act {
+    Relu,
+    Gelu,
+    /// Export only: burn-onnx lowers no `Erf`/`Gelu`, so the traced graph carries a
+    /// `Sigmoid` in each GELU's place, and [`crate::export`] rewrites those nodes into
+    /// the erf form. The parity check against the real GELU model catches a bad rewrite.
+    GeluMarker,
+}
+
+impl Act {
+    fn apply<const D: usize>(self, x: Tensor<D>) -> Tensor<D> {
+        match self {
+            Act::Relu => relu(x),
+            Act::Gelu => gelu(x),
+            Act::GeluMarker => sigmoid(x),
+        }
+    }
+}
+
+impl From<Activation> for Act {
+    fn from(a: Activation) -> Self {
+        match a {
+            Activation::Relu => Act::Relu,
+            Activation::Gelu => Act::Gelu,
+        }
+    }
+}
+
+/// conv -> [pool] -> BN -> act -> conv -> BN -> act, as in airbench's ConvGroup.
 #[derive(Module, Debug)]
 pub struct ConvGroup {
     conv1: Conv2d,
@@ -120,9 +150,9 @@ impl ConvGroup {
         }
     }
 
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = relu(self.norm1.forward(self.pool.forward(self.conv1.forward(x))));
-        relu(self.norm2.forward(self.conv2.forward(x)))
+    fn forward(&self, x: Tensor<4>, act: Act) -> Tensor<4> {
+        let x = act.apply(self.norm1.forward(self.pool.forward(self.conv1.forward(x))));
+        act.apply(self.norm2.forward(self.conv2.forward(x)))
     }
 }
 
@@ -138,6 +168,8 @@ pub struct AirbenchNet {
     global_pool: MaxPool2d,
     head: Linear,
     scale: f32,
+    #[module(skip)]
+    act: Act,
 }
 
 impl AirbenchNet {
@@ -181,13 +213,14 @@ impl AirbenchNet {
             groups,
             head: LinearConfig::new(c_in, classes).with_bias(false).init(device),
             scale: config.head_scale,
+            act: config.activation.into(),
         }
     }
 
     fn first_layer(&self, x: Tensor<4>) -> Tensor<4> {
         match (&self.whiten, &self.stem, &self.stem_norm) {
-            (Some(whiten), _, _) => relu(whiten.forward(x)),
-            (None, Some(stem), Some(norm)) => relu(norm.forward(stem.forward(x))),
+            (Some(whiten), _, _) => self.act.apply(whiten.forward(x)),
+            (None, Some(stem), Some(norm)) => self.act.apply(norm.forward(stem.forward(x))),
             _ => unreachable!("an airbench net has a whitening layer or a stem"),
         }
     }
@@ -195,7 +228,7 @@ impl AirbenchNet {
     pub fn logits(&self, x: Tensor<4>) -> Tensor<2> {
         let mut x = self.first_layer(x);
         for g in &self.groups {
-            x = g.forward(x);
+            x = g.forward(x, self.act);
         }
         let x = self.global_pool.forward(x);
         let [n, c, _, _] = x.dims();
@@ -365,6 +398,19 @@ impl Net {
         match self {
             Net::Seed(_) => Vec::new(),
             Net::Airbench(m) => m.norm_bias_ids(),
+        }
+    }
+
+    /// The module the ONNX exporter traces: GELUs become markers (see [`Act::GeluMarker`]).
+    /// Returns whether any were placed.
+    pub fn for_export(&self) -> (Self, bool) {
+        match self {
+            Net::Airbench(m) if m.act == Act::Gelu => {
+                let mut m = m.clone();
+                m.act = Act::GeluMarker;
+                (Net::Airbench(m), true)
+            }
+            other => (other.clone(), false),
         }
     }
 

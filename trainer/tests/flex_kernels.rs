@@ -1,7 +1,8 @@
 //! The burn-flex kernels patched in `vendor/burn-flex` (conv2d forward and both
-//! gradients, tiling max pool) checked through burn's public API and autodiff against
+//! gradients, tiling max pool, vectorised GELU and its gradient) checked through burn's public API and autodiff against
 //! their definitions, at the shapes the shipped net trains with and at awkward ones.
 
+use burn::tensor::activation::gelu;
 use burn::tensor::module::{conv2d, max_pool2d_with_indices};
 use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
 use burn::tensor::{Device, Tensor, TensorData};
@@ -182,4 +183,79 @@ fn non_overlapping_max_pool_matches_its_definition() {
     let mut x = vec![1.0; 16];
     x[5] = f32::NAN;
     check_max_pool([1, 1, 4, 4], 2, x);
+}
+
+/// GELU and its derivative from their definitions, in f64.
+fn gelu_reference(x: f64) -> (f64, f64) {
+    let cdf = 0.5 * (1.0 + libm::erf(x / std::f64::consts::SQRT_2));
+    let pdf = (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt();
+    (x * cdf, cdf + x * pdf)
+}
+
+fn check_gelu(x: Vec<f32>, shape: [usize; 4], transpose: bool) {
+    let device = Device::flex().autodiff();
+    let n = x.len();
+    let dy: Vec<f32> = (0..n).map(|i| 0.5 + (i % 7) as f32 * 0.25).collect();
+    let leaf = Tensor::<4>::from_data(TensorData::new(x.clone(), shape), &device).require_grad();
+    let mut xt = leaf.clone();
+    let mut dyt = Tensor::<4>::from_data(TensorData::new(dy.clone(), shape), &device);
+    if transpose {
+        // A strided view: the kernel's general path, not the contiguous fast one.
+        xt = xt.swap_dims(1, 3);
+        dyt = dyt.swap_dims(1, 3);
+    }
+    let y = gelu(xt);
+    let grads = (y.clone() * dyt).sum().backward();
+    let vec = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().unwrap();
+    let y = if transpose { vec(y.swap_dims(1, 3)) } else { vec(y) };
+    let dx = vec(leaf.grad(&grads).unwrap());
+    for i in 0..n {
+        let v = f64::from(x[i]);
+        let (want_y, want_d) = gelu_reference(v);
+        if v.is_nan() {
+            assert!(y[i].is_nan() && dx[i].is_nan(), "GELU(NaN) = {} / {}", y[i], dx[i]);
+            continue;
+        }
+        // erf to 1.5e-7 and exp to 3e-7 relative, scaled by |x| in x * Phi(x).
+        let tol = 1e-6 * v.abs().max(1.0);
+        let dy = f64::from(dy[i]);
+        assert!(
+            (f64::from(y[i]) - want_y).abs() <= tol,
+            "GELU({v}) = {} want {want_y}",
+            y[i]
+        );
+        assert!(
+            (f64::from(dx[i]) - want_d * dy).abs() <= tol * dy,
+            "GELU'({v}) * {dy} = {} want {}",
+            dx[i],
+            want_d * dy
+        );
+    }
+}
+
+#[test]
+fn gelu_and_its_gradient_match_their_definitions() {
+    // -12..12 in steps of 1/4096 (98,305 values: several parallel chunks and an odd
+    // tail), plus the far tails and signed zeros.
+    let mut x: Vec<f32> = (-49_152..=49_152).map(|i| i as f32 / 4096.0).collect();
+    x.extend([
+        0.0,
+        -0.0,
+        1e-30,
+        -1e-30,
+        40.0,
+        -40.0,
+        88.5,
+        -88.5,
+        1e4,
+        -1e4,
+        f32::MIN_POSITIVE,
+    ]);
+    x.push(f32::NAN);
+    let n = x.len();
+    let shape = [1, 1, 1, n];
+    check_gelu(x.clone(), shape, false);
+    // The same values through the strided path: [3, 5, 7, 9] transposed.
+    check_gelu(x[..945].to_vec(), [3, 5, 7, 9], true);
+    check_gelu(x[n - 945..].to_vec(), [3, 5, 7, 9], true);
 }

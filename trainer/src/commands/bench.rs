@@ -47,6 +47,13 @@ pub fn run(args: Args) -> Result<()> {
     let mut nets: Vec<(String, TrainConfig)> = vec![
         ("seed".into(), Preset::Seed.config()),
         ("airbench (default)".into(), Preset::Default.config()),
+        (
+            "airbench (default, ReLU)".into(),
+            TrainConfig {
+                activation: trainer::config::Activation::Relu,
+                ..Preset::Default.config()
+            },
+        ),
     ];
     for w in args.widths {
         nets.push((

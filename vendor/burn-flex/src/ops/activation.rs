@@ -67,32 +67,37 @@ impl ActivationOps<Flex> for Flex {
     }
 
     fn gelu(tensor: FloatTensor<Flex>) -> FloatTensor<Flex> {
-        // 0.5 * x * (1 + erf(x / sqrt(2)))
-        use crate::ops::unary::{erf_f32, erf_f64};
-        let sqrt2_f32: f32 = core::f32::consts::SQRT_2;
+        // 0.5 * x * (1 + erf(x / sqrt(2))); f32 through the vectorised kernel below.
+        use crate::ops::unary::erf_f64;
+        if tensor.dtype() == DType::F32 && tensor.layout().is_contiguous() && tensor.layout().start_offset() == 0 {
+            return gelu_contiguous_f32(tensor);
+        }
         let sqrt2_f64: f64 = core::f64::consts::SQRT_2;
         unary_op(
             tensor,
-            move |x: f32| 0.5 * x * (1.0 + erf_f32(x / sqrt2_f32)),
+            gelu_f32,
             move |x: f64| 0.5 * x * (1.0 + erf_f64(x / sqrt2_f64)),
         )
     }
 
     fn gelu_backward(x: FloatTensor<Flex>, grad: FloatTensor<Flex>) -> FloatTensor<Flex> {
         // d/dx[gelu(x)] = 0.5 * (1 + erf(x/sqrt(2))) + x * (1/sqrt(2*pi)) * exp(-x^2/2)
-        use crate::ops::unary::{erf_f32, erf_f64};
-        let sqrt2_f32: f32 = core::f32::consts::SQRT_2;
+        use crate::ops::unary::erf_f64;
+        let contiguous = |t: &FlexTensor| t.layout().is_contiguous() && t.layout().start_offset() == 0;
+        if x.dtype() == DType::F32
+            && grad.dtype() == DType::F32
+            && x.layout().shape() == grad.layout().shape()
+            && contiguous(&x)
+            && contiguous(&grad)
+        {
+            return gelu_backward_contiguous_f32(&x, grad);
+        }
         let sqrt2_f64: f64 = core::f64::consts::SQRT_2;
-        let inv_sqrt_2pi_f32: f32 = 1.0 / (2.0 * core::f32::consts::PI).sqrt();
         let inv_sqrt_2pi_f64: f64 = 1.0 / (2.0 * core::f64::consts::PI).sqrt();
         binary_op(
             x,
             grad,
-            move |x: f32, g| {
-                let cdf = 0.5 * (1.0 + erf_f32(x / sqrt2_f32));
-                let pdf = inv_sqrt_2pi_f32 * (-0.5 * x * x).exp();
-                g * (cdf + x * pdf)
-            },
+            |x: f32, g| g * gelu_grad_f32(x),
             move |x: f64, g| {
                 let cdf = 0.5 * (1.0 + erf_f64(x / sqrt2_f64));
                 let pdf = inv_sqrt_2pi_f64 * (-0.5 * x * x).exp();
@@ -236,6 +241,162 @@ fn softmax_last(tensor: FloatTensor<Flex>) -> FloatTensor<Flex> {
         DType::BF16 => softmax_last_bf16(tensor),
         dtype => panic!("softmax: unsupported dtype {:?}", dtype),
     }
+}
+
+// ---------------------------------------------------------------------------
+// GELU (f32): branch-free scalar code that LLVM vectorises inside a
+// `macerator::with_simd` body (AVX-512 / AVX2 / NEON per the running CPU).
+// libm's `erff` and `expf` branch and are not inlined, which kept the loop
+// scalar: GELU cost 5x ReLU per element in a training step.
+// ---------------------------------------------------------------------------
+
+/// `e^x` for `x` in [-87, 88] (clamped), relative error below 3e-7: round to
+/// the nearest multiple of ln 2, a degree-7 Taylor polynomial on the rest,
+/// and the power of two built from its exponent bits.
+#[inline(always)]
+fn exp_f32(x: f32) -> f32 {
+    const LOG2E: f32 = core::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * LOG2E + ROUND) - ROUND;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0
+                    + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+    p * f32::from_bits(((n as i32 + 127) << 23) as u32)
+}
+
+/// Phi(x) (the standard normal CDF) and phi(x) (its density), from
+/// Abramowitz & Stegun 7.1.26 for erf (absolute error below 1.5e-7). Phi is
+/// formed from the small tail on the negative side, so it keeps its relative
+/// accuracy where 1 + erf would cancel.
+#[inline(always)]
+fn normal_cdf_pdf(x: f32) -> (f32, f32) {
+    const P: f32 = 0.327_591_1;
+    const A1: f32 = 0.254_829_6;
+    const A2: f32 = -0.284_496_74;
+    const A3: f32 = 1.421_413_8;
+    const A4: f32 = -1.453_152_1;
+    const A5: f32 = 1.061_405_4;
+    const INV_SQRT_2PI: f32 = 0.398_942_3;
+    let a = f32::from_bits(x.to_bits() & 0x7fff_ffff) * core::f32::consts::FRAC_1_SQRT_2;
+    let t = 1.0 / (1.0 + P * a);
+    let poly = t * (A1 + t * (A2 + t * (A3 + t * (A4 + t * A5))));
+    let e = exp_f32(-0.5 * x * x);
+    // erfc(|x| / sqrt 2) / 2, the tail beyond |x|.
+    let tail = 0.5 * poly * e;
+    let cdf = if x >= 0.0 { 1.0 - tail } else { tail };
+    (cdf, INV_SQRT_2PI * e)
+}
+
+#[inline(always)]
+fn gelu_f32(x: f32) -> f32 {
+    x * normal_cdf_pdf(x).0
+}
+
+#[inline(always)]
+fn gelu_grad_f32(x: f32) -> f32 {
+    let (cdf, pdf) = normal_cdf_pdf(x);
+    cdf + x * pdf
+}
+
+#[cfg(feature = "simd")]
+#[macerator::with_simd]
+fn gelu_slice<S: macerator::Simd>(data: &mut [f32]) {
+    for v in data.iter_mut() {
+        *v = gelu_f32(*v);
+    }
+}
+
+#[cfg(not(feature = "simd"))]
+fn gelu_slice(data: &mut [f32]) {
+    for v in data.iter_mut() {
+        *v = gelu_f32(*v);
+    }
+}
+
+/// `grad *= gelu'(x)`, in place.
+#[cfg(feature = "simd")]
+#[macerator::with_simd]
+fn gelu_grad_slice<S: macerator::Simd>(x: &[f32], grad: &mut [f32]) {
+    for (g, &v) in grad.iter_mut().zip(x) {
+        *g *= gelu_grad_f32(v);
+    }
+}
+
+#[cfg(not(feature = "simd"))]
+fn gelu_grad_slice(x: &[f32], grad: &mut [f32]) {
+    for (g, &v) in grad.iter_mut().zip(x) {
+        *g *= gelu_grad_f32(v);
+    }
+}
+
+/// Elements per parallel task of the GELU kernels.
+const GELU_CHUNK: usize = 1 << 15;
+
+/// `gelu_slice` over `data` in place, chunks in parallel with rayon.
+fn gelu_in_place(data: &mut [f32]) {
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        data.par_chunks_mut(GELU_CHUNK).for_each(gelu_slice);
+    }
+    #[cfg(not(feature = "rayon"))]
+    data.chunks_mut(GELU_CHUNK).for_each(gelu_slice);
+}
+
+/// `gelu_grad_slice` over matching chunks of `x` and `grad`, in parallel with rayon.
+fn gelu_grad_in_place(x: &[f32], grad: &mut [f32]) {
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        grad.par_chunks_mut(GELU_CHUNK)
+            .zip(x.par_chunks(GELU_CHUNK))
+            .for_each(|(g, x)| gelu_grad_slice(x, g));
+    }
+    #[cfg(not(feature = "rayon"))]
+    for (g, x) in grad.chunks_mut(GELU_CHUNK).zip(x.chunks(GELU_CHUNK)) {
+        gelu_grad_slice(x, g);
+    }
+}
+
+/// GELU of a contiguous f32 tensor at offset 0: in place when the buffer is
+/// not shared, else on a copy.
+fn gelu_contiguous_f32(mut tensor: FlexTensor) -> FlexTensor {
+    let n = tensor.layout().num_elements();
+    if tensor.is_unique() {
+        gelu_in_place(&mut tensor.storage_mut::<f32>()[..n]);
+        return tensor;
+    }
+    let mut out = tensor.storage::<f32>()[..n].to_vec();
+    gelu_in_place(&mut out);
+    FlexTensor::new(
+        Bytes::from_elems(out),
+        Layout::contiguous(tensor.layout().shape().clone()),
+        DType::F32,
+    )
+}
+
+/// `grad * gelu'(x)` for contiguous f32 tensors of one shape at offset 0; in
+/// `grad`'s buffer when it is not shared.
+fn gelu_backward_contiguous_f32(x: &FlexTensor, mut grad: FlexTensor) -> FlexTensor {
+    let n = x.layout().num_elements();
+    let src: &[f32] = &x.storage()[..n];
+    if grad.is_unique() {
+        gelu_grad_in_place(src, &mut grad.storage_mut::<f32>()[..n]);
+        return grad;
+    }
+    let mut out = grad.storage::<f32>()[..n].to_vec();
+    gelu_grad_in_place(src, &mut out);
+    FlexTensor::new(
+        Bytes::from_elems(out),
+        Layout::contiguous(grad.layout().shape().clone()),
+        DType::F32,
+    )
 }
 
 fn softmax_last_f32(tensor: FlexTensor) -> FlexTensor {
