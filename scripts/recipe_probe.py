@@ -2,7 +2,7 @@
 JPEG training data, to separate what the recipe and the data can reach from what the
 Rust trainer reaches in its CPU hour. Diagnostic only: never part of `make test`.
 
-    python3 scripts/recipe_probe.py TRAIN_TAR_GZ OUT_JSON [variant ...]
+    python3 scripts/recipe_probe.py TRAIN_TAR_GZ OUT_JSON [seeds=N] [limit=N] [threads=N] [variant ...]
 
 Each variant is a name from VARIANTS below; runs print one line each and land in
 OUT_JSON as they finish. Mirrors trainer/src (config.rs defaults): 2x2 whitening conv
@@ -47,6 +47,14 @@ VARIANTS = {
     "ep10": dict(epochs=10),
     "ep16": dict(epochs=16),
     "ep24": dict(epochs=24),
+    "gelu_ep2": dict(act="gelu", epochs=2),
+    "gelu_lr1.0": dict(act="gelu", lr=1.0),
+    "gelu_lr2.2": dict(act="gelu", lr=2.2),
+    "gelu_wd2x": dict(act="gelu", wd=2.66e-3),
+    "gelu_wd0.5x": dict(act="gelu", wd=0.665e-3),
+    "gelu_ls0.1": dict(act="gelu", smoothing=0.1),
+    "gelu_translate3": dict(act="gelu", translate=3),
+    "gelu_bs512": dict(act="gelu", batch=512, lr=0.75),
     "gelu_ep24": dict(act="gelu", epochs=24),
     "gelu_wide": dict(act="gelu", widths=(64, 256, 256)),
     "gelu_wide_ep6": dict(act="gelu", widths=(64, 256, 256), epochs=6),
@@ -273,6 +281,9 @@ def main():
     limit = 0
     if names and names[0].startswith("limit="):
         limit = int(names.pop(0)[6:])
+    if names and names[0].startswith("threads="):
+        # CPU runs: match the trainer's thread count for a time-to-accuracy comparison.
+        torch.set_num_threads(int(names.pop(0)[8:]))
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     t0 = time.perf_counter()
     images, labels = load(tar)

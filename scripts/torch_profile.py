@@ -1,5 +1,6 @@
 """Where one PyTorch CPU training step of the shipped net spends its time, by operator
-(torch.profiler), to set beside the flex profile in vendor/burn-flex/PATCHES.md.
+and by operator and input shape (torch.profiler: the shape names the layer), to set
+beside `trainer bench --profile` in vendor/burn-flex/PATCHES.md.
 
     .venv-torch/bin/python scripts/torch_profile.py [BATCH] [THREADS]
 
@@ -20,6 +21,7 @@ NET = {
     "seed": 42,
     "arch": "airbench",
     "widths": [24, 64, 128, 128],
+    "activation": "gelu",
     "whiten": True,
     "bn_momentum": 0.4,
     "bn_eps": 1e-12,
@@ -41,10 +43,15 @@ def main():
     loss_fn = nn.CrossEntropyLoss(label_smoothing=NET["label_smoothing"])
     x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
     step(model, opt, loss_fn, x, y)  # warm-up
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         for _ in range(2):
             step(model, opt, loss_fn, x, y)
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=18))
+    print(
+        prof.key_averages(group_by_input_shape=True).table(
+            sort_by="self_cpu_time_total", row_limit=40, max_name_column_width=40, max_shapes_column_width=60
+        )
+    )
 
 
 if __name__ == "__main__":
