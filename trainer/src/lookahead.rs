@@ -108,6 +108,25 @@ mod tests {
         assert_eq!(weights(&m), avg);
     }
 
+    /// `training::fit` re-estimates batch-norm statistics through a gradient-free clone
+    /// (whose forward builds no autodiff graph); that only works if the clone shares the
+    /// running statistics with the model and still runs in training mode.
+    #[test]
+    fn a_gradient_free_clone_updates_the_shared_batch_norm_statistics() {
+        use burn::nn::{BatchNorm, BatchNormConfig};
+        let device = Device::flex().autodiff();
+        let norm: BatchNorm = BatchNormConfig::new(2).init(&device);
+        let before = host(&norm.running_mean.value());
+        let probe = norm.clone().no_grad();
+        drop(probe.forward(Tensor::<4>::ones([4, 2, 3, 3], &device).mul_scalar(5.0)));
+        let after = host(&norm.running_mean.value_sync());
+        assert_eq!(before, vec![0.0, 0.0]);
+        // PyTorch-style momentum 0.1: 0.9 * 0 + 0.1 * 5.
+        for m in after {
+            assert!((m - 0.5).abs() < 1e-6, "running mean {m}");
+        }
+    }
+
     #[test]
     fn decay_ramps_as_a_cube() {
         assert_eq!(decay_at(0.8, 0, 100), 0.0);

@@ -32,7 +32,14 @@ pub struct Args {
     /// PyTorch CPU on the same images with the same threads, and print the ratio.
     #[arg(long)]
     torch_python: Option<PathBuf>,
+    /// Also break the flex measurement of the default net down by phase, kernel and
+    /// input shape (layer), and print it as a table.
+    #[arg(long)]
+    profile: bool,
 }
+
+/// The shipped net's row, the one `--profile` breaks down.
+const DEFAULT_NET: &str = "airbench (default)";
 
 pub fn run(args: Args) -> Result<()> {
     for b in &args.backends {
@@ -46,7 +53,7 @@ pub fn run(args: Args) -> Result<()> {
     let probe = full.subset(&[0]);
     let mut nets: Vec<(String, TrainConfig)> = vec![
         ("seed".into(), Preset::Seed.config()),
-        ("airbench (default)".into(), Preset::Default.config()),
+        (DEFAULT_NET.into(), Preset::Default.config()),
         (
             "airbench (default, ReLU)".into(),
             TrainConfig {
@@ -77,6 +84,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     // rows[net][backend]
     let mut rows = vec![Vec::new(); nets.len()];
+    let mut profile = None;
     for &backend in &args.backends {
         for (row, (name, config)) in rows.iter_mut().zip(&nets) {
             let device = backend.device()?.autodiff();
@@ -86,7 +94,13 @@ pub fn run(args: Args) -> Result<()> {
             let model = trainer::model::Net::new(config, full.classes.len(), whitening, &device);
             let (model, _) = trainer::training::fit(config, model, &warm, &probe, &device, |_| {});
             trainer::memory::reset_peak_rss();
+            let profiled = args.profile && backend == Backend::Flex && name == DEFAULT_NET;
+            burn_flex::profile::enable(profiled);
             let (_, h) = trainer::training::fit(config, model, &set, &probe, &device, |_| {});
+            burn_flex::profile::enable(false);
+            if profiled {
+                profile = Some((name.clone(), burn_flex::profile::take()));
+            }
             let peak = trainer::memory::peak_rss_mib().unwrap_or(f64::NAN);
             eprintln!(
                 "burn {backend:?} {name}: {:.1} img/s, peak RSS {peak:.0} MiB",
@@ -129,6 +143,10 @@ pub fn run(args: Args) -> Result<()> {
             }
         }
         println!("{line}");
+    }
+    if let Some((name, entries)) = profile {
+        println!("\nflex profile, {name}, batch {}:", args.batch_size);
+        print!("{}", trainer::bench::profile_table(&entries, n.div_ceil(args.batch_size)));
     }
     Ok(())
 }

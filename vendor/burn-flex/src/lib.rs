@@ -39,6 +39,8 @@ mod zip;
 #[doc(hidden)]
 pub mod ops;
 
+pub mod profile;
+
 #[doc(hidden)]
 pub mod simd;
 

@@ -317,6 +317,7 @@ impl FlexTensor {
     }
 
     fn copy_contiguous<E: Element + bytemuck::Pod>(&self) -> Self {
+        let _span = crate::profile::span("layout copy", self.layout.shape());
         let src: &[E] = bytemuck::cast_slice(&self.data);
         let n = self.layout.num_elements();
         let mut dst = Vec::with_capacity(n);

@@ -21,6 +21,7 @@ use crate::{Flex, FlexTensor, Layout};
 
 impl ActivationOps<Flex> for Flex {
     fn relu(tensor: FloatTensor<Flex>) -> FloatTensor<Flex> {
+        let _span = crate::profile::span("relu forward", tensor.layout().shape());
         // `max` returns the non-NaN operand, which would map NaN to the bound.
         // Testing `is_nan` first lets NaN propagate, as PyTorch does. `!(x <= 0.0)` is
         // equivalent and compiles to the same code, but trips
@@ -33,6 +34,7 @@ impl ActivationOps<Flex> for Flex {
     }
 
     fn relu_backward(output: FloatTensor<Flex>, grad: FloatTensor<Flex>) -> FloatTensor<Flex> {
+        let _span = crate::profile::span("relu backward", output.layout().shape());
         // Zero the gradient where the output was zero, but keep it for a NaN output:
         // the trait default masks with `float_lower_equal_elem(output, 0)`, which is
         // false for NaN.
@@ -68,6 +70,7 @@ impl ActivationOps<Flex> for Flex {
 
     fn gelu(tensor: FloatTensor<Flex>) -> FloatTensor<Flex> {
         // 0.5 * x * (1 + erf(x / sqrt(2))); f32 through the vectorised kernel below.
+        let _span = crate::profile::span("gelu forward", tensor.layout().shape());
         use crate::ops::unary::erf_f64;
         if tensor.dtype() == DType::F32 && tensor.layout().is_contiguous() && tensor.layout().start_offset() == 0 {
             return gelu_contiguous_f32(tensor);
@@ -83,6 +86,7 @@ impl ActivationOps<Flex> for Flex {
     fn gelu_backward(x: FloatTensor<Flex>, grad: FloatTensor<Flex>) -> FloatTensor<Flex> {
         // d/dx[gelu(x)] = 0.5 * (1 + erf(x/sqrt(2))) + x * (1/sqrt(2*pi)) * exp(-x^2/2)
         use crate::ops::unary::erf_f64;
+        let _span = crate::profile::span("gelu backward", x.layout().shape());
         let contiguous = |t: &FlexTensor| t.layout().is_contiguous() && t.layout().start_offset() == 0;
         if x.dtype() == DType::F32
             && grad.dtype() == DType::F32

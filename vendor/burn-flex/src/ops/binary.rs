@@ -39,6 +39,7 @@ where
     F64Op: Fn(f64, f64) -> f64 + Copy,
 {
     debug_assert_eq!(lhs.dtype(), rhs.dtype(), "binary_op: dtype mismatch");
+    let _span = crate::profile::span("elementwise (binary)", lhs.layout().shape());
 
     // Broadcast tensors to the same shape if needed
     let (lhs, rhs) = crate::ops::expand::broadcast_binary(lhs, rhs);
@@ -287,6 +288,7 @@ where
     F64Op: Fn(f64, f64) -> f64 + Copy,
 {
     let dtype = tensor.dtype();
+    let _span = crate::profile::span("elementwise (scalar)", tensor.layout().shape());
 
     match dtype {
         DType::F32 => scalar_op_typed(tensor, scalar as f32, f32_op),

@@ -89,6 +89,7 @@ impl ModuleOps<Flex> for Flex {
         options: ConvOptions<2>,
     ) -> FloatTensor<Flex> {
         // Patched: f32/f64 go through the im2col + GEMM kernels in `conv2d_gemm`.
+        let _span = crate::profile::span("conv forward", x.layout().shape());
         if matches!(x.dtype(), DType::F32 | DType::F64) {
             return conv2d_gemm::conv2d(x, weight, bias, &options);
         }
@@ -108,6 +109,7 @@ impl ModuleOps<Flex> for Flex {
         options: ConvOptions<2>,
     ) -> FloatTensor<Flex> {
         let x_shape = x.layout().shape().clone();
+        let _span = crate::profile::span("conv input grad", &x_shape);
         conv_grad_via_f32("conv2d_x_backward", weight, output_grad, |w, dy| {
             conv2d_gemm::conv2d_x_backward(&x_shape, w, dy, &options)
         })
@@ -121,6 +123,7 @@ impl ModuleOps<Flex> for Flex {
         options: ConvOptions<2>,
     ) -> FloatTensor<Flex> {
         let shape = weight.layout().shape().clone();
+        let _span = crate::profile::span("conv weight grad", x.layout().shape());
         conv_grad_via_f32("conv2d_weight_backward", x, output_grad, |x, dy| {
             conv2d_gemm::conv2d_weight_backward(x, shape, dy, &options)
         })
@@ -534,6 +537,7 @@ impl ModuleOps<Flex> for Flex {
         ceil_mode: bool,
         indices_dtype: IntDType,
     ) -> MaxPool2dWithIndices<Flex> {
+        let _span = crate::profile::span("max pool forward", x.layout().shape());
         let (output, mut indices) = match x.dtype() {
             DType::F32 => pool::max_pool2d_with_indices_f32(
                 x,
@@ -585,6 +589,7 @@ impl ModuleOps<Flex> for Flex {
         output_grad: FloatTensor<Flex>,
         indices: IntTensor<Flex>,
     ) -> MaxPool2dBackward<Flex> {
+        let _span = crate::profile::span("max pool backward", x.layout().shape());
         let x_grad = match x.dtype() {
             DType::F32 => pool::max_pool2d_backward_f32(x, output_grad, indices),
             DType::F64 => pool::max_pool2d_backward_f64(x, output_grad, indices),

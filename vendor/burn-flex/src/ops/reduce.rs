@@ -243,6 +243,7 @@ where
 
 /// Sum along a dimension, keeping the dimension with size 1.
 pub fn sum_dim(tensor: FlexTensor, dim: usize) -> FlexTensor {
+    let _span = crate::profile::span("reduction", tensor.layout().shape());
     match tensor.dtype() {
         DType::F32 => reduce_dim_f32(&tensor, dim, ReduceOp::Sum),
         DType::F64 => reduce_dim_impl::<f64, _>(&tensor, dim, 0.0, |acc, x| acc + x),
@@ -276,6 +277,7 @@ pub fn sum_dim(tensor: FlexTensor, dim: usize) -> FlexTensor {
 
 /// Mean along a dimension, keeping the dimension with size 1.
 pub fn mean_dim(tensor: FlexTensor, dim: usize) -> FlexTensor {
+    let _span = crate::profile::span("reduction", tensor.layout().shape());
     let dim_size = tensor.layout().shape()[dim];
     let dtype = tensor.dtype();
     // Floats divide by a zero `dim_size` to `NaN`, which is what `mean()` already returns for an

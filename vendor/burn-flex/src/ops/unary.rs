@@ -59,6 +59,7 @@ where
     F64Op: Fn(f64) -> f64 + Copy,
 {
     let dtype = tensor.dtype();
+    let _span = crate::profile::span("elementwise (unary)", tensor.layout().shape());
 
     match dtype {
         DType::F32 => unary_op_typed(tensor, f32_op),
