@@ -102,7 +102,8 @@ pub fn pytorch_images_per_second(
 const STEP_PHASES: [&str; 6] = ["data", "forward", "backward", "optimizer", "lookahead", "progress"];
 
 /// A markdown table of a flex profile (`burn_flex::profile`) over `steps` training steps:
-/// each phase's wall time, then its kernels by input shape (which names the layer), then
+/// each phase's wall time, then its kernels by input shape (which names the layer; convs
+/// add their output channels as a fifth number), then
 /// what ran outside them (allocation, autodiff bookkeeping, uninstrumented ops). Entries
 /// under 0.3 % of a step are summed per phase. Validation is left out.
 pub fn profile_table(entries: &[burn_flex::profile::Entry], steps: usize) -> String {
@@ -127,7 +128,11 @@ pub fn profile_table(entries: &[burn_flex::profile::Entry], steps: usize) -> Str
         if total == 0.0 {
             continue;
         }
-        out += &format!("| **{phase}** | (all) | | **{:.1}** | | **{:.1} %** |\n", ms(total), share(total));
+        out += &format!(
+            "| **{phase}** | (all) | | **{:.1}** | | **{:.1} %** |\n",
+            ms(total),
+            share(total)
+        );
         let mut kernels: Vec<_> = entries
             .iter()
             .filter(|e| e.phase == phase && e.kernel != PHASE_WALL)
@@ -194,12 +199,27 @@ mod tests {
         let table = profile_table(&entries, 2);
         // Step = forward + backward wall (validation left out): 4 s over 2 steps.
         assert!(table.starts_with("one training step: 2000 ms"), "{table}");
-        assert!(table.contains("| **forward** | (all) | | **1500.0** | | **75.0 %** |"), "{table}");
-        assert!(table.contains("| forward | conv forward | [8, 3, 32, 32] | 1000.0 | 1 | 50.0 % |"), "{table}");
+        assert!(
+            table.contains("| **forward** | (all) | | **1500.0** | | **75.0 %** |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| forward | conv forward | [8, 3, 32, 32] | 1000.0 | 1 | 50.0 % |"),
+            "{table}"
+        );
         // The tiny ReLU is summed with the small entries; the rest of the phase is outside.
-        assert!(table.contains("| forward | 1 smaller entries | | 0.5 | | 0.0 % |"), "{table}");
-        assert!(table.contains("| forward | outside the instrumented kernels | | 499.5 | | 25.0 % |"), "{table}");
-        assert!(table.contains("| **backward** | (all) | | **500.0** | | **25.0 %** |"), "{table}");
+        assert!(
+            table.contains("| forward | 1 smaller entries | | 0.5 | | 0.0 % |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| forward | outside the instrumented kernels | | 499.5 | | 25.0 % |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| **backward** | (all) | | **500.0** | | **25.0 %** |"),
+            "{table}"
+        );
         assert!(!table.contains("validation"), "{table}");
     }
 }

@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::{OptimizerKind, TrainConfig};
 use crate::data::{Augment, Dataset, to_input};
 use crate::lookahead::{self, Lookahead};
-use burn_flex::profile::set_phase;
 use crate::model::Net;
+use burn_flex::profile::set_phase;
 
 /// One epoch's figures, as written to `metrics.json` and drawn in the curves.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -146,7 +146,10 @@ pub fn run(args: Args) -> Result<()> {
     }
     if let Some((name, entries)) = profile {
         println!("\nflex profile, {name}, batch {}:", args.batch_size);
-        print!("{}", trainer::bench::profile_table(&entries, n.div_ceil(args.batch_size)));
+        print!(
+            "{}",
+            trainer::bench::profile_table(&entries, n.div_ceil(args.batch_size))
+        );
     }
     Ok(())
 }

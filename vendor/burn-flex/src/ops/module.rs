@@ -89,7 +89,7 @@ impl ModuleOps<Flex> for Flex {
         options: ConvOptions<2>,
     ) -> FloatTensor<Flex> {
         // Patched: f32/f64 go through the im2col + GEMM kernels in `conv2d_gemm`.
-        let _span = crate::profile::span("conv forward", x.layout().shape());
+        let _span = crate::profile::span("conv forward", &conv_key(&x, &weight));
         if matches!(x.dtype(), DType::F32 | DType::F64) {
             return conv2d_gemm::conv2d(x, weight, bias, &options);
         }
@@ -109,7 +109,7 @@ impl ModuleOps<Flex> for Flex {
         options: ConvOptions<2>,
     ) -> FloatTensor<Flex> {
         let x_shape = x.layout().shape().clone();
-        let _span = crate::profile::span("conv input grad", &x_shape);
+        let _span = crate::profile::span("conv input grad", &conv_key(&x, &weight));
         conv_grad_via_f32("conv2d_x_backward", weight, output_grad, |w, dy| {
             conv2d_gemm::conv2d_x_backward(&x_shape, w, dy, &options)
         })
@@ -123,7 +123,7 @@ impl ModuleOps<Flex> for Flex {
         options: ConvOptions<2>,
     ) -> FloatTensor<Flex> {
         let shape = weight.layout().shape().clone();
-        let _span = crate::profile::span("conv weight grad", x.layout().shape());
+        let _span = crate::profile::span("conv weight grad", &conv_key(&x, &weight));
         conv_grad_via_f32("conv2d_weight_backward", x, output_grad, |x, dy| {
             conv2d_gemm::conv2d_weight_backward(x, shape, dy, &options)
         })
@@ -856,4 +856,12 @@ mod tests {
         let values: Vec<f32> = out.into_data().try_into_vec().unwrap();
         assert_eq!(values, vec![3.0, 5.0, 7.0, 4.0]);
     }
+}
+
+/// A conv's profile key: its input shape, then its output channels (two layers of one
+/// net can share an input shape).
+fn conv_key(x: &FlexTensor, weight: &FlexTensor) -> alloc::vec::Vec<usize> {
+    let mut key = x.layout().shape().to_vec();
+    key.push(weight.layout().shape()[0]);
+    key
 }
