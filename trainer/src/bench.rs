@@ -98,9 +98,6 @@ pub fn pytorch_images_per_second(
         .collect())
 }
 
-/// Phases of a training step, in the order `training::fit` enters them.
-const STEP_PHASES: [&str; 6] = ["data", "forward", "backward", "optimizer", "lookahead", "progress"];
-
 /// A markdown table of a flex profile (`burn_flex::profile`) over `steps` training steps:
 /// each phase's wall time, then its kernels by input shape (which names the layer; convs
 /// add their output channels as a fifth number), then
@@ -116,14 +113,14 @@ pub fn profile_table(entries: &[burn_flex::profile::Entry], steps: usize) -> Str
             .map(|e| e.seconds)
             .sum::<f64>()
     };
-    let step_total: f64 = STEP_PHASES.iter().map(|p| wall(p)).sum();
+    let step_total: f64 = crate::training::phase::STEP.iter().map(|p| wall(p)).sum();
     let ms = |s: f64| 1e3 * s / steps;
     let share = |s: f64| 100.0 * s / step_total.max(f64::MIN_POSITIVE);
     let mut out = format!(
         "one training step: {:.0} ms (mean of {steps} steps)\n\n| phase | kernel | input shape | ms / step | calls / step | share of step |\n|---|---|---|---|---|---|\n",
         ms(step_total)
     );
-    for phase in STEP_PHASES {
+    for phase in crate::training::phase::STEP {
         let total = wall(phase);
         if total == 0.0 {
             continue;

@@ -20,6 +20,20 @@ use crate::lookahead::{self, Lookahead};
 use crate::model::Net;
 use burn_flex::profile::set_phase;
 
+/// Names of the phases of a training step, as `fit` labels them for
+/// `burn_flex::profile` (and `trainer bench --profile` reads them back), in step order.
+pub mod phase {
+    pub const DATA: &str = "data";
+    pub const FORWARD: &str = "forward";
+    pub const BACKWARD: &str = "backward";
+    pub const OPTIMIZER: &str = "optimizer";
+    pub const LOOKAHEAD: &str = "lookahead";
+    pub const PROGRESS: &str = "progress";
+    pub const VALIDATION: &str = "validation";
+    /// The phases one training step goes through.
+    pub const STEP: [&str; 6] = [DATA, FORWARD, BACKWARD, OPTIMIZER, LOOKAHEAD, PROGRESS];
+}
+
 /// One epoch's figures, as written to `metrics.json` and drawn in the curves.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EpochMetrics {
@@ -125,7 +139,7 @@ pub fn fit(
         let mut lr = 0.0;
         for chunk in order.chunks(config.batch_size) {
             // Phases label `trainer bench --profile`'s breakdown (no-ops otherwise).
-            set_phase("data");
+            set_phase(phase::DATA);
             let images: Vec<&contract::Rgb32> = chunk.iter().map(|&i| &train.images[i]).collect();
             let labels: Vec<u8> = chunk.iter().map(|&i| train.labels[i]).collect();
             let flips = config.flip.flips(chunk, epoch, config.seed, &mut rng);
@@ -135,7 +149,7 @@ pub fn fit(
             };
             let x = input_tensor(&images, Some((aug, &mut rng)), device);
             let y = label_tensor(&labels, device);
-            set_phase("forward");
+            set_phase(phase::FORWARD);
             let logits = model.forward(x);
             let loss = loss_fn.forward(logits.clone(), y.clone());
             let batch_correct: i64 = logits
@@ -146,18 +160,18 @@ pub fn fit(
                 .sum()
                 .into_scalar();
             let batch_loss: f32 = loss.clone().into_scalar();
-            set_phase("backward");
+            set_phase(phase::BACKWARD);
             let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-            set_phase("optimizer");
+            set_phase(phase::OPTIMIZER);
             scale_grads(&mut grads, &bias_ids, config.bias_lr_scale);
             lr = config.lr_at(step, total_steps);
             model = optim.step(lr, model, grads);
             step += 1;
             if let Some(la) = lookahead.as_mut().filter(|_| lookahead::due(config, step)) {
-                set_phase("lookahead");
+                set_phase(phase::LOOKAHEAD);
                 model = la.update(model, lookahead::decay_at(config.lookahead_decay, step, total_steps));
             }
-            set_phase("progress");
+            set_phase(phase::PROGRESS);
             loss_sum += f64::from(batch_loss) * chunk.len() as f64;
             correct += batch_correct as usize;
             seen += chunk.len();
@@ -175,7 +189,7 @@ pub fn fit(
         {
             // The run ends on the average, as airbench's does. Its running statistics
             // were gathered for the last iterate, so they are re-estimated for it.
-            set_phase("lookahead");
+            set_phase(phase::LOOKAHEAD);
             model = la.update(model, 1.0);
             // Through a clone without gradients: it shares the running statistics (burn
             // keeps them in state shared between clones), and its forward passes build no
@@ -188,7 +202,7 @@ pub fn fit(
             }
         }
         let seconds = start.elapsed().as_secs_f64();
-        set_phase("validation");
+        set_phase(phase::VALIDATION);
         bar.finish_and_clear();
         let eval = evaluate(
             &model.valid(),

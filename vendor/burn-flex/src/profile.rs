@@ -21,7 +21,8 @@ mod imp {
     static TOTALS: Mutex<Option<HashMap<Key, (f64, u64)>>> = Mutex::new(None);
 
     std::thread_local! {
-        static DEPTH: Cell<usize> = const { Cell::new(0) };
+        /// Whether a span is open on this thread (only the outermost one is timed).
+        static ACTIVE: Cell<bool> = const { Cell::new(false) };
     }
 
     /// One kernel's accumulated time.
@@ -94,12 +95,7 @@ mod imp {
         if !ENABLED.load(Ordering::Relaxed) {
             return None;
         }
-        let outer = DEPTH.with(|d| {
-            d.set(d.get() + 1);
-            d.get() == 1
-        });
-        if !outer {
-            DEPTH.with(|d| d.set(d.get() - 1));
+        if ACTIVE.with(|a| a.replace(true)) {
             return None;
         }
         Some(Span {
@@ -112,7 +108,7 @@ mod imp {
     impl Drop for Span {
         fn drop(&mut self) {
             let seconds = self.start.elapsed().as_secs_f64();
-            DEPTH.with(|d| d.set(d.get() - 1));
+            ACTIVE.with(|a| a.set(false));
             let phase = PHASE.lock().unwrap_or_else(PoisonError::into_inner).0;
             add((phase, self.kernel, core::mem::take(&mut self.shape)), seconds);
         }
