@@ -2,7 +2,10 @@
 JPEG training data, to separate what the recipe and the data can reach from what the
 Rust trainer reaches in its CPU hour. Diagnostic only: never part of `make test`.
 
-    python3 scripts/recipe_probe.py TRAIN_TAR_GZ OUT_JSON [seeds=N] [limit=N] [threads=N] [variant ...]
+    python3 scripts/recipe_probe.py TRAIN_TAR_GZ OUT_JSON [seeds=N] [limit=N] [threads=N] [epochs=N] [variant ...]
+
+(`epochs=N` overrides every variant's epoch count; `trainer bench --time-to-accuracy` runs
+this script on the CPU with it.)
 
 Each variant is a name from VARIANTS below; runs print one line each and land in
 OUT_JSON as they finish. Mirrors trainer/src (config.rs defaults): 2x2 whitening conv
@@ -274,16 +277,17 @@ def run(cfg, data, seed):
 
 def main():
     tar, out_path = sys.argv[1], sys.argv[2]
-    names = sys.argv[3:] or list(VARIANTS)
-    seeds = 3
-    if names and names[0].startswith("seeds="):
-        seeds = int(names.pop(0)[6:])
-    limit = 0
-    if names and names[0].startswith("limit="):
-        limit = int(names.pop(0)[6:])
-    if names and names[0].startswith("threads="):
+    options = dict(a.split("=", 1) for a in sys.argv[3:] if "=" in a)
+    names = [a for a in sys.argv[3:] if "=" not in a] or list(VARIANTS)
+    unknown = set(options) - {"seeds", "limit", "threads", "epochs"}
+    if unknown:
+        raise SystemExit(f"unknown options: {sorted(unknown)}")
+    seeds = int(options.get("seeds", 3))
+    limit = int(options.get("limit", 0))
+    if "threads" in options:
         # CPU runs: match the trainer's thread count for a time-to-accuracy comparison.
-        torch.set_num_threads(int(names.pop(0)[8:]))
+        torch.set_num_threads(int(options["threads"]))
+    epochs = int(options.get("epochs", 0))
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     t0 = time.perf_counter()
     images, labels = load(tar)
@@ -297,6 +301,8 @@ def main():
     results = []
     for name in names:
         cfg = dict(BASE, **VARIANTS[name])
+        if epochs:
+            cfg["epochs"] = epochs
         for seed in range(seeds):
             acc, seconds = run(cfg, data, seed)
             row = dict(variant=name, seed=seed, seconds=round(seconds, 2), **{f"tta{k}": v for k, v in acc.items()})

@@ -118,6 +118,8 @@ def make(net, classes):
         model = AirbenchNet(classes, net)
     if net["optimizer"] == "adam":
         opt = torch.optim.Adam(model.parameters(), lr=net["lr"], weight_decay=net["weight_decay"])
+    elif net["optimizer"] != "sgd":
+        raise SystemExit(f"torch_bench.py: no twin for optimizer {net['optimizer']!r}")
     else:
         opt = torch.optim.SGD(
             [p for p in model.parameters() if p.requires_grad],

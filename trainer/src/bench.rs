@@ -8,11 +8,59 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::config::Arch;
-use crate::config::{OptimizerKind, TrainConfig};
+use crate::config::TrainConfig;
 use crate::data::{Dataset, to_input};
 use crate::error::{Result, TrainError, io};
 
 const TORCH_SCRIPT: &str = include_str!("../../scripts/torch_bench.py");
+const PROBE_SCRIPT: &str = include_str!("../../scripts/recipe_probe.py");
+
+/// One PyTorch run of the shipped recipe (`scripts/recipe_probe.py`, variant `gelu`):
+/// training seconds, validation accuracy without TTA (`tta0`) and with mirror TTA (`tta1`).
+#[derive(Debug, Deserialize)]
+pub struct ProbeRun {
+    pub seconds: f64,
+    pub tta0: f64,
+    pub tta1: f64,
+}
+
+#[derive(Deserialize)]
+struct ProbeFile {
+    results: Vec<ProbeRun>,
+}
+
+/// Train the shipped recipe for `epochs` in PyTorch CPU on `threads` over the JPEGs in
+/// `tar` (its own 45,000 / 5,000 stratified split), one seed; its progress goes to stderr.
+pub fn pytorch_time_to_accuracy(python: &Path, tar: &Path, epochs: usize, threads: usize) -> Result<ProbeRun> {
+    let fail = |reason: String| TrainError::Config(format!("PyTorch recipe run with {}: {reason}", python.display()));
+    let dir = tempfile::tempdir().map_err(io(std::env::temp_dir()))?;
+    let script = dir.path().join("recipe_probe.py");
+    std::fs::write(&script, PROBE_SCRIPT).map_err(io(&script))?;
+    let out = dir.path().join("probe.json");
+    let status = Command::new(python)
+        .arg(&script)
+        .arg(tar)
+        .arg(&out)
+        .args([
+            "seeds=1",
+            &format!("threads={threads}"),
+            &format!("epochs={epochs}"),
+            "gelu",
+        ])
+        .env("OMP_NUM_THREADS", threads.to_string())
+        .stdout(std::io::stderr())
+        .status()
+        .map_err(|e| fail(e.to_string()))?;
+    if !status.success() {
+        return Err(fail(status.to_string()));
+    }
+    let file: ProbeFile = serde_json::from_slice(&std::fs::read(&out).map_err(io(&out))?)
+        .map_err(|e| fail(format!("unreadable results: {e}")))?;
+    file.results
+        .into_iter()
+        .next()
+        .ok_or_else(|| fail("no run recorded".into()))
+}
 
 #[derive(Deserialize)]
 struct TorchLine {
@@ -61,7 +109,7 @@ pub fn pytorch_images_per_second(
             "bn_eps": c.bn_eps,
             "bn_fixed_scale": c.bn_fixed_scale,
             "dropout": c.dropout,
-            "optimizer": match c.optimizer { OptimizerKind::Adam => "adam", OptimizerKind::Sgd => "sgd" },
+            "optimizer": c.optimizer,
             "lr": c.lr,
             "momentum": c.momentum,
             "weight_decay": c.weight_decay,

@@ -38,6 +38,8 @@ pub enum OptimizerKind {
     Adam,
     /// SGD with Nesterov momentum.
     Sgd,
+    /// Muon on the 3x3 conv filters (`muon_*` settings), SGD as configured on the rest.
+    Muon,
 }
 
 /// Defines `TrainConfig` and `ConfigOverrides` (its CLI twin, all fields optional) from
@@ -94,6 +96,13 @@ train_config! {
     lr_end: f64 = 0.07,
     /// SGD momentum.
     momentum: f64 = 0.85,
+    /// Peak rate of Muon's orthogonalised filter updates (`optimizer = muon`); it follows
+    /// the same schedule as `lr`. airbench94_muon: 0.24.
+    muon_lr: f64 = 0.24,
+    /// Muon's Nesterov momentum (airbench94_muon: 0.6).
+    muon_momentum: f64 = 0.6,
+    /// Newton-Schulz steps of Muon's orthogonalisation.
+    muon_ns_steps: usize = 3,
     /// Nesterov momentum (SGD).
     nesterov: bool = true,
     /// SGD momentum dampening.
@@ -149,6 +158,9 @@ train_config! {
     /// Test-time augmentation inside the exported graph: average the logits of each
     /// image and its mirror image.
     tta_mirror: bool = true,
+    /// Test-time augmentation: also average the +/-1-pixel shifts (reflect-padded) of the
+    /// image (and of its mirror): 3x the inference of `tta_mirror` alone.
+    tta_shift: bool = false,
     /// Fit a softmax temperature on the validation split after training and put it in
     /// the exported graph.
     calibrate: bool = true,
@@ -241,6 +253,14 @@ impl Preset {
 }
 
 impl TrainConfig {
+    /// The test-time views the exported graph averages.
+    pub fn tta(&self) -> crate::tta::Tta {
+        crate::tta::Tta {
+            mirror: self.tta_mirror,
+            shift: self.tta_shift,
+        }
+    }
+
     /// Refuse settings that would fail later or silently do nothing.
     pub fn validate(&self) -> Result<(), String> {
         let checks = [

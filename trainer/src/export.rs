@@ -18,6 +18,7 @@ use tract_onnx::pb::{
 use crate::error::{Result, TrainError};
 use crate::model::Net;
 use crate::training::input_tensor;
+use crate::tta::{self, Tta};
 
 /// What the model file records about itself.
 #[derive(Debug, Clone)]
@@ -30,18 +31,18 @@ pub struct ExportMeta {
     pub val_ece: f64,
 }
 
-/// What the exported graph adds after burn's logits: mirror-averaging (test-time
-/// augmentation) and the calibration temperature.
+/// What the exported graph adds around burn's logits: the test-time views and their
+/// average, and the calibration temperature.
 #[derive(Debug, Clone, Copy)]
 pub struct Head {
-    pub mirror: bool,
+    pub tta: Tta,
     pub temperature: f32,
 }
 
 impl Default for Head {
     fn default() -> Self {
         Head {
-            mirror: false,
+            tta: Tta::default(),
             temperature: 1.0,
         }
     }
@@ -91,7 +92,7 @@ pub fn export(model: &Net, meta: &ExportMeta, head: Head) -> Result<Exported> {
         (meta::CONFIG, meta.config_json.clone()),
         (meta::TEMPERATURE, format!("{}", head.temperature)),
         (meta::VAL_ECE, format!("{:.4}", meta.val_ece)),
-        (meta::TTA, if head.mirror { "mirror" } else { "none" }.into()),
+        (meta::TTA, head.tta.name().into()),
     ];
     proto.metadata_props = props
         .into_iter()
@@ -163,14 +164,18 @@ fn scalar_constant(name: &str, value: f32) -> TensorProto {
     }
 }
 
-fn channel_constant(name: &str, values: [f32; 3]) -> TensorProto {
+fn float_constant(name: &str, dims: Vec<i64>, values: Vec<f32>) -> TensorProto {
     TensorProto {
         name: name.into(),
-        dims: vec![1, 3, 1, 1],
+        dims,
         data_type: DataType::Float as i32,
-        float_data: values.to_vec(),
+        float_data: values,
         ..Default::default()
     }
+}
+
+fn channel_constant(name: &str, values: [f32; 3]) -> TensorProto {
+    float_constant(name, vec![1, 3, 1, 1], values.to_vec())
 }
 
 /// Replace each marker `Sigmoid` (see `model::Act::GeluMarker`) with the exact GELU,
@@ -216,7 +221,7 @@ fn expand_gelu_markers(proto: &mut ModelProto) -> Result<()> {
     Ok(())
 }
 
-/// Put the uint8 NHWC front before burn's float input and the head (mirror average,
+/// Put the uint8 NHWC front (and the TTA views) before burn's float input and the head (view average,
 /// temperature, softmax) after its logits.
 fn wrap_contract(proto: &mut ModelProto, classes: usize, head: Head) -> Result<()> {
     let graph: &mut pb::GraphProto = proto
@@ -242,50 +247,42 @@ fn wrap_contract(proto: &mut ModelProto, classes: usize, head: Head) -> Result<(
         }
     }
     let mut logits = LOGITS;
-    if head.mirror {
-        // burn ran on [x; mirror(x)] stacked along N: average each image's two rows.
+    let views = head.tta.views();
+    if views.len() > 1 {
+        // burn ran on the views stacked along N: [V * N, C] -> [V, N * C], weighted by a
+        // [1, V] MatMul (every runtime has it), back to [N, C].
+        let weights: Vec<f32> = views.iter().map(|v| v.weight).collect();
+        graph.initializer.push(float_constant(
+            "contract/view_weights",
+            vec![1, views.len() as i64],
+            weights,
+        ));
         graph
             .initializer
-            .push(int_constant("contract/pair_shape", vec![2, -1, classes as i64]));
-        graph.initializer.push(int_constant("contract/first", vec![0]));
-        graph.initializer.push(int_constant("contract/second", vec![1]));
-        graph.initializer.push(scalar_constant("contract/half", 0.5));
-        graph.node.extend([
-            node("Reshape", &[LOGITS, "contract/pair_shape"], "contract/pairs", vec![]),
-            node(
-                "Gather",
-                &["contract/pairs", "contract/first"],
-                "contract/plain3",
-                vec![int_attribute("axis", 0)],
-            ),
-            node(
-                "Gather",
-                &["contract/pairs", "contract/second"],
-                "contract/mirrored3",
-                vec![int_attribute("axis", 0)],
-            ),
-            node(
-                "Add",
-                &["contract/plain3", "contract/mirrored3"],
-                "contract/pair_sum3",
-                vec![],
-            ),
-            node(
-                "Mul",
-                &["contract/pair_sum3", "contract/half"],
-                "contract/mean3",
-                vec![],
-            ),
-        ]);
+            .push(int_constant("contract/view_shape", vec![views.len() as i64, -1]));
         graph
             .initializer
             .push(int_constant("contract/row_shape", vec![-1, classes as i64]));
-        graph.node.push(node(
-            "Reshape",
-            &["contract/mean3", "contract/row_shape"],
-            "contract/tta_logits",
-            vec![],
-        ));
+        graph.node.extend([
+            node(
+                "Reshape",
+                &[LOGITS, "contract/view_shape"],
+                "contract/view_logits",
+                vec![],
+            ),
+            node(
+                "MatMul",
+                &["contract/view_weights", "contract/view_logits"],
+                "contract/tta_flat",
+                vec![],
+            ),
+            node(
+                "Reshape",
+                &["contract/tta_flat", "contract/row_shape"],
+                "contract/tta_logits",
+                vec![],
+            ),
+        ]);
         logits = "contract/tta_logits";
     }
     if head.temperature != 1.0 {
@@ -328,7 +325,7 @@ fn wrap_contract(proto: &mut ModelProto, classes: usize, head: Head) -> Result<(
         ints: vec![0, 3, 1, 2],
         ..Default::default()
     };
-    let normalised = if head.mirror {
+    let normalised = if views.len() > 1 {
         "contract/normalised"
     } else {
         float_in.as_str()
@@ -339,24 +336,31 @@ fn wrap_contract(proto: &mut ModelProto, classes: usize, head: Head) -> Result<(
         node("Sub", &["contract/nchw", "contract/mean"], "contract/centered", vec![]),
         node("Mul", &["contract/centered", "contract/inv_std"], normalised, vec![]),
     ];
-    if head.mirror {
-        // Mirror along W with a Gather (every runtime has it), stacked after the originals.
-        let reversed: Vec<i64> = (0..side).rev().collect();
-        graph.initializer.push(int_constant("contract/reversed_w", reversed));
-        front.extend([
-            node(
-                "Gather",
-                &[normalised, "contract/reversed_w"],
-                "contract/mirrored",
-                vec![int_attribute("axis", 3)],
-            ),
-            node(
-                "Concat",
-                &[normalised, "contract/mirrored"],
-                &float_in,
-                vec![int_attribute("axis", 0)],
-            ),
-        ]);
+    if views.len() > 1 {
+        // Each view gathers rows (axis 2) and columns (axis 3) by the indices that burn's
+        // forward pass selects with; the views are stacked along N.
+        let mut stacked = Vec::new();
+        for (i, view) in views.iter().enumerate() {
+            let mut current = normalised.to_string();
+            for (axis, index) in [(2, &view.rows), (3, &view.cols)] {
+                if tta::is_identity(index) {
+                    continue;
+                }
+                let index_name = format!("contract/view{i}_axis{axis}");
+                let out = format!("contract/view{i}_{}", if axis == 2 { "rows" } else { "cols" });
+                graph.initializer.push(int_constant(&index_name, index.clone()));
+                front.push(node(
+                    "Gather",
+                    &[&current, &index_name],
+                    &out,
+                    vec![int_attribute("axis", axis)],
+                ));
+                current = out;
+            }
+            stacked.push(current);
+        }
+        let stacked: Vec<&str> = stacked.iter().map(String::as_str).collect();
+        front.push(node("Concat", &stacked, &float_in, vec![int_attribute("axis", 0)]));
     }
     graph.node.splice(0..0, front);
     Ok(())
@@ -377,11 +381,7 @@ pub struct ParityReport {
 /// run on the CPU backend.
 pub fn burn_probabilities(model: &Net, images: &[Rgb32], head: Head) -> Result<Vec<Vec<f32>>> {
     let refs: Vec<&Rgb32> = images.iter().collect();
-    let tensor = model.forward_probabilities(
-        input_tensor(&refs, None, &Device::flex()),
-        head.mirror,
-        head.temperature,
-    );
+    let tensor = model.forward_probabilities(input_tensor(&refs, None, &Device::flex()), head.tta, head.temperature);
     let [_, classes] = tensor.dims();
     let flat = tensor
         .into_data()

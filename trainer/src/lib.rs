@@ -13,10 +13,12 @@ pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod models;
+pub mod muon;
 pub mod plots;
 pub mod publish;
 pub mod run;
 pub mod store;
 pub mod training;
+pub mod tta;
 
 pub use error::{Result, TrainError};

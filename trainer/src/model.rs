@@ -6,10 +6,11 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::{gelu, relu, sigmoid, softmax};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::config::TrainConfig;
 pub use crate::config::{Activation, Arch, WHITEN_PATCH, WHITEN_WIDTH};
+use crate::tta::Tta;
 
 fn conv3(c_in: usize, c_out: usize, bias: bool, device: &Device) -> Conv2d {
     Conv2dConfig::new([c_in, c_out], [3, 3])
@@ -236,6 +237,13 @@ impl AirbenchNet {
         self.head.forward(x).mul_scalar(self.scale)
     }
 
+    /// The trained 3x3 filter banks (Muon's parameters; the whitening filters are frozen).
+    pub fn conv_filter_ids(&self) -> Vec<ParamId> {
+        let stem = self.stem.iter().map(|c| c.weight.id);
+        let groups = self.groups.iter().flat_map(|g| [g.conv1.weight.id, g.conv2.weight.id]);
+        stem.chain(groups).collect()
+    }
+
     /// Parameters whose learning rate is scaled up: the batch-norm biases.
     pub fn norm_bias_ids(&self) -> Vec<ParamId> {
         let stem = self.stem_norm.iter().map(|n| n.beta.id);
@@ -378,26 +386,54 @@ impl Net {
         }
     }
 
-    /// Logits averaged over each image and its mirror image: what the exported graph
-    /// computes when the config asks for test-time augmentation.
-    pub fn forward_tta(&self, x: Tensor<4>, mirror: bool) -> Tensor<2> {
-        if !mirror {
+    /// Logits averaged over the test-time views of each image (one forward pass over all
+    /// views stacked along N): what the exported graph computes.
+    pub fn forward_tta(&self, x: Tensor<4>, tta: Tta) -> Tensor<2> {
+        let views = tta.views();
+        if views.len() == 1 {
             return self.forward(x);
         }
-        let flipped = x.clone().flip([3]);
-        self.forward(x).add(self.forward(flipped)).mul_scalar(0.5)
+        let device = x.device();
+        let index = |v: &[i64]| Tensor::<1, Int>::from_data(TensorData::new(v.to_vec(), [v.len()]), &device);
+        let n = x.dims()[0];
+        let stacked = views
+            .iter()
+            .map(|v| {
+                if v.is_identity() {
+                    x.clone()
+                } else {
+                    x.clone().select(2, index(&v.rows)).select(3, index(&v.cols))
+                }
+            })
+            .collect();
+        let logits = self.forward(Tensor::cat(stacked, 0));
+        let classes = logits.dims()[1];
+        let weights: Vec<f32> = views.iter().map(|v| v.weight).collect();
+        let weights = Tensor::<1>::from_data(TensorData::new(weights, [views.len()]), &device);
+        logits
+            .reshape([views.len(), n, classes])
+            .mul(weights.reshape([views.len(), 1, 1]))
+            .sum_dim(0)
+            .reshape([n, classes])
     }
 
-    /// What the exported graph computes after its uint8 front: softmax of the (mirror-
-    /// averaged) logits divided by the temperature.
-    pub fn forward_probabilities(&self, x: Tensor<4>, mirror: bool, temperature: f32) -> Tensor<2> {
-        softmax(self.forward_tta(x, mirror).div_scalar(temperature), 1)
+    /// What the exported graph computes after its uint8 front: softmax of the TTA-averaged
+    /// logits divided by the temperature.
+    pub fn forward_probabilities(&self, x: Tensor<4>, tta: Tta, temperature: f32) -> Tensor<2> {
+        softmax(self.forward_tta(x, tta).div_scalar(temperature), 1)
     }
 
     pub fn norm_bias_ids(&self) -> Vec<ParamId> {
         match self {
             Net::Seed(_) => Vec::new(),
             Net::Airbench(m) => m.norm_bias_ids(),
+        }
+    }
+
+    pub fn conv_filter_ids(&self) -> Vec<ParamId> {
+        match self {
+            Net::Seed(m) => m.convs.iter().map(|c| c.weight.id).collect(),
+            Net::Airbench(m) => m.conv_filter_ids(),
         }
     }
 

@@ -15,6 +15,7 @@ use crate::error::{Result, TrainError, io};
 use crate::export::{self, ExportMeta};
 use crate::metrics::{Calibration, Confusion, RunMetrics, SplitReport};
 use crate::model::Net;
+use crate::tta::Tta;
 use crate::{plots, training};
 
 /// Where labelled images come from.
@@ -150,18 +151,18 @@ pub fn train(opts: RunOptions) -> Result<RunMetrics> {
     // Evaluation and export run on flex whatever trained: the exporter captures from it.
     let infer = Device::flex();
     let model = model.valid().to_device(&infer);
-    let mirror = config.tta_mirror;
-    let val_eval = training::evaluate(&model, &val_set, config.eval_batch_size, &infer, mirror);
-    let val_plain_accuracy = if mirror {
-        training::evaluate(&model, &val_set, config.eval_batch_size, &infer, false).accuracy
-    } else {
+    let tta = config.tta();
+    let val_eval = training::evaluate(&model, &val_set, config.eval_batch_size, &infer, tta);
+    let val_plain_accuracy = if tta == Tta::default() {
         val_eval.accuracy
+    } else {
+        training::evaluate(&model, &val_set, config.eval_batch_size, &infer, Tta::default()).accuracy
     };
     let calibration = Calibration::fit(&val_eval, &val_set.labels, classes, config.calibrate);
     eprintln!(
-        "validation: accuracy {:.4} ({} {:.4}), temperature {:.3}, ECE {:.4} -> {:.4}",
+        "validation: accuracy {:.4} (TTA {}; without TTA {:.4}), temperature {:.3}, ECE {:.4} -> {:.4}",
         val_eval.accuracy,
-        if mirror { "without mirror TTA" } else { "no TTA" },
+        tta.name(),
         val_plain_accuracy,
         calibration.temperature,
         calibration.ece_before,
@@ -180,7 +181,7 @@ pub fn train(opts: RunOptions) -> Result<RunMetrics> {
     let validation = report(&val_set, val_eval);
     let test = test_set
         .as_ref()
-        .map(|t| report(t, training::evaluate(&model, t, config.eval_batch_size, &infer, mirror)));
+        .map(|t| report(t, training::evaluate(&model, t, config.eval_batch_size, &infer, tta)));
 
     let trained_at = crate::publish::now_rfc3339();
     let meta = ExportMeta {
@@ -193,7 +194,7 @@ pub fn train(opts: RunOptions) -> Result<RunMetrics> {
     };
     let probe: Vec<Rgb32> = val_set.images.iter().take(64).copied().collect();
     let head = export::Head {
-        mirror,
+        tta,
         temperature: calibration.temperature as f32,
     };
     let burn_rows = export::burn_probabilities(&model, &probe, head)?;

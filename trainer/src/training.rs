@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use burn::module::{Module, ParamId};
+use burn::module::{Module, ParamGroup, ParamId};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
@@ -18,6 +18,8 @@ use crate::config::{OptimizerKind, TrainConfig};
 use crate::data::{Augment, Dataset, to_input};
 use crate::lookahead::{self, Lookahead};
 use crate::model::Net;
+use crate::muon::FilterMuon;
+use crate::tta::Tta;
 use burn_flex::profile::set_phase;
 
 /// Names of the phases of a training step, as `fit` labels them for
@@ -71,19 +73,27 @@ fn label_tensor(labels: &[u8], device: &Device) -> Tensor<1, Int> {
     Tensor::<1, Int>::from_data(TensorData::new(v, [labels.len()]), device)
 }
 
-fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
+fn optimizer(config: &TrainConfig, model: &Net) -> ModuleOptimizer {
     let decay = (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
-    match config.optimizer {
-        OptimizerKind::Adam => AdamConfig::new().with_weight_decay(decay).init(),
-        OptimizerKind::Sgd => SgdConfig::new()
-            .with_weight_decay(decay)
+    let sgd = || {
+        SgdConfig::new()
+            .with_weight_decay(decay.clone())
             .with_momentum(Some(
                 MomentumConfig::new()
                     .with_momentum(config.momentum)
                     .with_dampening(config.dampening)
                     .with_nesterov(config.nesterov),
             ))
-            .init(),
+            .init()
+    };
+    match config.optimizer {
+        OptimizerKind::Adam => AdamConfig::new().with_weight_decay(decay).init(),
+        OptimizerKind::Sgd => sgd(),
+        OptimizerKind::Muon => sgd().with_group(
+            ParamGroup::from_ids(model.conv_filter_ids()),
+            FilterMuon::new(config),
+            None,
+        ),
     }
 }
 
@@ -113,7 +123,7 @@ pub fn fit(
     device: &Device,
     mut on_epoch: impl FnMut(&EpochMetrics),
 ) -> (Net, Vec<EpochMetrics>) {
-    let mut optim = optimizer(config);
+    let mut optim = optimizer(config, &model);
     let loss_fn = CrossEntropyLossConfig::new()
         .with_smoothing((config.label_smoothing > 0.0).then_some(config.label_smoothing))
         .init(device);
@@ -209,7 +219,7 @@ pub fn fit(
             val,
             config.eval_batch_size,
             &device.clone().inner(),
-            false,
+            Tta::default(),
         );
         if epoch == 1 && config.time_budget_minutes > 0.0 {
             // The first epoch's wall time, validation included, sizes the run.
@@ -237,9 +247,9 @@ pub fn fit(
     (model, history)
 }
 
-/// Plain cross-entropy and accuracy of an inference-mode model, on mirror-averaged
-/// logits when `mirror` (the exported graph's test-time augmentation).
-pub fn evaluate(model: &Net, data: &Dataset, batch_size: usize, device: &Device, mirror: bool) -> Evaluation {
+/// Plain cross-entropy and accuracy of an inference-mode model, on logits averaged over
+/// the `tta` views (the exported graph's test-time augmentation).
+pub fn evaluate(model: &Net, data: &Dataset, batch_size: usize, device: &Device, tta: Tta) -> Evaluation {
     if data.is_empty() {
         return Evaluation {
             loss: f64::NAN,
@@ -255,7 +265,7 @@ pub fn evaluate(model: &Net, data: &Dataset, batch_size: usize, device: &Device,
     for chunk in idx.chunks(batch_size) {
         let images: Vec<&contract::Rgb32> = chunk.iter().map(|&i| &data.images[i]).collect();
         let labels: Vec<u8> = chunk.iter().map(|&i| data.labels[i]).collect();
-        let logits = model.forward_tta(input_tensor(&images, None, device), mirror);
+        let logits = model.forward_tta(input_tensor(&images, None, device), tta);
         let loss: f32 = loss_fn
             .forward(logits.clone(), label_tensor(&labels, device))
             .into_scalar();

@@ -36,12 +36,21 @@ pub struct Args {
     /// input shape (layer), and print it as a table.
     #[arg(long)]
     profile: bool,
+    /// Instead of images/s: train the shipped recipe for this many epochs on the full
+    /// split with flex, then the same recipe in PyTorch (`scripts/recipe_probe.py`, needs
+    /// `--torch-python` and a `.tar.gz` `--data`) on the same threads, one after the
+    /// other, and print minutes per epoch and validation accuracy for both.
+    #[arg(long)]
+    time_to_accuracy: Option<usize>,
 }
 
 /// The shipped net's row, the one `--profile` breaks down.
 const DEFAULT_NET: &str = "airbench (default)";
 
 pub fn run(args: Args) -> Result<()> {
+    if let Some(epochs) = args.time_to_accuracy {
+        return time_to_accuracy(&args, epochs);
+    }
     for b in &args.backends {
         b.device()?; // refuse a backend this binary lacks before loading any data
         b.set_threads(args.threads);
@@ -151,5 +160,57 @@ pub fn run(args: Args) -> Result<()> {
             trainer::bench::profile_table(&entries, n.div_ceil(args.batch_size))
         );
     }
+    Ok(())
+}
+
+/// Issue 10's comparison: both engines train the same recipe for `epochs` on the same
+/// 45,000 / 5,000 split of the same JPEGs, in one command, so the two rows share a
+/// machine state.
+fn time_to_accuracy(args: &Args, epochs: usize) -> Result<()> {
+    let python = args
+        .torch_python
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("--time-to-accuracy needs --torch-python"))?;
+    let tar = args
+        .data
+        .data
+        .as_ref()
+        .filter(|p| p.to_string_lossy().ends_with(".tar.gz"))
+        .ok_or_else(|| anyhow::anyhow!("--time-to-accuracy needs --data pointing at a .tar.gz"))?;
+    let dir = tempfile::tempdir()?;
+    let config = TrainConfig {
+        epochs,
+        threads: args.threads,
+        ..Preset::Default.config()
+    };
+    Backend::Flex.set_threads(args.threads);
+    let flex = trainer::run::train(trainer::run::RunOptions {
+        config,
+        data: args.data.source(false),
+        test: None,
+        out: dir.path().join("flex"),
+        skip_bad_images: false,
+    })?;
+    let torch = trainer::bench::pytorch_time_to_accuracy(python, tar, epochs, args.threads)?;
+    println!("| engine | epochs | threads | training s | min per epoch | val accuracy | with mirror TTA |");
+    println!("|---|---|---|---|---|---|---|");
+    let row = |name: &str, seconds: f64, plain: f64, tta: f64| {
+        println!(
+            "| {name} | {epochs} | {} | {seconds:.1} | {:.2} | {:.2} % | {:.2} % |",
+            args.threads,
+            seconds / 60.0 / epochs as f64,
+            100.0 * plain,
+            100.0 * tta
+        );
+    };
+    // Per-epoch training time, without the validation passes between epochs (the
+    // PyTorch script validates once, after its timer stops).
+    row(
+        "burn flex (trainer)",
+        flex.epochs.iter().map(|e| e.seconds).sum(),
+        flex.validation_accuracy_without_tta,
+        flex.validation.accuracy,
+    );
+    row("PyTorch CPU (recipe_probe.py)", torch.seconds, torch.tta0, torch.tta1);
     Ok(())
 }
