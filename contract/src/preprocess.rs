@@ -42,9 +42,10 @@ const SUPPORTED: [ImageFormat; 5] = [
     ImageFormat::Bmp,
 ];
 
-/// A JPEG whose sides are both at least this many pixels is decoded at a reduced DCT
+/// A JPEG whose sides are both at least twice this many pixels is decoded at a reduced DCT
 /// scale (1/2, 1/4 or 1/8) that still leaves at least this many on each side for the
-/// resize filter: a 12 MP phone photo decodes at 504x378 instead of 4032x3024.
+/// resize filter: a 12 MP phone photo decodes at 504x378 instead of 4032x3024. At 1/8
+/// (sides of at least 8x this) only the DC coefficients are needed (`jpeg_dc`).
 /// Smaller JPEGs (the training set's included) take the ordinary full-size path.
 pub const JPEG_SCALED_MIN_SIDE: u16 = 4 * IMAGE_SIDE as u16;
 
@@ -81,7 +82,18 @@ pub fn decode_rgb32(bytes: &[u8], limits: &DecodeLimits) -> Result<Rgb32, ImageE
     // A missing or unreadable orientation tag means "as stored", which is what cameras
     // without one mean.
     let min_side = u32::from(JPEG_SCALED_MIN_SIDE);
-    let (mut image, orientation) = if format == ImageFormat::Jpeg && width >= 2 * min_side && height >= 2 * min_side {
+    let jpeg_dc = (format == ImageFormat::Jpeg && width >= 8 * min_side && height >= 8 * min_side)
+        .then(|| crate::jpeg_dc::decode(bytes))
+        .flatten();
+    let (mut image, orientation) = if let Some(dc) = jpeg_dc {
+        let orientation = dc
+            .exif
+            .and_then(Orientation::from_exif_chunk)
+            .unwrap_or(Orientation::NoTransforms);
+        let short = || ImageError::Corrupt("JPEG decoded to fewer pixels than its header says".into());
+        let rgb = image::RgbImage::from_raw(dc.width, dc.height, dc.rgb).ok_or_else(short)?;
+        (DynamicImage::ImageRgb8(rgb), orientation)
+    } else if format == ImageFormat::Jpeg && width >= 2 * min_side && height >= 2 * min_side {
         decode_jpeg_scaled(bytes, limits)?
     } else {
         let mut decoder = reader.into_decoder().map_err(map_err)?;
@@ -302,8 +314,9 @@ mod tests {
             (7, "WGBR"),
             (8, "GWRB"),
         ];
-        // 64 px takes the ordinary decoder, 1024 px the DCT-scaled one.
-        for side in [64u32, 1024] {
+        // 64 px takes the ordinary decoder, 256 px jpeg-decoder's DCT scaling, 1024 px the
+        // DC-only decoder.
+        for side in [64u32, 256, 1024] {
             let half = side / 2;
             let img = RgbImage::from_fn(side, side, |x, y| {
                 image::Rgb(match (x < half, y < half) {

@@ -1,0 +1,824 @@
+//! Large JPEGs decoded at 1/8 scale from their DC coefficients alone.
+//!
+//! At 1/8 scale each 8x8 block becomes one pixel, the block's mean, which is its DC
+//! coefficient: no inverse DCT, and no AC coefficient kept. A sequential file's AC
+//! coefficients must still be entropy-decoded to find where the next block starts, but
+//! only to be skipped (no dequantising, zig-zag order or coefficient buffer); a progressive
+//! file's AC scans are skipped whole. The values are jpeg-decoder's 1/8 scale (its 1x1
+//! IDCT is the same DC rounding), which stays the fallback for everything this does not
+//! take: arithmetic coding, 12-bit samples, lossless, CMYK/YCCK and RGB-coded files, and
+//! any file it finds malformed (so the fallback names the error).
+
+/// Huffman lookahead: codes up to this many bits decode with one table read.
+const FAST_BITS: u32 = 9;
+/// Lookahead of the AC skip table, which steps over several coefficients per read.
+const SKIP_BITS: u32 = 12;
+/// Skip-table flag: the entry ends with the end-of-block code.
+const SKIP_EOB: u32 = 1 << 16;
+
+/// A JPEG at 1/8 scale: `ceil(width / 8) x ceil(height / 8)` RGB pixels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DcImage<'a> {
+    pub width: u32,
+    pub height: u32,
+    pub rgb: Vec<u8>,
+    /// The EXIF payload (from the TIFF header on), for the orientation.
+    pub exif: Option<&'a [u8]>,
+}
+
+struct Huffman {
+    /// Indexed by the next `FAST_BITS` bits: `(length << 8) | symbol`, 0 if longer.
+    fast: Vec<u16>,
+    /// For AC tables, indexed by the next `SKIP_BITS` bits: the coefficients whose codes
+    /// start inside them, as `bits of their codes and extra bits | zig-zag positions
+    /// advanced << 8 | SKIP_EOB`; 0 if the first code is longer. Skipping needs no
+    /// coefficient value, so one read steps over every coefficient it covers: the serial
+    /// chain from one code's length to the next code's position is most of the work.
+    skip: Vec<u32>,
+    /// Largest code of each length (index 1..=16), -1 when there is none.
+    maxcode: [i32; 17],
+    /// Added to a code of each length to index `values`.
+    offset: [i32; 17],
+    values: Vec<u8>,
+}
+
+impl Huffman {
+    /// From a DHT segment's 16 counts and its symbols (JPEG Annex C); `ac` builds the
+    /// skip table too.
+    fn new(counts: &[u8; 16], values: &[u8], ac: bool) -> Option<Self> {
+        let mut fast = vec![0u16; 1 << FAST_BITS];
+        let mut maxcode = [-1i32; 17];
+        let mut offset = [0i32; 17];
+        let (mut code, mut k) = (0i32, 0usize);
+        for len in 1..=16u32 {
+            let n = usize::from(counts[len as usize - 1]);
+            if n > 0 {
+                offset[len as usize] = k as i32 - code;
+                for _ in 0..n {
+                    if code >= 1 << len {
+                        return None; // more codes than the length has room for
+                    }
+                    let symbol = *values.get(k)?;
+                    if len <= FAST_BITS {
+                        let shift = FAST_BITS - len;
+                        let first = (code as usize) << shift;
+                        for entry in &mut fast[first..first + (1 << shift)] {
+                            *entry = ((len as u16) << 8) | u16::from(symbol);
+                        }
+                    }
+                    code += 1;
+                    k += 1;
+                }
+                maxcode[len as usize] = code - 1;
+            }
+            code <<= 1;
+        }
+        let mut table = Huffman {
+            fast,
+            skip: Vec::new(),
+            maxcode,
+            offset,
+            values: values[..k].to_vec(),
+        };
+        if ac {
+            table.skip = (0..1u64 << SKIP_BITS).map(|p| table.skip_entry(p)).collect();
+        }
+        Some(table)
+    }
+
+    /// The code at the top of `bits`: its length and symbol.
+    fn decode(&self, bits: u64) -> Option<(u32, u8)> {
+        let entry = self.fast[(bits >> (64 - FAST_BITS)) as usize];
+        if entry != 0 {
+            return Some((u32::from(entry >> 8), entry as u8));
+        }
+        (FAST_BITS + 1..=16).find_map(|len| {
+            let code = (bits >> (64 - len)) as i32;
+            (code <= self.maxcode[len as usize])
+                .then(|| {
+                    self.values
+                        .get((code + self.offset[len as usize]) as usize)
+                        .map(|&s| (len, s))
+                })
+                .flatten()
+        })
+    }
+
+    /// The `skip` entry for the `SKIP_BITS`-bit pattern `pattern`.
+    fn skip_entry(&self, pattern: u64) -> u32 {
+        let (mut pos, mut advance) = (0u32, 0u32);
+        while pos < SKIP_BITS {
+            // Bits past the pattern read as zeros: a code must end inside it.
+            let Some((len, rs)) = self.decode(pattern << (64 - SKIP_BITS + pos)) else {
+                break;
+            };
+            if pos + len > SKIP_BITS {
+                break;
+            }
+            let (run, size) = (u32::from(rs >> 4), u32::from(rs & 15));
+            pos += len + size; // the extra bits may run past the pattern: only counted
+            match (size, run) {
+                (0, 15) => advance += 16,
+                (0, _) => return pos | advance << 8 | SKIP_EOB,
+                _ => advance += run + 1,
+            }
+        }
+        if pos == 0 { 0 } else { pos | advance << 8 }
+    }
+}
+
+/// MSB-first reader of entropy-coded data: undoes 0xFF00 stuffing and stops at a marker,
+/// after which it supplies zero bits (counted, so a truncated scan is noticed).
+struct Bits<'a> {
+    data: &'a [u8],
+    pos: usize,
+    acc: u64,
+    count: u32,
+    padded: u32,
+}
+
+impl<'a> Bits<'a> {
+    fn new(data: &'a [u8], pos: usize) -> Self {
+        Bits {
+            data,
+            pos,
+            acc: 0,
+            count: 0,
+            padded: 0,
+        }
+    }
+
+    #[inline]
+    fn refill(&mut self) {
+        // Fast path: the next 8 bytes hold no 0xFF, so no stuffing and no marker.
+        if let Some(next) = self.data.get(self.pos..self.pos + 8) {
+            let word = u64::from_be_bytes(next.try_into().expect("8 bytes"));
+            let inverted = !word;
+            let has_ff = inverted.wrapping_sub(0x0101_0101_0101_0101) & !inverted & 0x8080_8080_8080_8080 != 0;
+            if !has_ff {
+                let bytes = (64 - self.count) / 8;
+                self.acc |= (word >> (64 - 8 * bytes)) << (64 - self.count - 8 * bytes);
+                self.pos += bytes as usize;
+                self.count += 8 * bytes;
+                return;
+            }
+        }
+        while self.count <= 56 {
+            let mut byte = 0u8;
+            match self.data.get(self.pos) {
+                Some(&0xFF) => {
+                    if self.data.get(self.pos + 1) == Some(&0x00) {
+                        byte = 0xFF;
+                        self.pos += 2;
+                    } else {
+                        self.padded += 8;
+                    }
+                }
+                Some(&b) => {
+                    byte = b;
+                    self.pos += 1;
+                }
+                None => self.padded += 8,
+            }
+            self.acc |= u64::from(byte) << (56 - self.count);
+            self.count += 8;
+        }
+    }
+
+    /// Keep at least 32 bits buffered: one code (<= 16 bits) and its extra bits (<= 16).
+    #[inline]
+    fn ensure(&mut self) {
+        if self.count < 32 {
+            self.refill();
+        }
+    }
+
+    #[inline]
+    fn take(&mut self, n: u32) -> u32 {
+        if n == 0 {
+            return 0;
+        }
+        let v = (self.acc >> (64 - n)) as u32;
+        self.acc <<= n;
+        self.count -= n;
+        v
+    }
+
+    #[inline]
+    fn symbol(&mut self, table: &Huffman) -> Option<u8> {
+        let (len, symbol) = table.decode(self.acc)?;
+        self.take(len);
+        Some(symbol)
+    }
+
+    /// A DC difference: its size category, then that many bits, sign-extended.
+    #[inline]
+    fn dc_diff(&mut self, table: &Huffman) -> Option<i32> {
+        self.ensure();
+        let size = u32::from(self.symbol(table)?);
+        if size > 16 {
+            return None;
+        }
+        let v = self.take(size) as i32;
+        Some(if size > 0 && v < 1 << (size - 1) {
+            v - (1 << size) + 1
+        } else {
+            v
+        })
+    }
+
+    /// Step over one block's 63 AC coefficients.
+    #[inline]
+    fn skip_ac(&mut self, table: &Huffman) -> Option<()> {
+        let mut k = 1;
+        while k < 64 {
+            self.ensure();
+            let e = table
+                .skip
+                .get((self.acc >> (64 - SKIP_BITS)) as usize)
+                .copied()
+                .unwrap_or(0);
+            // Taken whole only if every coefficient it covers lies in this block (an
+            // end-of-block code can only follow a position below 63).
+            let end = k + ((e >> 8) & 0xFF);
+            if e != 0 && (end < 64 || (end == 64 && e & SKIP_EOB == 0)) {
+                self.take(e & 0xFF);
+                if e & SKIP_EOB != 0 {
+                    break;
+                }
+                k = end;
+                continue;
+            }
+            let rs = self.symbol(table)?;
+            let (run, size) = (u32::from(rs >> 4), u32::from(rs & 15));
+            if size == 0 {
+                if run != 15 {
+                    break; // end of block
+                }
+                k += 16;
+            } else {
+                self.take(size);
+                k += run + 1;
+            }
+        }
+        Some(())
+    }
+
+    /// Drop buffered bits and step over the next restart marker.
+    fn restart(&mut self) -> Option<()> {
+        self.acc = 0;
+        self.count = 0;
+        self.padded = 0;
+        let rel = self.data[self.pos..]
+            .windows(2)
+            .position(|w| w[0] == 0xFF && (0xD0..=0xD7).contains(&w[1]))?;
+        self.pos += rel + 2;
+        Some(())
+    }
+
+    /// Whether the scan consumed bits past its end: zero bits fed after the data that are
+    /// no longer in the buffer (a valid scan's last byte is padded with ones).
+    fn overran(&self) -> bool {
+        self.padded > self.count
+    }
+}
+
+struct Component {
+    id: u8,
+    h: usize,
+    v: usize,
+    quant: usize,
+    /// DC coefficients, one per block of the MCU-padded grid, row-major.
+    dc: Vec<i32>,
+    /// Blocks per row in `dc`.
+    stride: usize,
+}
+
+/// Position just past the next marker's `FF xx` (xx not a stuffed zero or a restart),
+/// and that marker.
+fn next_marker(data: &[u8], mut pos: usize) -> Option<(usize, u8)> {
+    loop {
+        pos += data.get(pos..)?.iter().position(|&b| b == 0xFF)?;
+        let m = *data.get(pos + 1)?;
+        match m {
+            0x00 | 0xD0..=0xD7 | 0xFF => pos += 1,
+            _ => return Some((pos + 2, m)),
+        }
+    }
+}
+
+fn be16(data: &[u8], pos: usize) -> Option<usize> {
+    Some(usize::from(u16::from_be_bytes([*data.get(pos)?, *data.get(pos + 1)?])))
+}
+
+/// Decode at 1/8 scale, or `None` for a file to hand to the full decoder (see the module
+/// doc for which).
+pub fn decode(data: &[u8]) -> Option<DcImage<'_>> {
+    if data.get(..2)? != [0xFF, 0xD8] {
+        return None;
+    }
+    let mut dc_tables: [Option<Huffman>; 4] = Default::default();
+    let mut ac_tables: [Option<Huffman>; 4] = Default::default();
+    let mut quant_dc = [None::<i32>; 4];
+    let mut components: Vec<Component> = Vec::new();
+    let (mut width, mut height, mut progressive) = (0usize, 0usize, false);
+    let (mut mcux, mut mcuy, mut hmax, mut vmax) = (0usize, 0usize, 1usize, 1usize);
+    let mut restart_interval = 0usize;
+    let mut exif = None;
+    let mut adobe_transform = None;
+    let mut pos = 2;
+    loop {
+        let (after, marker) = next_marker(data, pos)?;
+        pos = after;
+        if marker == 0xD9 {
+            break; // EOI
+        }
+        let len = be16(data, pos)?;
+        let seg = data.get(pos + 2..pos + len)?;
+        let seg_end = pos + len;
+        match marker {
+            0xE1 if seg.starts_with(b"Exif\0\0") && exif.is_none() => exif = Some(&seg[6..]),
+            0xEE if seg.starts_with(b"Adobe") && seg.len() >= 12 => adobe_transform = Some(seg[11]),
+            0xDB => {
+                let mut p = 0;
+                while p < seg.len() {
+                    let (precision, id) = (seg[p] >> 4, usize::from(seg[p] & 15));
+                    let q0 = if precision == 0 {
+                        i32::from(*seg.get(p + 1)?)
+                    } else {
+                        i32::from(u16::from_be_bytes([*seg.get(p + 1)?, *seg.get(p + 2)?]))
+                    };
+                    *quant_dc.get_mut(id)? = Some(q0);
+                    p += 1 + 64 * (usize::from(precision) + 1);
+                }
+            }
+            0xC4 => {
+                let mut p = 0;
+                while p < seg.len() {
+                    let (class, id) = (seg[p] >> 4, usize::from(seg[p] & 15));
+                    let counts: [u8; 16] = seg.get(p + 1..p + 17)?.try_into().ok()?;
+                    let n: usize = counts.iter().map(|&c| usize::from(c)).sum();
+                    let table = Huffman::new(&counts, seg.get(p + 17..p + 17 + n)?, class != 0)?;
+                    let slot = if class == 0 { &mut dc_tables } else { &mut ac_tables };
+                    *slot.get_mut(id)? = Some(table);
+                    p += 17 + n;
+                }
+            }
+            0xDD => restart_interval = be16(seg, 0)?,
+            0xC0..=0xC2 => {
+                if seg.first() != Some(&8) || !components.is_empty() {
+                    return None; // 12-bit samples, or a second frame
+                }
+                progressive = marker == 0xC2;
+                height = be16(seg, 1)?;
+                width = be16(seg, 3)?;
+                let n = usize::from(*seg.get(5)?);
+                if height == 0 || width == 0 || !(n == 1 || n == 3) {
+                    return None; // DNL-sized, or CMYK/YCCK
+                }
+                for c in 0..n {
+                    let b = seg.get(6 + 3 * c..9 + 3 * c)?;
+                    let (h, v) = (usize::from(b[1] >> 4), usize::from(b[1] & 15));
+                    if !(1..=4).contains(&h) || !(1..=4).contains(&v) {
+                        return None;
+                    }
+                    components.push(Component {
+                        id: b[0],
+                        h,
+                        v,
+                        quant: usize::from(b[2] & 3),
+                        dc: Vec::new(),
+                        stride: 0,
+                    });
+                }
+                hmax = components.iter().map(|c| c.h).max()?;
+                vmax = components.iter().map(|c| c.v).max()?;
+                mcux = width.div_ceil(8 * hmax);
+                mcuy = height.div_ceil(8 * vmax);
+                for c in &mut components {
+                    c.stride = mcux * c.h;
+                    c.dc = vec![0; c.stride * mcuy * c.v];
+                }
+            }
+            // Other frame types: lossless, hierarchical, arithmetic coding.
+            0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => return None,
+            0xDA => {
+                if components.is_empty() {
+                    return None;
+                }
+                let ns = usize::from(*seg.first()?);
+                let mut scan = Vec::with_capacity(ns);
+                for i in 0..ns {
+                    let b = seg.get(1 + 2 * i..3 + 2 * i)?;
+                    let c = components.iter().position(|c| c.id == b[0])?;
+                    scan.push((c, usize::from(b[1] >> 4), usize::from(b[1] & 15)));
+                }
+                let tail = seg.get(1 + 2 * ns..4 + 2 * ns)?;
+                let (ss, ah, al) = (tail[0], tail[2] >> 4, u32::from(tail[2] & 15));
+                pos = if progressive && ss > 0 {
+                    seg_end // an AC scan: nothing of it is needed
+                } else {
+                    let refine = progressive && ah > 0;
+                    let sequential = !progressive;
+                    let mut bits = Bits::new(data, seg_end);
+                    decode_dc_scan(
+                        &mut bits,
+                        &mut components,
+                        &scan,
+                        DcScan {
+                            dc_tables: &dc_tables,
+                            ac_tables: &ac_tables,
+                            refine,
+                            skip_ac: sequential,
+                            shift: if progressive { al } else { 0 },
+                            restart_interval,
+                            mcu: (mcux, mcuy),
+                            size: (width, height, hmax, vmax),
+                        },
+                    )?;
+                    if bits.overran() {
+                        return None;
+                    }
+                    bits.pos
+                };
+                continue;
+            }
+            _ => {}
+        }
+        pos = seg_end;
+    }
+    if components.is_empty() {
+        return None;
+    }
+    // RGB-coded three-component files (Adobe transform 0) are left to the full decoder.
+    if components.len() == 3 && adobe_transform == Some(0) {
+        return None;
+    }
+    let planes: Vec<Vec<u8>> = components
+        .iter()
+        .map(|c| {
+            let q = quant_dc[c.quant]?;
+            // jpeg-decoder's 1x1 IDCT: dequantise, level-shift, divide by 8, clamp.
+            Some(
+                c.dc.iter()
+                    .map(|&d| (d.saturating_mul(q).saturating_add(1024) / 8).clamp(0, 255) as u8)
+                    .collect(),
+            )
+        })
+        .collect::<Option<_>>()?;
+    let (w, h) = (width.div_ceil(8), height.div_ceil(8));
+    let mut rgb = Vec::with_capacity(w * h * 3);
+    let mut rows = vec![Vec::new(); components.len()];
+    for y in 0..h {
+        for ((row, comp), plane) in rows.iter_mut().zip(&components).zip(&planes) {
+            let input = Plane {
+                data: plane,
+                stride: comp.stride,
+                width: (width * comp.h).div_ceil(hmax).div_ceil(8),
+                height: (height * comp.v).div_ceil(vmax).div_ceil(8),
+            };
+            input.upsampled_row((hmax / comp.h, vmax / comp.v), y, row);
+            if row.len() < w {
+                return None; // sampling factors that do not divide the largest
+            }
+        }
+        for x in 0..w {
+            if let [l] = rows.as_slice() {
+                rgb.extend([l[x]; 3]);
+            } else {
+                rgb.extend(ycbcr_to_rgb(rows[0][x], rows[1][x], rows[2][x]));
+            }
+        }
+    }
+    Some(DcImage {
+        width: w as u32,
+        height: h as u32,
+        rgb,
+        exif,
+    })
+}
+
+/// One component's samples at 1/8 scale (one per block), `stride` apart per row.
+struct Plane<'p> {
+    data: &'p [u8],
+    stride: usize,
+    width: usize,
+    height: usize,
+}
+
+impl Plane<'_> {
+    fn at(&self, x: usize, y: usize) -> u32 {
+        u32::from(self.data[y.min(self.height - 1) * self.stride + x.min(self.width - 1)])
+    }
+
+    /// Output row `y` at full resolution, as jpeg-decoder upsamples (and libjpeg's "fancy"
+    /// upsampling): a triangle filter for factors of 2 (3/4 nearer sample, 1/4 farther),
+    /// repetition for the others.
+    fn upsampled_row(&self, (fh, fv): (usize, usize), y: usize, out: &mut Vec<u8>) {
+        out.clear();
+        // The vertical neighbour of a 2x row: the row above for even rows, below for odd.
+        let (near, far) = if fv == 2 {
+            let k = y / 2;
+            (
+                k,
+                if y.is_multiple_of(2) {
+                    k.saturating_sub(1)
+                } else {
+                    (k + 1).min(self.height - 1)
+                },
+            )
+        } else {
+            (y / fv, y / fv)
+        };
+        let w = self.width;
+        match (fh, fv) {
+            (1, 1) => out.extend((0..w).map(|x| self.at(x, y) as u8)),
+            (1, 2) => out.extend((0..w).map(|x| ((3 * self.at(x, near) + self.at(x, far) + 2) >> 2) as u8)),
+            (2, 1) if w == 1 => out.extend([self.at(0, y) as u8; 2]),
+            (2, 1) => {
+                let at = |x: usize| self.at(x, y);
+                out.push(at(0) as u8);
+                out.push(((3 * at(0) + at(1) + 2) >> 2) as u8);
+                for x in 1..w - 1 {
+                    let sample = 3 * at(x) + 2;
+                    out.push(((sample + at(x - 1)) >> 2) as u8);
+                    out.push(((sample + at(x + 1)) >> 2) as u8);
+                }
+                out.push(((3 * at(w - 1) + at(w - 2) + 2) >> 2) as u8);
+                out.push(at(w - 1) as u8);
+            }
+            (2, 2) => {
+                let t = |x: usize| 3 * self.at(x, near) + self.at(x, far);
+                if w == 1 {
+                    out.extend([((t(0) + 2) >> 2) as u8; 2]);
+                    return;
+                }
+                out.push(((t(0) + 2) >> 2) as u8);
+                for x in 1..w {
+                    let (t0, t1) = (t(x - 1), t(x));
+                    out.push(((3 * t0 + t1 + 8) >> 4) as u8);
+                    out.push(((3 * t1 + t0 + 8) >> 4) as u8);
+                }
+                out.push(((t(w - 1) + 2) >> 2) as u8);
+            }
+            _ => {
+                for x in 0..w {
+                    out.extend(std::iter::repeat_n(self.at(x, near) as u8, fh));
+                }
+            }
+        }
+    }
+}
+
+/// JFIF's YCbCr to RGB, in jpeg-decoder's 20-bit fixed point.
+fn ycbcr_to_rgb(y: u8, cb: u8, cr: u8) -> [u8; 3] {
+    const SHIFT: i32 = 20;
+    let fixed = |f: f32| (f * (1 << SHIFT) as f32 + 0.5) as i32;
+    let y = (i32::from(y) << SHIFT) + (1 << (SHIFT - 1));
+    let (cb, cr) = (i32::from(cb) - 128, i32::from(cr) - 128);
+    let px = |v: i32| (v >> SHIFT).clamp(0, 255) as u8;
+    [
+        px(y + fixed(1.402) * cr),
+        px(y - fixed(0.34414) * cb - fixed(0.71414) * cr),
+        px(y + fixed(1.772) * cb),
+    ]
+}
+
+struct DcScan<'t> {
+    dc_tables: &'t [Option<Huffman>; 4],
+    ac_tables: &'t [Option<Huffman>; 4],
+    /// A progressive DC refinement scan: one bit per block.
+    refine: bool,
+    /// A sequential scan: each block's AC coefficients follow its DC.
+    skip_ac: bool,
+    /// Successive-approximation shift of a progressive DC scan.
+    shift: u32,
+    restart_interval: usize,
+    mcu: (usize, usize),
+    /// Width, height, largest horizontal and vertical sampling factors.
+    size: (usize, usize, usize, usize),
+}
+
+/// After `done` of `total` MCUs: at a restart interval's end, reset the predictors and
+/// step over the marker.
+fn after_mcu(bits: &mut Bits<'_>, preds: &mut [i32], done: usize, total: usize, interval: usize) -> Option<()> {
+    if interval > 0 && done.is_multiple_of(interval) && done < total {
+        preds.fill(0);
+        bits.restart()?;
+    }
+    Some(())
+}
+
+fn decode_dc_scan(
+    bits: &mut Bits<'_>,
+    components: &mut [Component],
+    scan: &[(usize, usize, usize)],
+    s: DcScan<'_>,
+) -> Option<()> {
+    let tables: Vec<(Option<&Huffman>, Option<&Huffman>)> = scan
+        .iter()
+        .map(|&(_, td, ta)| Some((s.dc_tables.get(td)?.as_ref(), s.ac_tables.get(ta)?.as_ref())))
+        .collect::<Option<_>>()?;
+    let mut preds = vec![0i32; scan.len()];
+    let block = |bits: &mut Bits<'_>, pred: &mut i32, i: usize, comp: &mut Component, bx: usize, by: usize| {
+        let (dc_table, ac_table) = tables[i];
+        let slot = by * comp.stride + bx;
+        if s.refine {
+            bits.ensure();
+            if bits.take(1) == 1
+                && let Some(d) = comp.dc.get_mut(slot)
+            {
+                *d |= 1 << s.shift;
+            }
+            return Some(());
+        }
+        *pred += bits.dc_diff(dc_table?)?;
+        if let Some(d) = comp.dc.get_mut(slot) {
+            *d = *pred << s.shift;
+        }
+        if s.skip_ac {
+            bits.skip_ac(ac_table?)?;
+        }
+        Some(())
+    };
+    let (width, height, hmax, vmax) = s.size;
+    if let [(c, _, _)] = *scan {
+        // Non-interleaved: the component's own block grid, in raster order.
+        let comp = &mut components[c];
+        let bw = (width * comp.h).div_ceil(hmax).div_ceil(8);
+        let bh = (height * comp.v).div_ceil(vmax).div_ceil(8);
+        for by in 0..bh {
+            for bx in 0..bw {
+                block(bits, &mut preds[0], 0, comp, bx, by)?;
+                after_mcu(bits, &mut preds, by * bw + bx + 1, bw * bh, s.restart_interval)?;
+            }
+        }
+    } else {
+        let (mcux, mcuy) = s.mcu;
+        for my in 0..mcuy {
+            for mx in 0..mcux {
+                for (i, &(c, _, _)) in scan.iter().enumerate() {
+                    let comp = &mut components[c];
+                    for v in 0..comp.v {
+                        for h in 0..comp.h {
+                            block(bits, &mut preds[i], i, comp, mx * comp.h + h, my * comp.v + v)?;
+                        }
+                    }
+                }
+                after_mcu(bits, &mut preds, my * mcux + mx + 1, mcux * mcuy, s.restart_interval)?;
+            }
+        }
+    }
+    Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
+
+    /// Gradients, blocky shapes and noise, so DC values, AC runs and chroma all vary.
+    fn picture(w: usize, h: usize) -> Vec<u8> {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut out = Vec::with_capacity(w * h * 3);
+        for y in 0..h {
+            for x in 0..w {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let n = (state % 40) as usize;
+                let disc = ((x as i64 - 400).pow(2) + (y as i64 - 300).pow(2)) < 200 * 200;
+                out.extend([
+                    ((x * 255 / w + n) % 256) as u8,
+                    if disc { 220 } else { ((y * 255 / h) % 256) as u8 },
+                    (((x / 37 + y / 23) % 5) * 50 + n) as u8,
+                ]);
+            }
+        }
+        out
+    }
+
+    fn encode(rgb: &[u8], w: usize, h: usize, sampling: SamplingFactor, progressive: bool, restart: u16) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut enc = Encoder::new(&mut out, 80);
+        enc.set_sampling_factor(sampling);
+        enc.set_progressive(progressive);
+        enc.set_restart_interval(restart);
+        enc.encode(rgb, w as u16, h as u16, ColorType::Rgb).unwrap();
+        out
+    }
+
+    fn gray(rgb: &[u8]) -> Vec<u8> {
+        rgb.chunks(3).map(|p| p[1]).collect()
+    }
+
+    /// jpeg-decoder at its 1/8 scale, as RGB.
+    fn reference(jpeg: &[u8]) -> (u32, u32, Vec<u8>) {
+        let mut d = jpeg_decoder::Decoder::new(jpeg);
+        d.read_info().unwrap();
+        let info = d.info().unwrap();
+        let (w, h) = d.scale(info.width.div_ceil(8), info.height.div_ceil(8)).unwrap();
+        let px = d.decode().unwrap();
+        let rgb = match d.info().unwrap().pixel_format {
+            jpeg_decoder::PixelFormat::L8 => px.iter().flat_map(|&l| [l, l, l]).collect(),
+            jpeg_decoder::PixelFormat::RGB24 => px,
+            other => panic!("{other:?}"),
+        };
+        (u32::from(w), u32::from(h), rgb)
+    }
+
+    fn compare(jpeg: &[u8], what: &str, max_mean: f64, max_abs: u8) {
+        let ours = decode(jpeg).unwrap_or_else(|| panic!("{what}: fell back"));
+        let (w, h, want) = reference(jpeg);
+        assert_eq!((ours.width, ours.height), (w, h), "{what}");
+        let diffs: Vec<u8> = ours.rgb.iter().zip(&want).map(|(a, b)| a.abs_diff(*b)).collect();
+        let mean = diffs.iter().map(|&d| f64::from(d)).sum::<f64>() / diffs.len() as f64;
+        let max = diffs.iter().copied().max().unwrap();
+        assert!(mean <= max_mean && max <= max_abs, "{what}: mean {mean:.3}, max {max}");
+    }
+
+    #[test]
+    fn matches_jpeg_decoders_eighth_scale() {
+        // Sides that are not multiples of the MCU, so partial MCUs and padding blocks occur.
+        let (w, h) = (1037, 771);
+        let rgb = picture(w, h);
+        // Full-resolution chroma: the same values but for jpeg-decoder's SIMD colour
+        // conversion, which rounds at lower precision than its scalar code (and this).
+        for (progressive, restart) in [(false, 0), (false, 7), (true, 0), (true, 5)] {
+            let jpeg = encode(&rgb, w, h, SamplingFactor::F_1_1, progressive, restart);
+            compare(
+                &jpeg,
+                &format!("4:4:4 progressive {progressive} restart {restart}"),
+                0.05,
+                1,
+            );
+        }
+        // Subsampled chroma, upsampled the same way (4:1:1 by repetition in both).
+        for sampling in [
+            SamplingFactor::F_2_2,
+            SamplingFactor::F_2_1,
+            SamplingFactor::F_1_2,
+            SamplingFactor::F_4_1,
+        ] {
+            for (progressive, restart) in [(false, 0), (false, 3), (true, 2)] {
+                let jpeg = encode(&rgb, w, h, sampling, progressive, restart);
+                compare(
+                    &jpeg,
+                    &format!("{sampling:?} progressive {progressive} restart {restart}"),
+                    0.05,
+                    1,
+                );
+            }
+        }
+        // Greyscale.
+        for (progressive, restart) in [(false, 0), (true, 4)] {
+            let mut jpeg = Vec::new();
+            let mut enc = Encoder::new(&mut jpeg, 80);
+            enc.set_progressive(progressive);
+            enc.set_restart_interval(restart);
+            enc.encode(&gray(&rgb), w as u16, h as u16, ColorType::Luma).unwrap();
+            compare(&jpeg, &format!("grey progressive {progressive}"), 0.0, 0);
+        }
+    }
+
+    #[test]
+    fn the_exif_payload_is_found() {
+        let rgb = picture(64, 48);
+        let mut jpeg = Vec::new();
+        let mut enc = Encoder::new(&mut jpeg, 80);
+        let mut exif = b"Exif\0\0".to_vec();
+        exif.extend(b"MM\0\x2a\0\0\0\x08\0\0");
+        enc.add_app_segment(1, exif.clone()).unwrap();
+        enc.encode(&rgb, 64, 48, ColorType::Rgb).unwrap();
+        assert_eq!(decode(&jpeg).unwrap().exif, Some(&exif[6..]));
+    }
+
+    #[test]
+    fn cmyk_falls_back_and_damaged_files_never_panic() {
+        let (w, h) = (96, 80);
+        let mut cmyk = Vec::new();
+        Encoder::new(&mut cmyk, 80)
+            .encode(&vec![100u8; w * h * 4], w as u16, h as u16, ColorType::Cmyk)
+            .unwrap();
+        assert_eq!(decode(&cmyk), None);
+        assert_eq!(decode(b"not a jpeg"), None);
+        let rgb = picture(w, h);
+        for (progressive, restart) in [(false, 0), (false, 2), (true, 0)] {
+            let jpeg = encode(&rgb, w, h, SamplingFactor::F_2_2, progressive, restart);
+            assert!(decode(&jpeg).is_some());
+            let mut state = 0x2545_F491u64;
+            for cut in (0..jpeg.len()).step_by(7) {
+                let _ = decode(&jpeg[..cut]);
+            }
+            for _ in 0..2000 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let mut bad = jpeg.clone();
+                let i = (state % bad.len() as u64) as usize;
+                bad[i] = (state >> 32) as u8;
+                let _ = decode(&bad);
+            }
+        }
+    }
+}
