@@ -22,7 +22,7 @@ help:
 	@echo "make evaluate score models/cifar10.onnx on the validation images it was trained without"
 	@echo "make bench    training images/s per architecture; make bench-function: latency table"
 	@echo "make bench-memory  function RSS per 1,000 requests through the runtime loop"
-	@echo "make fuzz     cargo fuzz (nightly) on decode, handler and parsers, FUZZ_SECONDS each"
+	@echo "make fuzz     cargo fuzz (nightly) on decode, jpeg_dc, handler and parsers, FUZZ_SECONDS each"
 	@echo "make bench-ceiling peak RSS of the largest accepted inputs, each in a fresh process"
 	@echo "make bench-load    8 concurrent clients on the function under cargo lambda watch"
 	@echo "make bench-refresh cost of a pointer check and latency during a model swap (S3 on loopback)"
@@ -140,7 +140,7 @@ bench-load: setup
 FUZZ_SECONDS ?= 60
 fuzz:
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-	@for t in decode parsers handler; do \
+	@for t in decode jpeg_dc parsers handler; do \
 	  mkdir -p fuzz/corpus/$$t; \
 	  (cd fuzz && cargo +nightly fuzz run $$t corpus/$$t seeds/$$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -max_len=262144) || exit 1; \
 	done

@@ -171,14 +171,14 @@ impl<'a> Bits<'a> {
                         byte = 0xFF;
                         self.pos += 2;
                     } else {
-                        self.padded += 8;
+                        self.padded = self.padded.saturating_add(8);
                     }
                 }
                 Some(&b) => {
                     byte = b;
                     self.pos += 1;
                 }
-                None => self.padded += 8,
+                None => self.padded = self.padded.saturating_add(8),
             }
             self.acc |= u64::from(byte) << (56 - self.count);
             self.count += 8;
@@ -652,6 +652,10 @@ fn decode_dc_scan(
                 block(bits, &mut preds[0], 0, comp, bx, by)?;
                 after_mcu(bits, &mut preds, by * bw + bx + 1, bw * bh, s.restart_interval)?;
             }
+            // A scan that ran out of data is not decoded to its end on zero bits.
+            if bits.overran() {
+                return None;
+            }
         }
     } else {
         let (mcux, mcuy) = s.mcu;
@@ -666,6 +670,9 @@ fn decode_dc_scan(
                     }
                 }
                 after_mcu(bits, &mut preds, my * mcux + mx + 1, mcux * mcuy, s.restart_interval)?;
+            }
+            if bits.overran() {
+                return None;
             }
         }
     }
@@ -782,6 +789,23 @@ mod tests {
     }
 
     #[test]
+    fn libjpeg_files_match_too() {
+        // Written by Pillow's libjpeg: another encoder's tables, padding and restart
+        // markers, at sides (40x24) that leave partial MCUs. The fuzzer starts from them.
+        let seeds = [
+            &include_bytes!("../../fuzz/seeds/jpeg_dc/baseline-420.jpg")[..],
+            include_bytes!("../../fuzz/seeds/jpeg_dc/baseline-422.jpg"),
+            include_bytes!("../../fuzz/seeds/jpeg_dc/baseline-444.jpg"),
+            include_bytes!("../../fuzz/seeds/jpeg_dc/progressive-420.jpg"),
+            include_bytes!("../../fuzz/seeds/jpeg_dc/grey-progressive.jpg"),
+            include_bytes!("../../fuzz/seeds/jpeg_dc/restart-420.jpg"),
+        ];
+        for (i, jpeg) in seeds.iter().enumerate() {
+            compare(jpeg, &format!("libjpeg seed {i}"), 0.5, 1);
+        }
+    }
+
+    #[test]
     fn the_exif_payload_is_found() {
         let rgb = picture(64, 48);
         let mut jpeg = Vec::new();
@@ -801,6 +825,10 @@ mod tests {
             .encode(&vec![100u8; w * h * 4], w as u16, h as u16, ColorType::Cmyk)
             .unwrap();
         assert_eq!(decode(&cmyk), None);
+        // Found by the fuzzer: a frame far larger than its scan's data, once decoded to
+        // the end on zero bits until a counter overflowed.
+        let overrun = include_bytes!("../../fuzz/seeds/jpeg_dc/regression-scan-past-its-data.jpg");
+        assert_eq!(decode(overrun), None);
         assert_eq!(decode(b"not a jpeg"), None);
         let rgb = picture(w, h);
         for (progressive, restart) in [(false, 0), (false, 2), (true, 0)] {
