@@ -312,8 +312,9 @@ fn be16(data: &[u8], pos: usize) -> Option<usize> {
 }
 
 /// Decode at 1/8 scale, or `None` for a file to hand to the full decoder (see the module
-/// doc for which).
-pub fn decode(data: &[u8]) -> Option<DcImage<'_>> {
+/// doc for which) or one whose header claims more than `max_pixels` (the full decoder's
+/// limits then name the problem).
+pub fn decode(data: &[u8], max_pixels: u64) -> Option<DcImage<'_>> {
     if data.get(..2)? != [0xFF, 0xD8] {
         return None;
     }
@@ -375,6 +376,9 @@ pub fn decode(data: &[u8]) -> Option<DcImage<'_>> {
                 let n = usize::from(*seg.get(5)?);
                 if height == 0 || width == 0 || !(n == 1 || n == 3) {
                     return None; // DNL-sized, or CMYK/YCCK
+                }
+                if (width as u64) * (height as u64) > max_pixels {
+                    return None;
                 }
                 for c in 0..n {
                     let b = seg.get(6 + 3 * c..9 + 3 * c)?;
@@ -735,7 +739,7 @@ mod tests {
     }
 
     fn compare(jpeg: &[u8], what: &str, max_mean: f64, max_abs: u8) {
-        let ours = decode(jpeg).unwrap_or_else(|| panic!("{what}: fell back"));
+        let ours = decode(jpeg, u64::MAX).unwrap_or_else(|| panic!("{what}: fell back"));
         let (w, h, want) = reference(jpeg);
         assert_eq!((ours.width, ours.height), (w, h), "{what}");
         let diffs: Vec<u8> = ours.rgb.iter().zip(&want).map(|(a, b)| a.abs_diff(*b)).collect();
@@ -814,7 +818,7 @@ mod tests {
         exif.extend(b"MM\0\x2a\0\0\0\x08\0\0");
         enc.add_app_segment(1, exif.clone()).unwrap();
         enc.encode(&rgb, 64, 48, ColorType::Rgb).unwrap();
-        assert_eq!(decode(&jpeg).unwrap().exif, Some(&exif[6..]));
+        assert_eq!(decode(&jpeg, u64::MAX).unwrap().exif, Some(&exif[6..]));
     }
 
     #[test]
@@ -824,19 +828,20 @@ mod tests {
         Encoder::new(&mut cmyk, 80)
             .encode(&vec![100u8; w * h * 4], w as u16, h as u16, ColorType::Cmyk)
             .unwrap();
-        assert_eq!(decode(&cmyk), None);
+        assert_eq!(decode(&cmyk, u64::MAX), None);
         // Found by the fuzzer: a frame far larger than its scan's data, once decoded to
         // the end on zero bits until a counter overflowed.
         let overrun = include_bytes!("../../fuzz/seeds/jpeg_dc/regression-scan-past-its-data.jpg");
-        assert_eq!(decode(overrun), None);
-        assert_eq!(decode(b"not a jpeg"), None);
+        assert_eq!(decode(overrun, u64::MAX), None);
+        assert_eq!(decode(b"not a jpeg", u64::MAX), None);
         let rgb = picture(w, h);
         for (progressive, restart) in [(false, 0), (false, 2), (true, 0)] {
             let jpeg = encode(&rgb, w, h, SamplingFactor::F_2_2, progressive, restart);
-            assert!(decode(&jpeg).is_some());
+            assert!(decode(&jpeg, u64::MAX).is_some());
+            assert_eq!(decode(&jpeg, (w * h - 1) as u64), None, "larger than the limit");
             let mut state = 0x2545_F491u64;
             for cut in (0..jpeg.len()).step_by(7) {
-                let _ = decode(&jpeg[..cut]);
+                let _ = decode(&jpeg[..cut], u64::MAX);
             }
             for _ in 0..2000 {
                 state ^= state << 13;
@@ -845,7 +850,7 @@ mod tests {
                 let mut bad = jpeg.clone();
                 let i = (state % bad.len() as u64) as usize;
                 bad[i] = (state >> 32) as u8;
-                let _ = decode(&bad);
+                let _ = decode(&bad, u64::MAX);
             }
         }
     }

@@ -3,6 +3,7 @@
 //! model pointer, and the tract runtime that both use to score images.
 
 pub mod error;
+pub mod fold;
 pub mod jpeg_dc;
 pub mod location;
 pub mod pointer;

@@ -83,7 +83,7 @@ pub fn decode_rgb32(bytes: &[u8], limits: &DecodeLimits) -> Result<Rgb32, ImageE
     // without one mean.
     let min_side = u32::from(JPEG_SCALED_MIN_SIDE);
     let jpeg_dc = (format == ImageFormat::Jpeg && width >= 8 * min_side && height >= 8 * min_side)
-        .then(|| crate::jpeg_dc::decode(bytes))
+        .then(|| crate::jpeg_dc::decode(bytes, limits.max_pixels))
         .flatten();
     let (mut image, orientation) = if let Some(dc) = jpeg_dc {
         let orientation = dc

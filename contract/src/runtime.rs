@@ -130,9 +130,14 @@ impl Classifier {
     }
 }
 
-/// The graph with its input fixed to uint8 `[1, 32, 32, 3]`, optimised.
+/// The graph with its batch norms folded into their convs (`fold`) and its input fixed to
+/// uint8 `[1, 32, 32, 3]`, optimised.
 fn optimise(proto: &ModelProto) -> TractResult<Arc<TypedRunnableModel>> {
-    let mut model = tract_onnx::onnx().model_for_proto_model(proto)?;
+    let mut proto = proto.clone();
+    if let Some(graph) = proto.graph.as_mut() {
+        crate::fold::fold_batch_norms(graph);
+    }
+    let mut model = tract_onnx::onnx().model_for_proto_model(&proto)?;
     let shape: TVec<TDim> = tvec![
         1.into(),
         (IMAGE_SIDE as i64).into(),
