@@ -29,7 +29,8 @@ pub struct DcImage<'a> {
 struct Huffman {
     /// Indexed by the next `FAST_BITS` bits: `(length << 8) | symbol`, 0 if longer.
     fast: Vec<u16>,
-    /// For AC tables, indexed by the next `SKIP_BITS` bits: the coefficients whose codes
+    /// For DC tables, indexed by the next `SKIP_BITS` bits: see [`Huffman::dc_entry`].
+    /// For AC tables, by the same index: the coefficients whose codes
     /// start inside them, as `bits of their codes and extra bits | zig-zag positions
     /// advanced << 8 | SKIP_EOB`; 0 if the first code is longer. Skipping needs no
     /// coefficient value, so one read steps over every coefficient it covers: the serial
@@ -80,9 +81,11 @@ impl Huffman {
             offset,
             values: values[..k].to_vec(),
         };
-        if ac {
-            table.skip = (0..1u64 << SKIP_BITS).map(|p| table.skip_entry(p)).collect();
-        }
+        table.skip = if ac {
+            (0..1u64 << SKIP_BITS).map(|p| table.skip_entry(p)).collect()
+        } else {
+            (0..1u64 << SKIP_BITS).map(|p| table.dc_entry(p)).collect()
+        };
         Some(table)
     }
 
@@ -102,6 +105,24 @@ impl Huffman {
                 })
                 .flatten()
         })
+    }
+
+    /// A DC table's `skip` entry: `bits of the code and its extra bits | difference << 16`
+    /// when both fit in the `SKIP_BITS`-bit `pattern`, else 0.
+    fn dc_entry(&self, pattern: u64) -> u32 {
+        let bits = pattern << (64 - SKIP_BITS);
+        match self.decode(bits) {
+            Some((len, size)) if size <= 11 && len + u32::from(size) <= SKIP_BITS => {
+                let size = u32::from(size);
+                let v = if size == 0 {
+                    0
+                } else {
+                    ((bits << len) >> (64 - size)) as i32
+                };
+                (len + size) | ((extend(v, size) as i16 as u16 as u32) << 16)
+            }
+            _ => 0,
+        }
     }
 
     /// The `skip` entry for the `SKIP_BITS`-bit pattern `pattern`.
@@ -215,16 +236,21 @@ impl<'a> Bits<'a> {
     #[inline]
     fn dc_diff(&mut self, table: &Huffman) -> Option<i32> {
         self.ensure();
+        let e = table
+            .skip
+            .get((self.acc >> (64 - SKIP_BITS)) as usize)
+            .copied()
+            .unwrap_or(0);
+        if e != 0 {
+            self.take(e & 0xFF);
+            return Some(i32::from((e >> 16) as u16 as i16));
+        }
         let size = u32::from(self.symbol(table)?);
         if size > 16 {
             return None;
         }
         let v = self.take(size) as i32;
-        Some(if size > 0 && v < 1 << (size - 1) {
-            v - (1 << size) + 1
-        } else {
-            v
-        })
+        Some(extend(v, size))
     }
 
     /// Step over one block's 63 AC coefficients.
@@ -292,6 +318,15 @@ struct Component {
     dc: Vec<i32>,
     /// Blocks per row in `dc`.
     stride: usize,
+}
+
+/// JPEG's sign extension of a `size`-bit magnitude category value (F.12).
+fn extend(v: i32, size: u32) -> i32 {
+    if size > 0 && v < 1 << (size - 1) {
+        v - (1 << size) + 1
+    } else {
+        v
+    }
 }
 
 /// Position just past the next marker's `FF xx` (xx not a stuffed zero or a restart),
