@@ -30,8 +30,21 @@ fn arm64_bootstrap_answers_health_and_a_prediction() {
         bootstrap.display()
     );
     let image = sample_images(1).remove(3); // a cat
-    // Queue pops from the back: health first, then the prediction.
+    // The same cat as a 1280x1024 photo: it takes the DC-only JPEG decoder.
+    let photo = {
+        let small = image::load_from_memory(&image.2).unwrap();
+        let big = small
+            .resize_exact(1280, 1024, image::imageops::FilterType::Triangle)
+            .to_rgb8();
+        let mut out = std::io::Cursor::new(Vec::new());
+        image::DynamicImage::ImageRgb8(big)
+            .write_to(&mut out, image::ImageFormat::Jpeg)
+            .unwrap();
+        out.into_inner()
+    };
+    // Queue pops from the back: health first, then the prediction, then the photo.
     let events = vec![
+        event("POST", "/predict", "image/jpeg", Some(STANDARD.encode(&photo)), true),
         event("POST", "/predict", "image/jpeg", Some(STANDARD.encode(&image.2)), true),
         event("GET", "/health", "", None, false),
     ];
@@ -43,24 +56,44 @@ fn arm64_bootstrap_answers_health_and_a_prediction() {
         .envs(runtime_api::lambda_env(port));
     let service = Service::spawn("qemu-bootstrap", cmd, work.path());
     let mut answers = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..3 {
         match rx.recv_timeout(Duration::from_secs(300)) {
             Ok(a) => answers.push(a),
             Err(e) => panic!("no answer from the arm64 bootstrap ({e}):\n{}", service.log_text()),
         }
     }
     let (path, health) = &answers[0];
-    assert!(path.ends_with("req-1/response"), "{path}: {health}");
+    assert!(path.ends_with("req-2/response"), "{path}: {health}");
     assert_eq!(health["statusCode"], 200, "{health}");
     let health: api::Health = serde_json::from_str(health["body"].as_str().unwrap()).unwrap();
     assert_eq!(health.status, "ok");
     let (path, predict) = &answers[1];
-    assert!(path.ends_with("req-0/response"), "{path}: {predict}");
+    assert!(path.ends_with("req-1/response"), "{path}: {predict}");
     assert_eq!(predict["statusCode"], 200, "{predict}");
     let body: api::PredictResponse = serde_json::from_str(predict["body"].as_str().unwrap()).unwrap();
     assert_eq!(body.result.predictions.len(), 5);
     assert!(body.result.probability > 0.0);
     assert_eq!(body.model_version, health.model_version);
+    // The photo: arm64's decode and inference agree with this machine's on the same bytes
+    // (the embedded model is models/cifar10.onnx).
+    let (path, answer) = &answers[2];
+    assert!(path.ends_with("req-0/response"), "{path}: {answer}");
+    assert_eq!(answer["statusCode"], 200, "{answer}");
+    let arm: api::PredictResponse = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+    let model = std::fs::read(root().join("models/cifar10.onnx")).unwrap();
+    let x86 = contract::Classifier::from_bytes(&model)
+        .unwrap()
+        .probabilities(&[contract::decode_rgb32(&photo, &contract::DecodeLimits::default()).unwrap()])
+        .unwrap()
+        .remove(0);
+    let (top, p) = contract::runtime::argmax(&x86);
+    let best = &arm.result.predictions[0];
+    assert_eq!(best.label, contract::CIFAR10_LABELS[top], "{answer}");
+    assert!(
+        (best.probability - p).abs() < 1e-3,
+        "arm64 {} vs x86 {p}",
+        best.probability
+    );
     let log = service.log_text();
     assert!(log.contains("model loaded"), "cold start is logged:\n{log}");
 }
