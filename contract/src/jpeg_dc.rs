@@ -14,7 +14,7 @@ const FAST_BITS: u32 = 9;
 /// Lookahead of the AC skip table, which steps over several coefficients per read.
 const SKIP_BITS: u32 = 12;
 /// Skip-table flag: the entry ends with the end-of-block code.
-const SKIP_EOB: u32 = 1 << 16;
+const SKIP_EOB: u16 = 1 << 11;
 
 /// A JPEG at 1/8 scale: `ceil(width / 8) x ceil(height / 8)` RGB pixels.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,10 +32,11 @@ struct Huffman {
     /// For DC tables, indexed by the next `SKIP_BITS` bits: see [`Huffman::dc_entry`].
     /// For AC tables, by the same index: the coefficients whose codes
     /// start inside them, as `bits of their codes and extra bits | zig-zag positions
-    /// advanced << 8 | SKIP_EOB`; 0 if the first code is longer. Skipping needs no
+    /// advanced << 5 | SKIP_EOB`; 0 if the first code is longer. Skipping needs no
     /// coefficient value, so one read steps over every coefficient it covers: the serial
     /// chain from one code's length to the next code's position is most of the work.
-    skip: Vec<u32>,
+    /// 16-bit entries keep all four tables (32 KiB) in the L1 cache.
+    skip: Vec<u16>,
     /// Largest code of each length (index 1..=16), -1 when there is none.
     maxcode: [i32; 17],
     /// Added to a code of each length to index `values`.
@@ -107,9 +108,9 @@ impl Huffman {
         })
     }
 
-    /// A DC table's `skip` entry: `bits of the code and its extra bits | difference << 16`
-    /// when both fit in the `SKIP_BITS`-bit `pattern`, else 0.
-    fn dc_entry(&self, pattern: u64) -> u32 {
+    /// A DC table's `skip` entry: `bits of the code and its extra bits | difference << 4`
+    /// (12 bits, two's complement) when both fit in the `SKIP_BITS`-bit `pattern`, else 0.
+    fn dc_entry(&self, pattern: u64) -> u16 {
         let bits = pattern << (64 - SKIP_BITS);
         match self.decode(bits) {
             Some((len, size)) if size <= 11 && len + u32::from(size) <= SKIP_BITS => {
@@ -119,15 +120,16 @@ impl Huffman {
                 } else {
                     ((bits << len) >> (64 - size)) as i32
                 };
-                (len + size) | ((extend(v, size) as i16 as u16 as u32) << 16)
+                (len + size) as u16 | ((extend(v, size) as u16) << 4)
             }
             _ => 0,
         }
     }
 
     /// The `skip` entry for the `SKIP_BITS`-bit pattern `pattern`.
-    fn skip_entry(&self, pattern: u64) -> u32 {
+    fn skip_entry(&self, pattern: u64) -> u16 {
         let (mut pos, mut advance) = (0u32, 0u32);
+        let entry = |pos: u32, advance: u32| (pos | advance << 5) as u16;
         while pos < SKIP_BITS {
             // Bits past the pattern read as zeros: a code must end inside it.
             let Some((len, rs)) = self.decode(pattern << (64 - SKIP_BITS + pos)) else {
@@ -137,14 +139,18 @@ impl Huffman {
                 break;
             }
             let (run, size) = (u32::from(rs >> 4), u32::from(rs & 15));
-            pos += len + size; // the extra bits may run past the pattern: only counted
-            match (size, run) {
-                (0, 15) => advance += 16,
-                (0, _) => return pos | advance << 8 | SKIP_EOB,
-                _ => advance += run + 1,
+            let step = match (size, run) {
+                (0, 15) => 16,
+                (0, _) => return entry(pos + len, advance) | SKIP_EOB,
+                _ => run + 1,
+            };
+            if advance + step > 63 {
+                break; // the 6-bit field is full (a table of short zero-run codes)
             }
+            pos += len + size; // the extra bits may run past the pattern: only counted
+            advance += step;
         }
-        if pos == 0 { 0 } else { pos | advance << 8 }
+        if pos == 0 { 0 } else { entry(pos, advance) }
     }
 }
 
@@ -232,18 +238,24 @@ impl<'a> Bits<'a> {
         Some(symbol)
     }
 
+    /// `table.skip`'s entry for the next bits (0 when there is none: take the slow path).
+    #[inline]
+    fn skip_entry(&self, table: &Huffman) -> u16 {
+        table
+            .skip
+            .get((self.acc >> (64 - SKIP_BITS)) as usize)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// A DC difference: its size category, then that many bits, sign-extended.
     #[inline]
     fn dc_diff(&mut self, table: &Huffman) -> Option<i32> {
         self.ensure();
-        let e = table
-            .skip
-            .get((self.acc >> (64 - SKIP_BITS)) as usize)
-            .copied()
-            .unwrap_or(0);
+        let e = self.skip_entry(table);
         if e != 0 {
-            self.take(e & 0xFF);
-            return Some(i32::from((e >> 16) as u16 as i16));
+            self.take(u32::from(e & 15));
+            return Some(i32::from((e as i16) >> 4));
         }
         let size = u32::from(self.symbol(table)?);
         if size > 16 {
@@ -259,16 +271,12 @@ impl<'a> Bits<'a> {
         let mut k = 1;
         while k < 64 {
             self.ensure();
-            let e = table
-                .skip
-                .get((self.acc >> (64 - SKIP_BITS)) as usize)
-                .copied()
-                .unwrap_or(0);
+            let e = self.skip_entry(table);
             // Taken whole only if every coefficient it covers lies in this block (an
             // end-of-block code can only follow a position below 63).
-            let end = k + ((e >> 8) & 0xFF);
+            let end = k + u32::from((e >> 5) & 63);
             if e != 0 && (end < 64 || (end == 64 && e & SKIP_EOB == 0)) {
-                self.take(e & 0xFF);
+                self.take(u32::from(e & 31));
                 if e & SKIP_EOB != 0 {
                     break;
                 }
