@@ -252,6 +252,24 @@ impl Preset {
     }
 }
 
+/// Minutes in a duration written `90s`, `60m` (or `60min`) or `1.5h`.
+pub fn parse_duration_minutes(s: &str) -> Result<f64, String> {
+    let s = s.trim();
+    let (number, per_unit) = if let Some(n) = s.strip_suffix("min").or_else(|| s.strip_suffix('m')) {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('h') {
+        (n, 60.0)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0 / 60.0)
+    } else {
+        return Err(format!("`{s}`: give a unit, e.g. 60m, 3600s or 1h"));
+    };
+    match number.trim().parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v * per_unit),
+        _ => Err(format!("`{s}`: expected a positive number before the unit")),
+    }
+}
+
 impl TrainConfig {
     /// The test-time views the exported graph averages.
     pub fn tta(&self) -> crate::tta::Tta {
@@ -340,6 +358,22 @@ impl TrainConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_as_minutes() {
+        for (text, minutes) in [
+            ("60m", 60.0),
+            ("58min", 58.0),
+            ("3600s", 60.0),
+            ("1.5h", 90.0),
+            (" 90s ", 1.5),
+        ] {
+            assert_eq!(parse_duration_minutes(text), Ok(minutes), "{text}");
+        }
+        for bad in ["60", "m", "-5m", "0h", "xh", "inf s"] {
+            assert!(parse_duration_minutes(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn overrides_win_and_config_round_trips() {

@@ -24,6 +24,10 @@ pub struct Args {
     config: Option<PathBuf>,
     #[command(flatten)]
     overrides: ConfigOverrides,
+    /// Training time budget as a duration (`60m`, `3600s`, `1h`): sets
+    /// `time_budget_minutes` (the epoch count is fitted to it after the first epoch).
+    #[arg(long, value_parser = trainer::config::parse_duration_minutes, conflicts_with = "time_budget_minutes")]
+    time_budget: Option<f64>,
     /// Run directory to write model.onnx, metrics.json, golden.json and plots into.
     #[arg(long, default_value = "runs/latest")]
     out: PathBuf,
@@ -39,6 +43,9 @@ pub fn run(args: Args) -> Result<()> {
         config = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     }
     args.overrides.apply(&mut config);
+    if let Some(minutes) = args.time_budget {
+        config.time_budget_minutes = minutes;
+    }
     config.backend.set_threads(config.threads);
     eprintln!("config: {}", serde_json::to_string_pretty(&config)?);
     let test = match args.test.as_deref() {
