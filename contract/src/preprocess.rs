@@ -79,20 +79,13 @@ pub fn decode_rgb32(bytes: &[u8], limits: &DecodeLimits) -> Result<Rgb32, ImageE
     decode_limits.max_image_height = Some(limits.max_side);
     decode_limits.max_alloc = Some(limits.max_alloc);
     reader.limits(decode_limits);
-    // A missing or unreadable orientation tag means "as stored", which is what cameras
-    // without one mean.
     let min_side = u32::from(JPEG_SCALED_MIN_SIDE);
     let jpeg_dc = (format == ImageFormat::Jpeg && width >= 8 * min_side && height >= 8 * min_side)
         .then(|| crate::jpeg_dc::decode(bytes, limits.max_pixels))
         .flatten();
     let (mut image, orientation) = if let Some(dc) = jpeg_dc {
-        let orientation = dc
-            .exif
-            .and_then(Orientation::from_exif_chunk)
-            .unwrap_or(Orientation::NoTransforms);
-        let short = || ImageError::Corrupt("JPEG decoded to fewer pixels than its header says".into());
-        let rgb = image::RgbImage::from_raw(dc.width, dc.height, dc.rgb).ok_or_else(short)?;
-        (DynamicImage::ImageRgb8(rgb), orientation)
+        let rgb = image::RgbImage::from_raw(dc.width, dc.height, dc.rgb).ok_or_else(fewer_pixels)?;
+        (DynamicImage::ImageRgb8(rgb), exif_orientation(dc.exif))
     } else if format == ImageFormat::Jpeg && width >= 2 * min_side && height >= 2 * min_side {
         decode_jpeg_scaled(bytes, limits)?
     } else {
@@ -117,6 +110,17 @@ fn unsupported_container(bytes: &[u8]) -> Option<&'static str> {
     }
 }
 
+/// The orientation an EXIF payload records. A missing or unreadable tag means "as
+/// stored", which is what cameras without one mean.
+fn exif_orientation(exif: Option<&[u8]>) -> Orientation {
+    exif.and_then(Orientation::from_exif_chunk)
+        .unwrap_or(Orientation::NoTransforms)
+}
+
+fn fewer_pixels() -> ImageError {
+    ImageError::Corrupt("JPEG decoded to fewer pixels than its header says".into())
+}
+
 /// A large JPEG decoded at the smallest DCT scale that keeps [`JPEG_SCALED_MIN_SIDE`]
 /// pixels on each side: the IDCT of 1/8 of the coefficients, an 8x8 block average,
 /// for a fraction of the work and memory of a full decode. Returns the EXIF orientation
@@ -127,10 +131,7 @@ fn decode_jpeg_scaled(bytes: &[u8], limits: &DecodeLimits) -> Result<(DynamicIma
     let mut decoder = Decoder::new(Cursor::new(bytes));
     decoder.set_max_decoding_buffer_size(usize::try_from(limits.max_alloc).unwrap_or(usize::MAX));
     decoder.read_info().map_err(corrupt)?;
-    let orientation = decoder
-        .exif_data()
-        .and_then(Orientation::from_exif_chunk)
-        .unwrap_or(Orientation::NoTransforms);
+    let orientation = exif_orientation(decoder.exif_data());
     let (w, h) = decoder
         .scale(JPEG_SCALED_MIN_SIDE, JPEG_SCALED_MIN_SIDE)
         .map_err(corrupt)?;
@@ -139,16 +140,17 @@ fn decode_jpeg_scaled(bytes: &[u8], limits: &DecodeLimits) -> Result<(DynamicIma
         .info()
         .ok_or_else(|| ImageError::Corrupt("JPEG header unreadable".into()))?;
     let (w, h) = (u32::from(w), u32::from(h));
-    let short = || ImageError::Corrupt("JPEG decoded to fewer pixels than its header says".into());
     let image = match info.pixel_format {
-        PixelFormat::RGB24 => DynamicImage::ImageRgb8(image::RgbImage::from_raw(w, h, pixels).ok_or_else(short)?),
-        PixelFormat::L8 => DynamicImage::ImageLuma8(image::GrayImage::from_raw(w, h, pixels).ok_or_else(short)?),
+        PixelFormat::RGB24 => {
+            DynamicImage::ImageRgb8(image::RgbImage::from_raw(w, h, pixels).ok_or_else(fewer_pixels)?)
+        }
+        PixelFormat::L8 => DynamicImage::ImageLuma8(image::GrayImage::from_raw(w, h, pixels).ok_or_else(fewer_pixels)?),
         PixelFormat::L16 => {
             let wide = pixels
                 .chunks_exact(2)
                 .map(|b| u16::from_be_bytes([b[0], b[1]]))
                 .collect();
-            DynamicImage::ImageLuma16(image::ImageBuffer::from_raw(w, h, wide).ok_or_else(short)?)
+            DynamicImage::ImageLuma16(image::ImageBuffer::from_raw(w, h, wide).ok_or_else(fewer_pixels)?)
         }
         PixelFormat::CMYK32 => {
             // Adobe JPEGs store inverted CMYK; jpeg-decoder hands it back as stored.
@@ -159,7 +161,7 @@ fn decode_jpeg_scaled(bytes: &[u8], limits: &DecodeLimits) -> Result<(DynamicIma
                     [0, 1, 2].map(|c| (u32::from(p[c]) * k / 255) as u8)
                 })
                 .collect();
-            DynamicImage::ImageRgb8(image::RgbImage::from_raw(w, h, rgb).ok_or_else(short)?)
+            DynamicImage::ImageRgb8(image::RgbImage::from_raw(w, h, rgb).ok_or_else(fewer_pixels)?)
         }
     };
     Ok((image, orientation))

@@ -47,12 +47,13 @@ pub fn metadata_of(proto: &ModelProto) -> BTreeMap<String, String> {
 impl Classifier {
     /// Load from the bytes of an ONNX file that follows the contract.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ContractError> {
-        let proto = parse_proto(bytes)?;
-        Self::from_proto(&proto)
+        Self::from_proto(parse_proto(bytes)?)
     }
 
-    pub fn from_proto(proto: &ModelProto) -> Result<Self, ContractError> {
-        let metadata = metadata_of(proto);
+    /// Takes the proto whole: its batch norms are folded in place before tract parses it
+    /// (see `fold`), so cold start copies no weights.
+    pub fn from_proto(mut proto: ModelProto) -> Result<Self, ContractError> {
+        let metadata = metadata_of(&proto);
         for key in meta::REQUIRED {
             if !metadata.contains_key(key) {
                 return Err(ContractError::MissingMetadata(key));
@@ -80,7 +81,10 @@ impl Classifier {
                 "expected input [{INPUT_NAME}] and output [{OUTPUT_NAME}], found {input_names:?} and {output_names:?}"
             )));
         }
-        let plan = optimise(proto).map_err(|e| ContractError::Parse(format!("{e:#}")))?;
+        if let Some(graph) = proto.graph.as_mut() {
+            crate::fold::fold_batch_norms(graph);
+        }
+        let plan = optimise(&proto).map_err(|e| ContractError::Parse(format!("{e:#}")))?;
         let this = Self { plan, labels, metadata };
         // One forward pass proves the output width matches the labels before we serve.
         let probe = this.probabilities(&[[0u8; crate::IMAGE_BYTES]])?;
@@ -130,14 +134,9 @@ impl Classifier {
     }
 }
 
-/// The graph with its batch norms folded into their convs (`fold`) and its input fixed to
-/// uint8 `[1, 32, 32, 3]`, optimised.
+/// The graph with its input fixed to uint8 `[1, 32, 32, 3]`, optimised.
 fn optimise(proto: &ModelProto) -> TractResult<Arc<TypedRunnableModel>> {
-    let mut proto = proto.clone();
-    if let Some(graph) = proto.graph.as_mut() {
-        crate::fold::fold_batch_norms(graph);
-    }
-    let mut model = tract_onnx::onnx().model_for_proto_model(&proto)?;
+    let mut model = tract_onnx::onnx().model_for_proto_model(proto)?;
     let shape: TVec<TDim> = tvec![
         1.into(),
         (IMAGE_SIDE as i64).into(),
