@@ -18,16 +18,19 @@ use burn_std::{Bytes, Shape};
 
 use crate::{FlexTensor, Layout};
 
-/// Output-gradient positions per weight-gradient GEMM: long enough for the GEMM to run at speed, short
-/// enough that the im2col chunk stays in cache-sized territory.
-const POSITIONS_PER_CHUNK: usize = 4096;
+/// Output-gradient positions per weight-gradient GEMM: long enough for the GEMM to run
+/// at speed, short enough that the im2col chunk (up to 1,152 rows here) stays near L2.
+/// Measured with `cargo run --release -p trainer --example conv_layers` (2 threads,
+/// batch 1,024, backward ms of the 64 -> 128 @ 15 px / 128 @ 7 px layers): 4,096
+/// positions 478 / 221, 512 positions 419 / 208, 256 positions 426 / 220.
+const POSITIONS_PER_CHUNK: usize = 512;
 
 /// Output positions per forward / input-gradient GEMM. Batching images lets the 7x7 and
-/// 3x3 layers pack W once per chunk instead of once per image; past ~1,024 positions the
-/// im2col chunk outgrows L2. Measured with `trainer bench --batch-size 1024` (airbench
-/// default net, img/s): 1 image per GEMM 176, 512 positions 183, 1,024 188-189,
-/// 2,048 187, 4,096 183.
-const IMAGE_CHUNK_POSITIONS: usize = 1024;
+/// 3x3 layers pack W once per chunk instead of once per image; past a few hundred
+/// positions the im2col chunk outgrows L2. Measured as above (forward ms, 24 @ 31 px /
+/// 64 @ 15 px / 128 @ 7 px): 2,048 positions 191 / 146 / 122, 1,024 176 / 125 / 100,
+/// 512 170 / 115 / 103, 256 168 / 121 / 97.
+const IMAGE_CHUNK_POSITIONS: usize = 512;
 
 trait Float:
     bytemuck::Pod + Copy + Send + Sync + burn_backend::Element + core::ops::Add<Output = Self> + 'static
@@ -153,49 +156,67 @@ fn weight_grad<T: Float>(
         .map(|b0| (b0, (b0 + images_per_chunk).min(g.n)))
         .collect();
 
-    let chunk_grad = |&(b0, b1): &(usize, usize)| -> Vec<T> {
-        let mut dw = vec![T::ZERO; g.groups * per_group];
+    // One accumulator and one pair of scratch buffers per task, reused for every chunk
+    // the task takes: allocating (and zeroing) them per chunk cost as much as the copies.
+    let chunk_grad = |mut acc: WgradAcc<T>, &(b0, b1): &(usize, usize)| -> WgradAcc<T> {
         let k = (b1 - b0) * g.positions();
-        let mut col = vec![T::ZERO; rows * k];
-        let mut dyt = vec![T::ZERO; opg * k];
+        scratch(&mut acc.col, rows * k);
+        scratch(&mut acc.dyt, opg * k);
         for grp in 0..g.groups {
-            im2col(&mut col, x_data, &g, grp, b0, b1);
-            gather_grad(&mut dyt, dy_data, &g, grp, b0, b1);
+            im2col(&mut acc.col, x_data, &g, grp, b0, b1);
+            gather_grad(&mut acc.dyt, dy_data, &g, grp, b0, b1);
             // dw[o, r] += sum_k dyt[o, k] * col[r, k]
             unsafe {
                 gemm_rm(
                     opg,
                     rows,
                     k,
-                    dw.as_mut_ptr().add(grp * per_group),
+                    acc.dw.as_mut_ptr().add(grp * per_group),
                     true,
-                    (dyt.as_ptr(), false, k),
-                    (col.as_ptr(), true, k),
+                    (acc.dyt.as_ptr(), false, k),
+                    (acc.col.as_ptr(), true, k),
                 );
             }
         }
-        dw
+        acc
     };
-
+    let zeros = || WgradAcc {
+        dw: vec![T::ZERO; g.groups * per_group],
+        col: Vec::new(),
+        dyt: Vec::new(),
+    };
     let add = |mut a: Vec<T>, b: Vec<T>| {
         for (x, y) in a.iter_mut().zip(b) {
             *x = *x + y;
         }
         a
     };
-    let zeros = || vec![T::ZERO; g.groups * per_group];
     #[cfg(feature = "rayon")]
     let dw = {
         use rayon::prelude::*;
         chunks
             .par_iter()
-            .fold(zeros, |acc, chunk| add(acc, chunk_grad(chunk)))
-            .reduce(zeros, add)
+            .fold(zeros, chunk_grad)
+            .map(|acc| acc.dw)
+            .reduce(|| vec![T::ZERO; g.groups * per_group], add)
     };
     #[cfg(not(feature = "rayon"))]
-    let dw = chunks.iter().fold(zeros(), |acc, chunk| add(acc, chunk_grad(chunk)));
+    let dw = chunks.iter().fold(zeros(), chunk_grad).dw;
 
     FlexTensor::new(Bytes::from_elems(dw), Layout::contiguous(weight_shape), dtype)
+}
+
+/// A task's running weight gradient and its scratch buffers.
+struct WgradAcc<T> {
+    dw: Vec<T>,
+    col: Vec<T>,
+    dyt: Vec<T>,
+}
+
+/// Size a reused scratch buffer to `len`. What it held is never read: im2col and
+/// `gather_grad` write every entry (padding included) and the GEMMs overwrite theirs.
+fn scratch<T: Float>(buf: &mut Vec<T>, len: usize) {
+    buf.resize(len, T::ZERO);
 }
 
 /// `dst[m, n] (+)= lhs[m, k] * rhs[k, n]`, `dst` row-major. Each operand is
@@ -270,13 +291,13 @@ fn forward<T: Float>(
     let per_chunk = g.images_per_chunk();
     // One GEMM per chunk of images, so W is packed once per chunk and small planes
     // (7x7, 3x3) still give the GEMM a long N; results are scattered to NCHW after.
-    let chunk = |b0: usize, y_chunk: &mut [T]| {
+    let chunk = |b0: usize, y_chunk: &mut [T], (col, tmp): &mut (Vec<T>, Vec<T>)| {
         let b1 = (b0 + per_chunk).min(g.n);
         let k = (b1 - b0) * p;
-        let mut col = vec![T::ZERO; rows * k];
-        let mut tmp = vec![T::ZERO; if b1 - b0 > 1 { opg * k } else { 0 }];
+        scratch(col, rows * k);
+        scratch(tmp, if b1 - b0 > 1 { opg * k } else { 0 });
         for grp in 0..g.groups {
-            im2col(&mut col, x_data, &g, grp, b0, b1);
+            im2col(col, x_data, &g, grp, b0, b1);
             let dst = if tmp.is_empty() {
                 y_chunk[grp * opg * p..].as_mut_ptr()
             } else {
@@ -348,16 +369,16 @@ fn x_grad<T: Float>(
     let (rows, opg, p) = (g.col_rows(), g.out_per_group(), g.positions());
     let mut dx = vec![T::ZERO; g.n * g.c * g.h * g.w];
     let per_chunk = g.images_per_chunk();
-    let chunk = |b0: usize, dx_chunk: &mut [T]| {
+    let chunk = |b0: usize, dx_chunk: &mut [T], (dcol, dyt): &mut (Vec<T>, Vec<T>)| {
         let b1 = (b0 + per_chunk).min(g.n);
         let k = (b1 - b0) * p;
-        let mut dcol = vec![T::ZERO; rows * k];
-        let mut dyt = vec![T::ZERO; if b1 - b0 > 1 { opg * k } else { 0 }];
+        scratch(dcol, rows * k);
+        scratch(dyt, if b1 - b0 > 1 { opg * k } else { 0 });
         for grp in 0..g.groups {
             let dy_ptr = if dyt.is_empty() {
                 unsafe { dy_data.as_ptr().add((b0 * g.c_out + grp * opg) * p) }
             } else {
-                gather_grad(&mut dyt, dy_data, &g, grp, b0, b1);
+                gather_grad(dyt, dy_data, &g, grp, b0, b1);
                 dyt.as_ptr()
             };
             // dcol[r, (b, p)] = sum_o W[o, r] * dY[b, o, p]
@@ -374,7 +395,7 @@ fn x_grad<T: Float>(
             }
             for b in 0..b1 - b0 {
                 let dx_img = &mut dx_chunk[b * g.c * g.h * g.w..];
-                col2im(&dcol, k, b * p, &mut dx_img[grp * g.c_per_group() * g.h * g.w..], &g);
+                col2im(dcol, k, b * p, &mut dx_img[grp * g.c_per_group() * g.h * g.w..], &g);
             }
         }
     };
@@ -382,13 +403,14 @@ fn x_grad<T: Float>(
     FlexTensor::new(Bytes::from_elems(dx), Layout::contiguous(Shape::from(x_shape.to_vec())), dtype)
 }
 
-/// Run `f(first image, the chunk's slice of out)` for every chunk of `per_chunk`
-/// images, in parallel where rayon is on.
+/// Run `f(first image, the chunk's slice of out, scratch)` for every chunk of
+/// `per_chunk` images, in parallel where rayon is on; each task reuses one pair of
+/// scratch buffers for all the chunks it takes.
 fn for_each_chunk<T: Float>(
     out: &mut [T],
     per_image: usize,
     per_chunk: usize,
-    f: impl Fn(usize, &mut [T]) + Send + Sync,
+    f: impl Fn(usize, &mut [T], &mut (Vec<T>, Vec<T>)) + Send + Sync,
 ) {
     if per_image == 0 {
         return;
@@ -398,12 +420,15 @@ fn for_each_chunk<T: Float>(
         use rayon::prelude::*;
         out.par_chunks_mut(per_image * per_chunk)
             .enumerate()
-            .for_each(|(i, s)| f(i * per_chunk, s));
+            .for_each_init(|| (Vec::new(), Vec::new()), |bufs, (i, s)| f(i * per_chunk, s, bufs));
     }
     #[cfg(not(feature = "rayon"))]
-    out.chunks_mut(per_image * per_chunk)
-        .enumerate()
-        .for_each(|(i, s)| f(i * per_chunk, s));
+    {
+        let mut bufs = (Vec::new(), Vec::new());
+        out.chunks_mut(per_image * per_chunk)
+            .enumerate()
+            .for_each(|(i, s)| f(i * per_chunk, s, &mut bufs));
+    }
 }
 
 /// Scatter-add one image's `dcol[(c, ky, kx), offset + (oy, ox)]` (rows `stride` long)
