@@ -9,11 +9,24 @@ use std::process::Command;
 fn burn_flex_is_built_parallel_and_vectorised() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
-        .args(["tree", "--offline", "-p", "trainer", "-e", "features", "-i", "burn-flex"])
+        .args([
+            "tree",
+            "--offline",
+            "-p",
+            "trainer",
+            "-e",
+            "features",
+            "-i",
+            "burn-flex",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("run cargo tree");
-    assert!(out.status.success(), "cargo tree failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "cargo tree failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let tree = String::from_utf8_lossy(&out.stdout);
     for feature in ["rayon", "simd", "x86-v4"] {
         assert!(
