@@ -9,16 +9,7 @@ use std::process::Command;
 fn burn_flex_is_built_parallel_and_vectorised() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
-        .args([
-            "tree",
-            "--offline",
-            "-p",
-            "trainer",
-            "-e",
-            "features",
-            "-i",
-            "burn-flex",
-        ])
+        .args(["tree", "-p", "trainer", "-e", "features", "-i", "burn-flex"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("run cargo tree");
