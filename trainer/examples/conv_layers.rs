@@ -19,7 +19,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     trainer::memory::keep_freed_memory();
-    unsafe { std::env::set_var("RAYON_NUM_THREADS", "2") };
+    trainer::backend::Backend::Flex.set_threads(2);
     let reps: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(3);
     let n = 1024;
     println!("| layer | forward ms | backward ms | GFLOP/s fwd | GFLOP/s bwd |");

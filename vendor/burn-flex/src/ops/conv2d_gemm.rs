@@ -185,15 +185,15 @@ fn weight_grad<T: Float>(
         col: Vec::new(),
         dyt: Vec::new(),
     };
-    let add = |mut a: Vec<T>, b: Vec<T>| {
-        for (x, y) in a.iter_mut().zip(b) {
-            *x = *x + y;
-        }
-        a
-    };
     #[cfg(feature = "rayon")]
     let dw = {
         use rayon::prelude::*;
+        let add = |mut a: Vec<T>, b: Vec<T>| {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x = *x + y;
+            }
+            a
+        };
         chunks
             .par_iter()
             .fold(zeros, chunk_grad)
