@@ -30,7 +30,7 @@ fn floats(t: &TensorProto) -> Option<Vec<f32>> {
     Some(t.float_data.clone())
 }
 
-fn float_tensor(name: String, dims: Vec<i64>, values: &[f32]) -> TensorProto {
+pub(crate) fn float_tensor(name: String, dims: Vec<i64>, values: &[f32]) -> TensorProto {
     TensorProto {
         name,
         dims,
@@ -170,54 +170,9 @@ fn fold_one(graph: &mut GraphProto, bn: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tract_onnx::pb::{
-        AttributeProto, ModelProto, OperatorSetIdProto, TensorShapeProto, TypeProto, ValueInfoProto,
-        attribute_proto::AttributeType, tensor_shape_proto::Dimension, tensor_shape_proto::dimension::Value,
-        type_proto,
-    };
+    use crate::test_graphs::{ints, model, node, value_info};
+    use tract_onnx::pb::{AttributeProto, ModelProto, attribute_proto::AttributeType};
     use tract_onnx::prelude::*;
-
-    fn value_info(name: &str, dims: &[i64]) -> ValueInfoProto {
-        ValueInfoProto {
-            name: name.into(),
-            r#type: Some(TypeProto {
-                value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                    elem_type: DataType::Float as i32,
-                    shape: Some(TensorShapeProto {
-                        dim: dims
-                            .iter()
-                            .map(|&d| Dimension {
-                                value: Some(Value::DimValue(d)),
-                                ..Default::default()
-                            })
-                            .collect(),
-                    }),
-                })),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
-    fn ints(name: &str, v: &[i64]) -> AttributeProto {
-        AttributeProto {
-            name: name.into(),
-            r#type: AttributeType::Ints as i32,
-            ints: v.to_vec(),
-            ..Default::default()
-        }
-    }
-
-    fn node(op: &str, inputs: &[&str], output: &str, attribute: Vec<AttributeProto>) -> NodeProto {
-        NodeProto {
-            op_type: op.into(),
-            name: output.into(),
-            input: inputs.iter().map(|s| s.to_string()).collect(),
-            output: vec![output.into()],
-            attribute,
-            ..Default::default()
-        }
-    }
 
     /// x [1, 2, 6, 6] -> Conv (3 channels, 3x3, bias) -> [MaxPool 2x2] -> BatchNorm -> y.
     fn conv_pool_norm(pool: bool, gamma: [f32; 3]) -> ModelProto {
@@ -242,28 +197,19 @@ mod tests {
         });
         nodes.push(bn);
         let side = if pool { 3 } else { 6 };
-        ModelProto {
-            ir_version: 8,
-            opset_import: vec![OperatorSetIdProto {
-                domain: String::new(),
-                version: 13,
-            }],
-            graph: Some(GraphProto {
-                node: nodes,
-                input: vec![value_info("x", &[1, 2, 6, 6])],
-                output: vec![value_info("y", &[1, 3, side, side])],
-                initializer: vec![
-                    float_tensor("w".into(), vec![3, 2, 3, 3], &w),
-                    float_tensor("b".into(), vec![3], &[0.1, -0.2, 0.3]),
-                    float_tensor("g".into(), vec![3], &gamma),
-                    float_tensor("beta".into(), vec![3], &[0.5, 0.0, -1.0]),
-                    float_tensor("m".into(), vec![3], &[0.2, -0.1, 0.4]),
-                    float_tensor("v".into(), vec![3], &[1.5, 0.3, 2.0]),
-                ],
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
+        model(
+            nodes,
+            value_info("x", &[1, 2, 6, 6]),
+            value_info("y", &[1, 3, side, side]),
+            vec![
+                float_tensor("w".into(), vec![3, 2, 3, 3], &w),
+                float_tensor("b".into(), vec![3], &[0.1, -0.2, 0.3]),
+                float_tensor("g".into(), vec![3], &gamma),
+                float_tensor("beta".into(), vec![3], &[0.5, 0.0, -1.0]),
+                float_tensor("m".into(), vec![3], &[0.2, -0.1, 0.4]),
+                float_tensor("v".into(), vec![3], &[1.5, 0.3, 2.0]),
+            ],
+        )
     }
 
     fn run(proto: &ModelProto) -> Vec<f32> {

@@ -9,6 +9,10 @@ pub mod location;
 pub mod pointer;
 pub mod preprocess;
 pub mod runtime;
+#[cfg(test)]
+mod test_graphs;
+#[cfg(test)]
+mod tract_kernels;
 
 pub use error::{ContractError, ImageError};
 pub use location::Location;

@@ -12,6 +12,10 @@ use base64::engine::general_purpose::STANDARD;
 use classify::settings::Settings;
 use serde_json::json;
 
+/// The function's allocator (see `main.rs`), so the rows time what Lambda runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Args {
     model: PathBuf,
     iterations: usize,
@@ -184,18 +188,23 @@ fn main() {
         println!("| {name} | {:.2} | {:.2} |", percentile(&t, 0.5), percentile(&t, 0.99));
     }
 
-    println!("\n| engine | batch | ms per call (p50) | ms per image |\n|---|---|---|---|");
-    let mut tract_ms = Vec::new();
-    for n in [1usize, 32] {
-        let images = vec![[7u8; contract::IMAGE_BYTES]; n];
-        let t = time_ms(args.iterations / n.clamp(1, 8), || {
-            app.served().classifier.probabilities(&images).expect("inference");
-        });
-        let p50 = percentile(&t, 0.5);
-        tract_ms.push(p50);
-        println!("| tract | {n} | {p50:.3} | {:.3} |", p50 / n as f64);
-    }
-    if let Some(py) = &args.ort_python {
+    // tract and ONNX Runtime take turns, ROUNDS times, and each row is the median of its
+    // rounds: this machine drifts by 10-30 % over a minute, and one run of each engine in
+    // turn would charge that drift to whichever ran in the slower stretch.
+    const ROUNDS: usize = 5;
+    const BATCHES: [usize; 2] = [1, 32];
+    let mut tract_rounds = vec![Vec::new(); BATCHES.len()];
+    let mut ort_rounds = vec![Vec::new(); BATCHES.len()];
+    let mut ort_version = String::new();
+    for _ in 0..ROUNDS {
+        for (i, n) in BATCHES.into_iter().enumerate() {
+            let images = vec![[7u8; contract::IMAGE_BYTES]; n];
+            let t = time_ms(args.iterations / n.clamp(1, 8), || {
+                app.served().classifier.probabilities(&images).expect("inference");
+            });
+            tract_rounds[i].push(percentile(&t, 0.5));
+        }
+        let Some(py) = &args.ort_python else { continue };
         let out = Command::new(py)
             .arg("scripts/ort_bench.py")
             .arg(&args.model)
@@ -207,14 +216,36 @@ fn main() {
             return;
         }
         let ort: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ort JSON");
-        for (i, n) in [1usize, 32].into_iter().enumerate() {
-            let ms = ort[n.to_string()].as_f64().unwrap();
-            println!(
-                "| onnxruntime {} | {n} | {ms:.3} | {:.3} |",
-                ort["version"].as_str().unwrap_or("?"),
-                ms / n as f64
-            );
-            println!("| **tract / onnxruntime** | {n} | **{:.2}x** | |", tract_ms[i] / ms);
+        ort_version = ort["version"].as_str().unwrap_or("?").to_string();
+        for (i, n) in BATCHES.into_iter().enumerate() {
+            ort_rounds[i].push(ort[n.to_string()].as_f64().unwrap());
         }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "\n| engine ({ROUNDS} alternating rounds, median) | batch | ms per call (p50) | ms per image |\n|---|---|---|---|"
+    );
+    for (i, n) in BATCHES.into_iter().enumerate() {
+        // Each round's own ratio, in the order they ran.
+        let ratios: Vec<String> = tract_rounds[i]
+            .iter()
+            .zip(&ort_rounds[i])
+            .map(|(t, o)| format!("{:.2}", t / o))
+            .collect();
+        let tract = median(&mut tract_rounds[i]);
+        println!("| tract | {n} | {tract:.3} | {:.3} |", tract / n as f64);
+        if ort_rounds[i].is_empty() {
+            continue;
+        }
+        let ort = median(&mut ort_rounds[i]);
+        println!("| onnxruntime {ort_version} | {n} | {ort:.3} | {:.3} |", ort / n as f64);
+        println!(
+            "| **tract / onnxruntime** | {n} | **{:.2}x** | per round: {} |",
+            tract / ort,
+            ratios.join(", ")
+        );
     }
 }

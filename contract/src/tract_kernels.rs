@@ -1,0 +1,277 @@
+//! The kernels the vendored tract-core changes (`vendor/tract-core/PATCHES.md`), checked
+//! against the definition through tract's public API: convolutions whose im2col is written
+//! panel by panel (batch of two, so tract takes the eager im2col path the change is in),
+//! with the matmul kernel the per-process probe picks, and max pools whose windows tile the
+//! input. Every case also runs the shapes of the shipped net.
+
+use tract_onnx::pb::AttributeProto;
+
+use crate::fold::float_tensor;
+use crate::test_graphs::{ints, model, node, plan, run, value_info, values};
+
+struct Conv {
+    n: usize,
+    ci: usize,
+    h: usize,
+    w: usize,
+    co: usize,
+    kernel: [usize; 2],
+    strides: [usize; 2],
+    /// top, left, bottom, right
+    pads: [usize; 4],
+    dilations: [usize; 2],
+    group: usize,
+}
+
+impl Conv {
+    fn square(ci: usize, side: usize, co: usize, k: usize, pad: usize) -> Self {
+        Self {
+            n: 2,
+            ci,
+            h: side,
+            w: side,
+            co,
+            kernel: [k, k],
+            strides: [1, 1],
+            pads: [pad; 4],
+            dilations: [1, 1],
+            group: 1,
+        }
+    }
+
+    fn out(&self) -> [usize; 2] {
+        let o = |i: usize, pads: usize, side: usize| {
+            (side + pads - self.dilations[i] * (self.kernel[i] - 1) - 1) / self.strides[i] + 1
+        };
+        [
+            o(0, self.pads[0] + self.pads[2], self.h),
+            o(1, self.pads[1] + self.pads[3], self.w),
+        ]
+    }
+
+    /// Plain nested loops, accumulated in f64.
+    fn definition(&self, x: &[f32], wt: &[f32], b: &[f32]) -> Vec<f32> {
+        let [oh, ow] = self.out();
+        let (cig, cog) = (self.ci / self.group, self.co / self.group);
+        let mut y = Vec::with_capacity(self.n * self.co * oh * ow);
+        for n in 0..self.n {
+            for co in 0..self.co {
+                let g = co / cog;
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut acc = f64::from(b[co]);
+                        for c in 0..cig {
+                            let ci = g * cig + c;
+                            for ky in 0..self.kernel[0] {
+                                for kx in 0..self.kernel[1] {
+                                    let iy = (oy * self.strides[0] + ky * self.dilations[0]) as isize
+                                        - self.pads[0] as isize;
+                                    let ix = (ox * self.strides[1] + kx * self.dilations[1]) as isize
+                                        - self.pads[1] as isize;
+                                    if iy < 0 || ix < 0 || iy >= self.h as isize || ix >= self.w as isize {
+                                        continue;
+                                    }
+                                    let xv = x[((n * self.ci + ci) * self.h + iy as usize) * self.w + ix as usize];
+                                    let wv = wt[((co * cig + c) * self.kernel[0] + ky) * self.kernel[1] + kx];
+                                    acc += f64::from(xv) * f64::from(wv);
+                                }
+                            }
+                        }
+                        y.push(acc as f32);
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    fn check(&self, seed: u64) {
+        let [oh, ow] = self.out();
+        let cig = self.ci / self.group;
+        let wt = values(self.co * cig * self.kernel[0] * self.kernel[1], seed);
+        let b = values(self.co, seed + 1);
+        let i64s = |v: &[usize]| v.iter().map(|&d| d as i64).collect::<Vec<_>>();
+        let attrs = vec![
+            ints("kernel_shape", &i64s(&self.kernel)),
+            ints("strides", &i64s(&self.strides)),
+            ints("pads", &i64s(&self.pads)),
+            ints("dilations", &i64s(&self.dilations)),
+            AttributeProto {
+                name: "group".into(),
+                r#type: tract_onnx::pb::attribute_proto::AttributeType::Int as i32,
+                i: self.group as i64,
+                ..Default::default()
+            },
+        ];
+        let shape = [self.n, self.ci, self.h, self.w];
+        let proto = model(
+            vec![node("Conv", &["x", "w", "b"], "y", attrs)],
+            value_info("x", &i64s(&shape)),
+            value_info("y", &i64s(&[self.n, self.co, oh, ow])),
+            vec![
+                float_tensor("w".into(), i64s(&[self.co, cig, self.kernel[0], self.kernel[1]]), &wt),
+                float_tensor("b".into(), vec![self.co as i64], &b),
+            ],
+        );
+        let plan = plan(&proto, &shape);
+        let ops: Vec<String> = plan.model().nodes().iter().map(|n| n.op().name().to_string()).collect();
+        assert!(ops.iter().any(|o| o == "Im2col"), "not through im2col: {ops:?}");
+        let x = values(shape.iter().product(), seed + 2);
+        let want = self.definition(&x, &wt, &b);
+        let got = run(&plan, &shape, x);
+        assert_eq!(got.len(), want.len());
+        let kernels: Vec<String> = plan
+            .model()
+            .nodes()
+            .iter()
+            .filter(|n| n.op().name() == "OptMatMul")
+            .flat_map(|n| n.op().info().unwrap_or_default())
+            .collect();
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                "element {i}: {g} vs {w} for {:?}x{}x{}x{} -> {} k{:?} s{:?} p{:?} d{:?} g{} ({kernels:?})",
+                self.n,
+                self.ci,
+                self.h,
+                self.w,
+                self.co,
+                self.kernel,
+                self.strides,
+                self.pads,
+                self.dilations,
+                self.group
+            );
+        }
+    }
+}
+
+#[test]
+fn im2col_convolutions_match_the_definition() {
+    let mut cases = vec![
+        // The shipped net: the 2x2 whitening conv, then 3x3 pad 1 at 31, 15, 7 and 3 px.
+        Conv::square(3, 32, 24, 2, 0),
+        Conv::square(24, 31, 64, 3, 1),
+        Conv::square(64, 15, 64, 3, 1),
+        Conv::square(64, 15, 128, 3, 1),
+        Conv::square(128, 7, 128, 3, 1),
+        Conv::square(128, 3, 128, 3, 1),
+        // Odd sizes: rows shorter than a panel, one channel, one output channel.
+        Conv::square(1, 5, 1, 3, 1),
+        Conv::square(3, 2, 5, 3, 1),
+        Conv::square(5, 13, 7, 5, 2),
+    ];
+    cases.push(Conv {
+        strides: [2, 2],
+        ..Conv::square(5, 11, 7, 3, 1)
+    });
+    cases.push(Conv {
+        strides: [1, 3],
+        w: 14,
+        ..Conv::square(4, 9, 6, 3, 1)
+    });
+    cases.push(Conv {
+        pads: [0, 2, 1, 0],
+        w: 10,
+        ..Conv::square(3, 9, 6, 3, 0)
+    });
+    cases.push(Conv {
+        dilations: [2, 2],
+        ..Conv::square(4, 12, 8, 3, 2)
+    });
+    cases.push(Conv {
+        group: 2,
+        ..Conv::square(4, 8, 6, 3, 1)
+    });
+    cases.push(Conv {
+        kernel: [3, 1],
+        pads: [1, 0, 1, 0],
+        w: 1,
+        ..Conv::square(3, 9, 4, 1, 0)
+    });
+    cases.push(Conv {
+        kernel: [1, 3],
+        h: 4,
+        ..Conv::square(6, 17, 10, 1, 0)
+    });
+    cases.push(Conv {
+        n: 3,
+        ..Conv::square(16, 6, 40, 3, 1)
+    });
+    for (seed, case) in cases.iter().enumerate() {
+        case.check(seed as u64 * 10);
+    }
+}
+
+/// Max over each window's in-bounds taps (ONNX pads with -inf).
+fn pool_definition(x: &[f32], [n, c, h, w]: [usize; 4], k: [usize; 2], s: [usize; 2], pads: [usize; 4]) -> Vec<f32> {
+    let oh = (h + pads[0] + pads[2] - k[0]) / s[0] + 1;
+    let ow = (w + pads[1] + pads[3] - k[1]) / s[1] + 1;
+    let mut y = Vec::new();
+    for plane in x.chunks_exact(h * w).take(n * c) {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut m = f32::NEG_INFINITY;
+                for ky in 0..k[0] {
+                    for kx in 0..k[1] {
+                        let iy = (oy * s[0] + ky) as isize - pads[0] as isize;
+                        let ix = (ox * s[1] + kx) as isize - pads[1] as isize;
+                        if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                            m = m.max(plane[iy as usize * w + ix as usize]);
+                        }
+                    }
+                }
+                y.push(m);
+            }
+        }
+    }
+    y
+}
+
+#[test]
+fn max_pools_match_the_definition() {
+    // (input shape, kernel, strides, pads): tiling windows (the changed path), floor-mode
+    // pools over odd sides, a non-square one, and an overlapping padded pool (unchanged).
+    let cases: [([usize; 4], [usize; 2], [usize; 2], [usize; 4]); 8] = [
+        ([2, 64, 31, 31], [2, 2], [2, 2], [0; 4]),
+        ([2, 128, 15, 15], [2, 2], [2, 2], [0; 4]),
+        ([2, 128, 7, 7], [3, 3], [3, 3], [0; 4]),
+        ([1, 3, 8, 8], [2, 2], [2, 2], [0; 4]),
+        ([2, 3, 9, 9], [3, 3], [3, 3], [0; 4]),
+        ([2, 2, 6, 9], [2, 3], [2, 3], [0; 4]),
+        ([1, 1, 1, 1], [1, 1], [1, 1], [0; 4]),
+        ([2, 3, 7, 6], [3, 3], [2, 2], [1; 4]),
+    ];
+    for (i, (shape, k, s, pads)) in cases.into_iter().enumerate() {
+        let i64s = |v: &[usize]| v.iter().map(|&d| d as i64).collect::<Vec<_>>();
+        let mut x = values(shape.iter().product(), 100 + i as u64);
+        // Ties and infinities: the same value at both taps of a window, and -inf alone.
+        if x.len() > 8 {
+            x[1] = x[0];
+            x[3] = f32::NEG_INFINITY;
+            x[5] = f32::INFINITY;
+        }
+        let want = pool_definition(&x, shape, k, s, pads);
+        let (oh, ow) = (
+            (shape[2] + pads[0] + pads[2] - k[0]) / s[0] + 1,
+            (shape[3] + pads[1] + pads[3] - k[1]) / s[1] + 1,
+        );
+        let proto = model(
+            vec![node(
+                "MaxPool",
+                &["x"],
+                "y",
+                vec![
+                    ints("kernel_shape", &i64s(&k)),
+                    ints("strides", &i64s(&s)),
+                    ints("pads", &i64s(&pads)),
+                ],
+            )],
+            value_info("x", &i64s(&shape)),
+            value_info("y", &i64s(&[shape[0], shape[1], oh, ow])),
+            vec![],
+        );
+        let got = run(&plan(&proto, &shape), &shape, x);
+        assert_eq!(got, want, "pool {shape:?} k{k:?} s{s:?} p{pads:?}");
+    }
+}
