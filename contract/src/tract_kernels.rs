@@ -148,7 +148,7 @@ impl Conv {
 
 #[test]
 fn im2col_convolutions_match_the_definition() {
-    let mut cases = vec![
+    let cases = [
         // The shipped net: the 2x2 whitening conv, then 3x3 pad 1 at 31, 15, 7 and 3 px.
         Conv::square(3, 32, 24, 2, 0),
         Conv::square(24, 31, 64, 3, 1),
@@ -160,118 +160,151 @@ fn im2col_convolutions_match_the_definition() {
         Conv::square(1, 5, 1, 3, 1),
         Conv::square(3, 2, 5, 3, 1),
         Conv::square(5, 13, 7, 5, 2),
+        Conv {
+            strides: [2, 2],
+            ..Conv::square(5, 11, 7, 3, 1)
+        },
+        Conv {
+            strides: [1, 3],
+            w: 14,
+            ..Conv::square(4, 9, 6, 3, 1)
+        },
+        Conv {
+            pads: [0, 2, 1, 0],
+            w: 10,
+            ..Conv::square(3, 9, 6, 3, 0)
+        },
+        Conv {
+            dilations: [2, 2],
+            ..Conv::square(4, 12, 8, 3, 2)
+        },
+        Conv {
+            group: 2,
+            ..Conv::square(4, 8, 6, 3, 1)
+        },
+        Conv {
+            kernel: [3, 1],
+            pads: [1, 0, 1, 0],
+            w: 1,
+            ..Conv::square(3, 9, 4, 1, 0)
+        },
+        Conv {
+            kernel: [1, 3],
+            h: 4,
+            ..Conv::square(6, 17, 10, 1, 0)
+        },
+        Conv {
+            n: 3,
+            ..Conv::square(16, 6, 40, 3, 1)
+        },
     ];
-    cases.push(Conv {
-        strides: [2, 2],
-        ..Conv::square(5, 11, 7, 3, 1)
-    });
-    cases.push(Conv {
-        strides: [1, 3],
-        w: 14,
-        ..Conv::square(4, 9, 6, 3, 1)
-    });
-    cases.push(Conv {
-        pads: [0, 2, 1, 0],
-        w: 10,
-        ..Conv::square(3, 9, 6, 3, 0)
-    });
-    cases.push(Conv {
-        dilations: [2, 2],
-        ..Conv::square(4, 12, 8, 3, 2)
-    });
-    cases.push(Conv {
-        group: 2,
-        ..Conv::square(4, 8, 6, 3, 1)
-    });
-    cases.push(Conv {
-        kernel: [3, 1],
-        pads: [1, 0, 1, 0],
-        w: 1,
-        ..Conv::square(3, 9, 4, 1, 0)
-    });
-    cases.push(Conv {
-        kernel: [1, 3],
-        h: 4,
-        ..Conv::square(6, 17, 10, 1, 0)
-    });
-    cases.push(Conv {
-        n: 3,
-        ..Conv::square(16, 6, 40, 3, 1)
-    });
     for (seed, case) in cases.iter().enumerate() {
         case.check(seed as u64 * 10);
     }
 }
 
-/// Max over each window's in-bounds taps (ONNX pads with -inf).
-fn pool_definition(x: &[f32], [n, c, h, w]: [usize; 4], k: [usize; 2], s: [usize; 2], pads: [usize; 4]) -> Vec<f32> {
-    let oh = (h + pads[0] + pads[2] - k[0]) / s[0] + 1;
-    let ow = (w + pads[1] + pads[3] - k[1]) / s[1] + 1;
-    let mut y = Vec::new();
-    for plane in x.chunks_exact(h * w).take(n * c) {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let mut m = f32::NEG_INFINITY;
-                for ky in 0..k[0] {
-                    for kx in 0..k[1] {
-                        let iy = (oy * s[0] + ky) as isize - pads[0] as isize;
-                        let ix = (ox * s[1] + kx) as isize - pads[1] as isize;
-                        if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
-                            m = m.max(plane[iy as usize * w + ix as usize]);
-                        }
-                    }
-                }
-                y.push(m);
-            }
-        }
-    }
-    y
+struct Pool {
+    shape: [usize; 4],
+    kernel: [usize; 2],
+    strides: [usize; 2],
+    /// top, left, bottom, right
+    pads: [usize; 4],
 }
 
-#[test]
-fn max_pools_match_the_definition() {
-    // (input shape, kernel, strides, pads): tiling windows (the changed path), floor-mode
-    // pools over odd sides, a non-square one, and an overlapping padded pool (unchanged).
-    let cases: [([usize; 4], [usize; 2], [usize; 2], [usize; 4]); 8] = [
-        ([2, 64, 31, 31], [2, 2], [2, 2], [0; 4]),
-        ([2, 128, 15, 15], [2, 2], [2, 2], [0; 4]),
-        ([2, 128, 7, 7], [3, 3], [3, 3], [0; 4]),
-        ([1, 3, 8, 8], [2, 2], [2, 2], [0; 4]),
-        ([2, 3, 9, 9], [3, 3], [3, 3], [0; 4]),
-        ([2, 2, 6, 9], [2, 3], [2, 3], [0; 4]),
-        ([1, 1, 1, 1], [1, 1], [1, 1], [0; 4]),
-        ([2, 3, 7, 6], [3, 3], [2, 2], [1; 4]),
-    ];
-    for (i, (shape, k, s, pads)) in cases.into_iter().enumerate() {
+impl Pool {
+    fn new(shape: [usize; 4], k: usize, s: usize, pad: usize) -> Self {
+        Self {
+            shape,
+            kernel: [k, k],
+            strides: [s, s],
+            pads: [pad; 4],
+        }
+    }
+
+    fn out(&self) -> [usize; 2] {
+        let o = |i: usize, pads: usize| (self.shape[2 + i] + pads - self.kernel[i]) / self.strides[i] + 1;
+        [o(0, self.pads[0] + self.pads[2]), o(1, self.pads[1] + self.pads[3])]
+    }
+
+    /// Max over each window's in-bounds taps (ONNX pads with -inf).
+    fn definition(&self, x: &[f32]) -> Vec<f32> {
+        let [_, _, h, w] = self.shape;
+        let [oh, ow] = self.out();
+        let mut y = Vec::new();
+        for plane in x.chunks_exact(h * w) {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut m = f32::NEG_INFINITY;
+                    for ky in 0..self.kernel[0] {
+                        for kx in 0..self.kernel[1] {
+                            let iy = (oy * self.strides[0] + ky) as isize - self.pads[0] as isize;
+                            let ix = (ox * self.strides[1] + kx) as isize - self.pads[1] as isize;
+                            if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                                m = m.max(plane[iy as usize * w + ix as usize]);
+                            }
+                        }
+                    }
+                    y.push(m);
+                }
+            }
+        }
+        y
+    }
+
+    fn check(&self, seed: u64) {
         let i64s = |v: &[usize]| v.iter().map(|&d| d as i64).collect::<Vec<_>>();
-        let mut x = values(shape.iter().product(), 100 + i as u64);
+        let mut x = values(self.shape.iter().product(), seed);
         // Ties and infinities: the same value at both taps of a window, and -inf alone.
         if x.len() > 8 {
             x[1] = x[0];
             x[3] = f32::NEG_INFINITY;
             x[5] = f32::INFINITY;
         }
-        let want = pool_definition(&x, shape, k, s, pads);
-        let (oh, ow) = (
-            (shape[2] + pads[0] + pads[2] - k[0]) / s[0] + 1,
-            (shape[3] + pads[1] + pads[3] - k[1]) / s[1] + 1,
-        );
+        let want = self.definition(&x);
+        let [oh, ow] = self.out();
         let proto = model(
             vec![node(
                 "MaxPool",
                 &["x"],
                 "y",
                 vec![
-                    ints("kernel_shape", &i64s(&k)),
-                    ints("strides", &i64s(&s)),
-                    ints("pads", &i64s(&pads)),
+                    ints("kernel_shape", &i64s(&self.kernel)),
+                    ints("strides", &i64s(&self.strides)),
+                    ints("pads", &i64s(&self.pads)),
                 ],
             )],
-            value_info("x", &i64s(&shape)),
-            value_info("y", &i64s(&[shape[0], shape[1], oh, ow])),
+            value_info("x", &i64s(&self.shape)),
+            value_info("y", &i64s(&[self.shape[0], self.shape[1], oh, ow])),
             vec![],
         );
-        let got = run(&plan(&proto, &shape), &shape, x);
-        assert_eq!(got, want, "pool {shape:?} k{k:?} s{s:?} p{pads:?}");
+        let got = run(&plan(&proto, &self.shape), &self.shape, x);
+        assert_eq!(
+            got, want,
+            "pool {:?} k{:?} s{:?} p{:?}",
+            self.shape, self.kernel, self.strides, self.pads
+        );
+    }
+}
+
+#[test]
+fn max_pools_match_the_definition() {
+    // Tiling windows (the changed path), floor-mode pools over odd sides, a non-square one,
+    // and an overlapping padded pool (unchanged).
+    let cases = [
+        Pool::new([2, 64, 31, 31], 2, 2, 0),
+        Pool::new([2, 128, 15, 15], 2, 2, 0),
+        Pool::new([2, 128, 7, 7], 3, 3, 0),
+        Pool::new([1, 3, 8, 8], 2, 2, 0),
+        Pool::new([2, 3, 9, 9], 3, 3, 0),
+        Pool {
+            kernel: [2, 3],
+            strides: [2, 3],
+            ..Pool::new([2, 2, 6, 9], 0, 0, 0)
+        },
+        Pool::new([1, 1, 1, 1], 1, 1, 0),
+        Pool::new([2, 3, 7, 6], 3, 2, 1),
+    ];
+    for (i, case) in cases.iter().enumerate() {
+        case.check(100 + i as u64);
     }
 }
