@@ -4,8 +4,8 @@
 //! vendor and instruction set (for AMD AVX-512: a Zen 5 part, whose 512-bit FMAs are full
 //! width). On a Zen 4 core, where they are double-pumped, that model sends the convolutions of
 //! a small CIFAR net to `avx512_mmm_f32_16x12`, which runs them at 78-81 GFLOP/s, where
-//! `avx512_mmm_f32_32x5`, `32x6` or `64x3` reach 100-105 on the same shapes: 16x12 issues
-//! twelve broadcasts per k step. Rather than a table per microarchitecture, each candidate
+//! `avx512_mmm_f32_32x5`, `32x6` or `64x3` reach 93-105 on the same shapes (likely its
+//! twelve broadcasts per k step; not profiled further). Rather than a table per microarchitecture, each candidate
 //! kernel is timed once per process on a small full-tile product (about 1 ms for all of
 //! them), as `fma_width` measures the FMA ports rather than naming CPUs, and a shape's
 //! cost is its padded work over the measured rate. The cost model's own pick stands unless
