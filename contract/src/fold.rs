@@ -170,9 +170,8 @@ fn fold_one(graph: &mut GraphProto, bn: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_graphs::{ints, model, node, value_info};
+    use crate::test_graphs::{self, ints, model, node, value_info};
     use tract_onnx::pb::{AttributeProto, ModelProto, attribute_proto::AttributeType};
-    use tract_onnx::prelude::*;
 
     /// x [1, 2, 6, 6] -> Conv (3 channels, 3x3, bias) -> [MaxPool 2x2] -> BatchNorm -> y.
     fn conv_pool_norm(pool: bool, gamma: [f32; 3]) -> ModelProto {
@@ -214,16 +213,7 @@ mod tests {
 
     fn run(proto: &ModelProto) -> Vec<f32> {
         let x: Vec<f32> = (0..72).map(|i| ((i * 53 % 17) as f32 - 8.0) / 5.0).collect();
-        let plan = tract_onnx::onnx()
-            .model_for_proto_model(proto)
-            .unwrap()
-            .into_optimized()
-            .unwrap()
-            .into_runnable()
-            .unwrap();
-        let input = tract_ndarray::Array4::from_shape_vec((1, 2, 6, 6), x).unwrap();
-        let out = plan.run(tvec!(Tensor::from(input).into())).unwrap();
-        out[0].to_plain_array_view::<f32>().unwrap().iter().copied().collect()
+        test_graphs::run(&test_graphs::plan(proto, &[1, 2, 6, 6]), &[1, 2, 6, 6], x)
     }
 
     #[test]

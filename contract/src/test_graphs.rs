@@ -29,6 +29,11 @@ pub fn value_info(name: &str, dims: &[i64]) -> ValueInfoProto {
     }
 }
 
+/// Dimensions as ONNX writes them.
+pub fn i64s(v: &[usize]) -> Vec<i64> {
+    v.iter().map(|&d| d as i64).collect()
+}
+
 pub fn ints(name: &str, v: &[i64]) -> AttributeProto {
     AttributeProto {
         name: name.into(),

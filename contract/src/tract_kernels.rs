@@ -8,8 +8,9 @@
 use tract_onnx::pb::AttributeProto;
 
 use crate::fold::float_tensor;
-use crate::test_graphs::{ints, model, node, plan, run, value_info, values};
+use crate::test_graphs::{i64s, ints, model, node, plan, run, value_info, values};
 
+#[derive(Clone, Copy)]
 struct Conv {
     n: usize,
     ci: usize,
@@ -91,7 +92,6 @@ impl Conv {
         let cig = self.ci / self.group;
         let wt = values(self.co * cig * self.kernel[0] * self.kernel[1], seed);
         let b = values(self.co, seed + 1);
-        let i64s = |v: &[usize]| v.iter().map(|&d| d as i64).collect::<Vec<_>>();
         let attrs = vec![
             ints("kernel_shape", &i64s(&self.kernel)),
             ints("strides", &i64s(&self.strides)),
@@ -151,14 +151,16 @@ impl Conv {
 
 #[test]
 fn im2col_convolutions_match_the_definition() {
-    let cases = [
-        // The shipped net: the 2x2 whitening conv, then 3x3 pad 1 at 31, 15, 7 and 3 px.
+    // The shipped net: the 2x2 whitening conv, then 3x3 pad 1 at 31, 15, 7 and 3 px.
+    let net = [
         Conv::square(3, 32, 24, 2, 0),
         Conv::square(24, 31, 64, 3, 1),
         Conv::square(64, 15, 64, 3, 1),
         Conv::square(64, 15, 128, 3, 1),
         Conv::square(128, 7, 128, 3, 1),
         Conv::square(128, 3, 128, 3, 1),
+    ];
+    let others = [
         // Odd sizes: rows shorter than a panel, one channel, one output channel.
         Conv::square(1, 5, 1, 3, 1),
         Conv::square(3, 2, 5, 3, 1),
@@ -200,20 +202,11 @@ fn im2col_convolutions_match_the_definition() {
             n: 3,
             ..Conv::square(16, 6, 40, 3, 1)
         },
-        // One image: the shipped net's 31, 15 and 7 px convs without the TTA batch.
-        Conv {
-            n: 1,
-            ..Conv::square(24, 31, 64, 3, 1)
-        },
-        Conv {
-            n: 1,
-            ..Conv::square(64, 15, 128, 3, 1)
-        },
-        Conv {
-            n: 1,
-            ..Conv::square(128, 7, 128, 3, 1)
-        },
     ];
+    // The net's 3x3 convs on one image, without the TTA batch.
+    let one_image = net[1..].iter().map(|c| Conv { n: 1, ..*c });
+    let cases: Vec<Conv> = net.into_iter().chain(others).chain(one_image).collect();
+
     for (seed, case) in cases.iter().enumerate() {
         case.check(seed as u64 * 10);
     }
@@ -268,7 +261,6 @@ impl Pool {
     }
 
     fn check(&self, seed: u64) {
-        let i64s = |v: &[usize]| v.iter().map(|&d| d as i64).collect::<Vec<_>>();
         let mut x = values(self.shape.iter().product(), seed);
         // Ties and infinities: the same value at both taps of a window, and -inf alone.
         if x.len() > 8 {

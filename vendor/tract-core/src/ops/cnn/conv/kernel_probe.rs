@@ -12,7 +12,7 @@
 //! the measurement says another kernel is clearly (5 %) faster, so noise cannot flip
 //! choices between kernels that are equally good.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -32,13 +32,14 @@ const MARGIN: f64 = 0.95;
 
 /// Multiply-adds per second of `mmm` on full tiles, memoised by kernel name.
 fn rate(mmm: &dyn MatMatMul, packing: usize) -> Option<f64> {
-    static RATES: Mutex<Option<HashMap<String, Option<f64>>>> = Mutex::new(None);
+    static RATES: Mutex<BTreeMap<String, Option<f64>>> = Mutex::new(BTreeMap::new());
     let key = format!("{}/{packing}", mmm.name());
-    if let Some(r) = RATES.lock().ok()?.get_or_insert_with(HashMap::new).get(&key) {
+    if let Some(r) = RATES.lock().ok()?.get(&key) {
         return *r;
     }
+    // Measured outside the lock; two threads racing on one kernel both time it, harmlessly.
     let r = measure(mmm, packing).ok();
-    RATES.lock().ok()?.get_or_insert_with(HashMap::new).insert(key, r);
+    RATES.lock().ok()?.insert(key, r);
     r
 }
 
