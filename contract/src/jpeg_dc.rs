@@ -15,6 +15,9 @@ const FAST_BITS: u32 = 9;
 const SKIP_BITS: u32 = 12;
 /// Skip-table flag: the entry ends with the end-of-block code.
 const SKIP_EOB: u16 = 1 << 11;
+/// Skip-table entry for a code longer than the lookahead: it claims all 63 positions, so
+/// the one test for running past the block's end also sends it to the slow path.
+const SKIP_SLOW: u16 = 63 << 5;
 
 /// A JPEG at 1/8 scale: `ceil(width / 8) x ceil(height / 8)` RGB pixels.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,11 +35,11 @@ struct Huffman {
     /// For DC tables, indexed by the next `SKIP_BITS` bits: see [`Huffman::dc_entry`].
     /// For AC tables, by the same index: the coefficients whose codes
     /// start inside them, as `bits of their codes and extra bits | zig-zag positions
-    /// advanced << 5 | SKIP_EOB`; 0 if the first code is longer. Skipping needs no
+    /// advanced << 5 | SKIP_EOB`; `SKIP_SLOW` if the first code is longer. Skipping needs no
     /// coefficient value, so one read steps over every coefficient it covers: the serial
     /// chain from one code's length to the next code's position is most of the work.
     /// 16-bit entries keep all four tables (32 KiB) in the L1 cache.
-    skip: Vec<u16>,
+    skip: Box<[u16; 1 << SKIP_BITS]>,
     /// Largest code of each length (index 1..=16), -1 when there is none.
     maxcode: [i32; 17],
     /// Added to a code of each length to index `values`.
@@ -77,16 +80,14 @@ impl Huffman {
         }
         let mut table = Huffman {
             fast,
-            skip: Vec::new(),
+            skip: Box::new([0; 1 << SKIP_BITS]),
             maxcode,
             offset,
             values: values[..k].to_vec(),
         };
-        table.skip = if ac {
-            (0..1u64 << SKIP_BITS).map(|p| table.skip_entry(p)).collect()
-        } else {
-            (0..1u64 << SKIP_BITS).map(|p| table.dc_entry(p)).collect()
-        };
+        for p in 0..1u64 << SKIP_BITS {
+            table.skip[p as usize] = if ac { table.skip_entry(p) } else { table.dc_entry(p) };
+        }
         Some(table)
     }
 
@@ -150,113 +151,147 @@ impl Huffman {
             pos += len + size; // the extra bits may run past the pattern: only counted
             advance += step;
         }
-        if pos == 0 { 0 } else { entry(pos, advance) }
+        if pos == 0 { SKIP_SLOW } else { entry(pos, advance) }
     }
 }
 
-/// MSB-first reader of entropy-coded data: undoes 0xFF00 stuffing and stops at a marker,
-/// after which it supplies zero bits (counted, so a truncated scan is noticed).
+/// A scan's entropy-coded data with its byte stuffing undone and its restart markers
+/// taken out, so the reader can load eight bytes anywhere without looking for 0xFF.
+struct Unstuffed {
+    bytes: Vec<u8>,
+    /// Where each restart interval after the first starts in `bytes`.
+    restarts: Vec<usize>,
+    /// File position of the marker that ended the scan (the file's end if none did).
+    end: usize,
+}
+
+impl Unstuffed {
+    fn new(data: &[u8], start: usize) -> Self {
+        let mut bytes = Vec::with_capacity(data.len().saturating_sub(start));
+        let mut restarts = Vec::new();
+        let mut pos = start.min(data.len());
+        loop {
+            let Some(rel) = memchr::memchr(0xFF, &data[pos..]) else {
+                bytes.extend_from_slice(&data[pos..]);
+                pos = data.len();
+                break;
+            };
+            bytes.extend_from_slice(&data[pos..pos + rel]);
+            pos += rel;
+            match data.get(pos + 1) {
+                Some(0x00) => bytes.push(0xFF),
+                Some(0xD0..=0xD7) => restarts.push(bytes.len()),
+                _ => break, // any other marker (or fill bytes before one) ends the scan
+            }
+            pos += 2;
+        }
+        Unstuffed {
+            bytes,
+            restarts,
+            end: pos,
+        }
+    }
+}
+
+/// MSB-first reader of unstuffed entropy-coded data. Each refill tops the buffer up to
+/// at least 56 bits without a branch on how many it holds (bits past the data read as
+/// zeros, and reading them is noticed by [`Bits::overran`]): the skip loop's serial chain
+/// is then one table read and one shift per step.
 struct Bits<'a> {
-    data: &'a [u8],
+    data: &'a Unstuffed,
+    /// Bytes loaded into `acc` so far.
     pos: usize,
     acc: u64,
+    /// Valid bits at the top of `acc`.
     count: u32,
-    padded: u32,
+    /// End of the current restart interval in `data.bytes`.
+    limit: usize,
+    /// Restart intervals begun.
+    interval: usize,
 }
 
 impl<'a> Bits<'a> {
-    fn new(data: &'a [u8], pos: usize) -> Self {
+    fn new(data: &'a Unstuffed) -> Self {
         Bits {
             data,
-            pos,
+            pos: 0,
             acc: 0,
             count: 0,
-            padded: 0,
+            limit: data.restarts.first().copied().unwrap_or(data.bytes.len()),
+            interval: 0,
         }
     }
 
-    #[inline]
+    /// Keep at least 56 bits buffered: two skip steps (<= 27 bits each) or one code and
+    /// its extra bits (<= 32).
+    #[inline(always)]
     fn refill(&mut self) {
-        // Fast path: the next 8 bytes hold no 0xFF, so no stuffing and no marker.
-        if let Some(next) = self.data.get(self.pos..self.pos + 8) {
-            let word = u64::from_be_bytes(next.try_into().expect("8 bytes"));
-            let inverted = !word;
-            let has_ff = inverted.wrapping_sub(0x0101_0101_0101_0101) & !inverted & 0x8080_8080_8080_8080 != 0;
-            if !has_ff {
-                let bytes = (64 - self.count) / 8;
-                self.acc |= (word >> (64 - 8 * bytes)) << (64 - self.count - 8 * bytes);
-                self.pos += bytes as usize;
-                self.count += 8 * bytes;
-                return;
-            }
-        }
-        while self.count <= 56 {
-            let mut byte = 0u8;
-            match self.data.get(self.pos) {
-                Some(&0xFF) => {
-                    if self.data.get(self.pos + 1) == Some(&0x00) {
-                        byte = 0xFF;
-                        self.pos += 2;
-                    } else {
-                        self.padded = self.padded.saturating_add(8);
-                    }
-                }
-                Some(&b) => {
-                    byte = b;
-                    self.pos += 1;
-                }
-                None => self.padded = self.padded.saturating_add(8),
-            }
-            self.acc |= u64::from(byte) << (56 - self.count);
-            self.count += 8;
-        }
+        let word = self
+            .data
+            .bytes
+            .get(self.pos..)
+            .and_then(|b| b.first_chunk::<8>())
+            .map_or_else(|| self.tail_word(), |b| u64::from_be_bytes(*b));
+        // The bits past `count` in `acc` are already these same bits (or zeros).
+        self.acc |= word >> self.count;
+        self.pos += (63 - self.count as usize) >> 3;
+        self.count |= 56;
     }
 
-    /// Keep at least 32 bits buffered: one code (<= 16 bits) and its extra bits (<= 16).
-    #[inline]
-    fn ensure(&mut self) {
-        if self.count < 32 {
-            self.refill();
+    /// The last bytes of the data, then zeros.
+    #[cold]
+    fn tail_word(&self) -> u64 {
+        let mut word = [0u8; 8];
+        if let Some(rest) = self.data.bytes.get(self.pos..) {
+            word[..rest.len()].copy_from_slice(rest);
         }
+        u64::from_be_bytes(word)
     }
 
-    #[inline]
+    #[inline(always)]
     fn take(&mut self, n: u32) -> u32 {
         if n == 0 {
             return 0;
         }
         let v = (self.acc >> (64 - n)) as u32;
+        self.consume(n);
+        v
+    }
+
+    /// Drop `n` (< 64, <= `count`) bits.
+    #[inline(always)]
+    fn consume(&mut self, n: u32) {
         self.acc <<= n;
         self.count -= n;
-        v
     }
 
     #[inline]
     fn symbol(&mut self, table: &Huffman) -> Option<u8> {
         let (len, symbol) = table.decode(self.acc)?;
-        self.take(len);
+        self.consume(len);
         Some(symbol)
     }
 
     /// `table.skip`'s entry for the next bits (0 when there is none: take the slow path).
-    #[inline]
+    #[inline(always)]
     fn skip_entry(&self, table: &Huffman) -> u16 {
-        table
-            .skip
-            .get((self.acc >> (64 - SKIP_BITS)) as usize)
-            .copied()
-            .unwrap_or(0)
+        table.skip[(self.acc >> (64 - SKIP_BITS)) as usize]
     }
 
     /// A DC difference: its size category, then that many bits, sign-extended.
-    #[inline]
+    #[inline(always)]
     fn dc_diff(&mut self, table: &Huffman) -> Option<i32> {
-        self.ensure();
+        self.refill();
         let e = self.skip_entry(table);
         if e != 0 {
-            self.take(u32::from(e & 15));
+            self.consume(u32::from(e & 15));
             return Some(i32::from((e as i16) >> 4));
         }
+        self.dc_diff_slow(table)
+    }
+
+    #[inline(never)]
+    fn dc_diff_slow(&mut self, table: &Huffman) -> Option<i32> {
         let size = u32::from(self.symbol(table)?);
         if size > 16 {
             return None;
@@ -265,18 +300,39 @@ impl<'a> Bits<'a> {
         Some(extend(v, size))
     }
 
-    /// Step over one block's 63 AC coefficients.
-    #[inline]
+    /// Step over one block's 63 AC coefficients, two table steps per refill.
+    #[inline(always)]
     fn skip_ac(&mut self, table: &Huffman) -> Option<()> {
         let mut k = 1;
+        loop {
+            self.refill();
+            for _ in 0..2 {
+                let e = self.skip_entry(table);
+                let end = k + u32::from((e >> 5) & 63);
+                // Taken whole only if every coefficient it covers lies in this block (an
+                // end-of-block code can only follow a position below 63).
+                if end >= 64 {
+                    return self.skip_ac_slow(table, k);
+                }
+                self.consume(u32::from(e & 31));
+                if e & SKIP_EOB != 0 {
+                    return Some(());
+                }
+                k = end;
+            }
+        }
+    }
+
+    /// The rest of a block from position `k`, a code at a time: codes longer than the skip
+    /// table's lookahead, and the last coefficients of a block filled to position 63.
+    #[inline(never)]
+    fn skip_ac_slow(&mut self, table: &Huffman, mut k: u32) -> Option<()> {
         while k < 64 {
-            self.ensure();
+            self.refill();
             let e = self.skip_entry(table);
-            // Taken whole only if every coefficient it covers lies in this block (an
-            // end-of-block code can only follow a position below 63).
             let end = k + u32::from((e >> 5) & 63);
-            if e != 0 && (end < 64 || (end == 64 && e & SKIP_EOB == 0)) {
-                self.take(u32::from(e & 31));
+            if e != SKIP_SLOW && (end < 64 || (end == 64 && e & SKIP_EOB == 0)) {
+                self.consume(u32::from(e & 31));
                 if e & SKIP_EOB != 0 {
                     break;
                 }
@@ -298,22 +354,29 @@ impl<'a> Bits<'a> {
         Some(())
     }
 
-    /// Drop buffered bits and step over the next restart marker.
+    /// Start the next restart interval: drop buffered bits and move to its data. A file
+    /// with fewer restart markers than its interval count is handed to the full decoder.
     fn restart(&mut self) -> Option<()> {
+        if self.overran() {
+            return None;
+        }
+        self.pos = *self.data.restarts.get(self.interval)?;
+        self.interval += 1;
+        self.limit = self
+            .data
+            .restarts
+            .get(self.interval)
+            .copied()
+            .unwrap_or(self.data.bytes.len());
         self.acc = 0;
         self.count = 0;
-        self.padded = 0;
-        let rel = self.data[self.pos..]
-            .windows(2)
-            .position(|w| w[0] == 0xFF && (0xD0..=0xD7).contains(&w[1]))?;
-        self.pos += rel + 2;
         Some(())
     }
 
-    /// Whether the scan consumed bits past its end: zero bits fed after the data that are
-    /// no longer in the buffer (a valid scan's last byte is padded with ones).
+    /// Whether the scan consumed bits past the end of its data (or of its restart
+    /// interval): a valid scan's last byte is padded with ones, never read.
     fn overran(&self) -> bool {
-        self.padded > self.count
+        8 * self.pos as u64 - u64::from(self.count) > 8 * self.limit as u64
     }
 }
 
@@ -467,7 +530,8 @@ pub fn decode(data: &[u8], max_pixels: u64) -> Option<DcImage<'_>> {
                 } else {
                     let refine = progressive && ah > 0;
                     let sequential = !progressive;
-                    let mut bits = Bits::new(data, seg_end);
+                    let unstuffed = Unstuffed::new(data, seg_end);
+                    let mut bits = Bits::new(&unstuffed);
                     decode_dc_scan(
                         &mut bits,
                         &mut components,
@@ -486,7 +550,7 @@ pub fn decode(data: &[u8], max_pixels: u64) -> Option<DcImage<'_>> {
                     if bits.overran() {
                         return None;
                     }
-                    bits.pos
+                    unstuffed.end
                 };
                 continue;
             }
@@ -501,40 +565,49 @@ pub fn decode(data: &[u8], max_pixels: u64) -> Option<DcImage<'_>> {
     if components.len() == 3 && adobe_transform == Some(0) {
         return None;
     }
-    let planes: Vec<Vec<u8>> = components
+    let planes: Vec<Plane> = components
         .iter()
         .map(|c| {
-            let q = quant_dc[c.quant]?;
-            // jpeg-decoder's 1x1 IDCT: dequantise, level-shift, divide by 8, clamp.
-            Some(
+            let q = i64::from(quant_dc[c.quant]?);
+            // jpeg-decoder's 1x1 IDCT: dequantise, level-shift, divide by 8, clamp (a
+            // negative sum clamps to 0 whichever way it rounds).
+            let data =
                 c.dc.iter()
-                    .map(|&d| (d.saturating_mul(q).saturating_add(1024) / 8).clamp(0, 255) as u8)
-                    .collect(),
-            )
+                    .map(|&d| ((i64::from(d) * q + 1024) >> 3).clamp(0, 255) as u8)
+                    .collect();
+            Some(Plane {
+                data,
+                stride: c.stride,
+                width: (width * c.h).div_ceil(hmax).div_ceil(8),
+                height: (height * c.v).div_ceil(vmax).div_ceil(8),
+                factors: (hmax / c.h, vmax / c.v),
+            })
         })
         .collect::<Option<_>>()?;
     let (w, h) = (width.div_ceil(8), height.div_ceil(8));
-    let mut rgb = Vec::with_capacity(w * h * 3);
-    let mut rows = vec![Vec::new(); components.len()];
-    for y in 0..h {
-        for ((row, comp), plane) in rows.iter_mut().zip(&components).zip(&planes) {
-            let input = Plane {
-                data: plane,
-                stride: comp.stride,
-                width: (width * comp.h).div_ceil(hmax).div_ceil(8),
-                height: (height * comp.v).div_ceil(vmax).div_ceil(8),
-            };
-            input.upsampled_row((hmax / comp.h, vmax / comp.v), y, row);
-            if row.len() < w {
-                return None; // sampling factors that do not divide the largest
+    if planes.iter().any(|p| p.width * p.factors.0 < w) {
+        return None; // sampling factors that do not divide the largest
+    }
+    let mut rgb = vec![0u8; w * h * 3];
+    let mut scratch = vec![Vec::new(); planes.len()];
+    for (y, out) in rgb.chunks_exact_mut(w * 3).enumerate() {
+        let rows: Vec<&[u8]> = planes
+            .iter()
+            .zip(&mut scratch)
+            .map(|(plane, buf)| &plane.upsampled_row(y, buf)[..w])
+            .collect();
+        match rows.as_slice() {
+            [l] => {
+                for (px, &l) in out.chunks_exact_mut(3).zip(*l) {
+                    px.fill(l);
+                }
             }
-        }
-        for x in 0..w {
-            if let [l] = rows.as_slice() {
-                rgb.extend([l[x]; 3]);
-            } else {
-                rgb.extend(ycbcr_to_rgb(rows[0][x], rows[1][x], rows[2][x]));
+            [l, cb, cr] => {
+                for (px, ((&l, &cb), &cr)) in out.chunks_exact_mut(3).zip(l.iter().zip(*cb).zip(*cr)) {
+                    px.copy_from_slice(&ycbcr_to_rgb(l, cb, cr));
+                }
             }
+            _ => return None,
         }
     }
     Some(DcImage {
@@ -546,74 +619,86 @@ pub fn decode(data: &[u8], max_pixels: u64) -> Option<DcImage<'_>> {
 }
 
 /// One component's samples at 1/8 scale (one per block), `stride` apart per row.
-struct Plane<'p> {
-    data: &'p [u8],
+struct Plane {
+    data: Vec<u8>,
     stride: usize,
     width: usize,
     height: usize,
+    /// Upsampling factors to the largest component's grid.
+    factors: (usize, usize),
 }
 
-impl Plane<'_> {
-    fn at(&self, x: usize, y: usize) -> u32 {
-        u32::from(self.data[y.min(self.height - 1) * self.stride + x.min(self.width - 1)])
+impl Plane {
+    /// Row `y` of the plane, its last sample repeated to `stride` (what jpeg-decoder's
+    /// edge handling gives).
+    fn row(&self, y: usize) -> &[u8] {
+        let start = y.min(self.height - 1) * self.stride;
+        &self.data[start..start + self.width]
     }
 
     /// Output row `y` at full resolution, as jpeg-decoder upsamples (and libjpeg's "fancy"
     /// upsampling): a triangle filter for factors of 2 (3/4 nearer sample, 1/4 farther),
-    /// repetition for the others.
-    fn upsampled_row(&self, (fh, fv): (usize, usize), y: usize, out: &mut Vec<u8>) {
+    /// repetition for the others. A full-resolution row is borrowed, not copied.
+    fn upsampled_row<'s>(&'s self, y: usize, out: &'s mut Vec<u8>) -> &'s [u8] {
+        let (fh, fv) = self.factors;
+        if (fh, fv) == (1, 1) {
+            return self.row(y);
+        }
         out.clear();
         // The vertical neighbour of a 2x row: the row above for even rows, below for odd.
         let (near, far) = if fv == 2 {
             let k = y / 2;
-            (
-                k,
-                if y.is_multiple_of(2) {
-                    k.saturating_sub(1)
-                } else {
-                    (k + 1).min(self.height - 1)
-                },
-            )
+            let other = if y.is_multiple_of(2) {
+                k.saturating_sub(1)
+            } else {
+                k + 1
+            };
+            (self.row(k), self.row(other))
         } else {
-            (y / fv, y / fv)
+            (self.row(y / fv), self.row(y / fv))
         };
         let w = self.width;
+        let at = |x: usize| u32::from(near[x]);
         match (fh, fv) {
-            (1, 1) => out.extend((0..w).map(|x| self.at(x, y) as u8)),
-            (1, 2) => out.extend((0..w).map(|x| ((3 * self.at(x, near) + self.at(x, far) + 2) >> 2) as u8)),
-            (2, 1) if w == 1 => out.extend([self.at(0, y) as u8; 2]),
+            (1, 2) => out.extend(
+                near.iter()
+                    .zip(far)
+                    .map(|(&n, &f)| ((3 * u32::from(n) + u32::from(f) + 2) >> 2) as u8),
+            ),
+            (2, 1) if w == 1 => out.extend([near[0]; 2]),
             (2, 1) => {
-                let at = |x: usize| self.at(x, y);
-                out.push(at(0) as u8);
-                out.push(((3 * at(0) + at(1) + 2) >> 2) as u8);
-                for x in 1..w - 1 {
-                    let sample = 3 * at(x) + 2;
-                    out.push(((sample + at(x - 1)) >> 2) as u8);
-                    out.push(((sample + at(x + 1)) >> 2) as u8);
+                out.resize(2 * w, 0);
+                out[0] = near[0];
+                out[2 * w - 1] = near[w - 1];
+                // Output pixels 2x and 2x + 1 lie between inputs x and x + 1.
+                for (x, pair) in out[1..2 * w - 1].chunks_exact_mut(2).enumerate() {
+                    let (a, b) = (at(x), at(x + 1));
+                    pair[0] = ((3 * a + b + 2) >> 2) as u8;
+                    pair[1] = ((a + 3 * b + 2) >> 2) as u8;
                 }
-                out.push(((3 * at(w - 1) + at(w - 2) + 2) >> 2) as u8);
-                out.push(at(w - 1) as u8);
             }
             (2, 2) => {
-                let t = |x: usize| 3 * self.at(x, near) + self.at(x, far);
+                let t = |x: usize| 3 * u32::from(near[x]) + u32::from(far[x]);
                 if w == 1 {
                     out.extend([((t(0) + 2) >> 2) as u8; 2]);
-                    return;
+                    return out;
                 }
-                out.push(((t(0) + 2) >> 2) as u8);
-                for x in 1..w {
-                    let (t0, t1) = (t(x - 1), t(x));
-                    out.push(((3 * t0 + t1 + 8) >> 4) as u8);
-                    out.push(((3 * t1 + t0 + 8) >> 4) as u8);
+                out.resize(2 * w, 0);
+                out[0] = ((t(0) + 2) >> 2) as u8;
+                out[2 * w - 1] = ((t(w - 1) + 2) >> 2) as u8;
+                for (x, pair) in out[1..2 * w - 1].chunks_exact_mut(2).enumerate() {
+                    let (t0, t1) = (t(x), t(x + 1));
+                    pair[0] = ((3 * t0 + t1 + 8) >> 4) as u8;
+                    pair[1] = ((3 * t1 + t0 + 8) >> 4) as u8;
                 }
-                out.push(((t(w - 1) + 2) >> 2) as u8);
             }
             _ => {
-                for x in 0..w {
-                    out.extend(std::iter::repeat_n(self.at(x, near) as u8, fh));
+                for &v in near {
+                    out.extend(std::iter::repeat_n(v, fh));
                 }
             }
         }
+        out
     }
 }
 
@@ -646,14 +731,13 @@ struct DcScan<'t> {
     size: (usize, usize, usize, usize),
 }
 
-/// After `done` of `total` MCUs: at a restart interval's end, reset the predictors and
-/// step over the marker.
-fn after_mcu(bits: &mut Bits<'_>, preds: &mut [i32], done: usize, total: usize, interval: usize) -> Option<()> {
-    if interval > 0 && done.is_multiple_of(interval) && done < total {
-        preds.fill(0);
-        bits.restart()?;
-    }
-    Some(())
+/// One block of an MCU in coding order: its component's index in the scan, and where
+/// it lies in the component's block grid relative to the MCU's first block.
+struct Unit {
+    scan: usize,
+    comp: usize,
+    dx: usize,
+    dy: usize,
 }
 
 fn decode_dc_scan(
@@ -666,61 +750,91 @@ fn decode_dc_scan(
         .iter()
         .map(|&(_, td, ta)| Some((s.dc_tables.get(td)?.as_ref(), s.ac_tables.get(ta)?.as_ref())))
         .collect::<Option<_>>()?;
-    let mut preds = vec![0i32; scan.len()];
-    let block = |bits: &mut Bits<'_>, pred: &mut i32, i: usize, comp: &mut Component, bx: usize, by: usize| {
-        let (dc_table, ac_table) = tables[i];
-        let slot = by * comp.stride + bx;
-        if s.refine {
-            bits.ensure();
-            if bits.take(1) == 1
-                && let Some(d) = comp.dc.get_mut(slot)
-            {
-                *d |= 1 << s.shift;
-            }
-            return Some(());
-        }
-        *pred += bits.dc_diff(dc_table?)?;
-        if let Some(d) = comp.dc.get_mut(slot) {
-            *d = *pred << s.shift;
-        }
-        if s.skip_ac {
-            bits.skip_ac(ac_table?)?;
-        }
-        Some(())
+    // Each scan component's (DC, AC) tables, checked once rather than per block. A
+    // progressive first DC scan codes no AC; a refinement scan codes neither.
+    let tables: Vec<(&Huffman, Option<&Huffman>)> = if s.refine {
+        Vec::new()
+    } else {
+        tables
+            .iter()
+            .map(|&(dc, ac)| Some((dc?, if s.skip_ac { Some(ac?) } else { None })))
+            .collect::<Option<_>>()?
     };
     let (width, height, hmax, vmax) = s.size;
-    if let [(c, _, _)] = *scan {
-        // Non-interleaved: the component's own block grid, in raster order.
-        let comp = &mut components[c];
+    // The MCU grid and the blocks of one MCU. A non-interleaved scan's MCU is one block of
+    // its component's own grid, in raster order.
+    let (units, (mcux, mcuy), interleaved) = if let [(c, _, _)] = *scan {
+        let comp = &components[c];
         let bw = (width * comp.h).div_ceil(hmax).div_ceil(8);
         let bh = (height * comp.v).div_ceil(vmax).div_ceil(8);
-        for by in 0..bh {
-            for bx in 0..bw {
-                block(bits, &mut preds[0], 0, comp, bx, by)?;
-                after_mcu(bits, &mut preds, by * bw + bx + 1, bw * bh, s.restart_interval)?;
-            }
-            // A scan that ran out of data is not decoded to its end on zero bits.
-            if bits.overran() {
-                return None;
+        let one = Unit {
+            scan: 0,
+            comp: c,
+            dx: 0,
+            dy: 0,
+        };
+        (vec![one], (bw, bh), false)
+    } else {
+        let mut units = Vec::new();
+        for (i, &(c, _, _)) in scan.iter().enumerate() {
+            let comp = &components[c];
+            for dy in 0..comp.v {
+                for dx in 0..comp.h {
+                    units.push(Unit {
+                        scan: i,
+                        comp: c,
+                        dx,
+                        dy,
+                    });
+                }
             }
         }
-    } else {
-        let (mcux, mcuy) = s.mcu;
-        for my in 0..mcuy {
-            for mx in 0..mcux {
-                for (i, &(c, _, _)) in scan.iter().enumerate() {
-                    let comp = &mut components[c];
-                    for v in 0..comp.v {
-                        for h in 0..comp.h {
-                            block(bits, &mut preds[i], i, comp, mx * comp.h + h, my * comp.v + v)?;
-                        }
+        (units, s.mcu, true)
+    };
+    let mut preds = vec![0i32; scan.len()];
+    let total = mcux * mcuy;
+    let mut until_restart = s.restart_interval;
+    for my in 0..mcuy {
+        for mx in 0..mcux {
+            for u in &units {
+                let comp = &mut components[u.comp];
+                let (bx, by) = if interleaved {
+                    (mx * comp.h + u.dx, my * comp.v + u.dy)
+                } else {
+                    (mx, my)
+                };
+                let slot = comp.dc.get_mut(by * comp.stride + bx);
+                if s.refine {
+                    bits.refill();
+                    if bits.take(1) == 1
+                        && let Some(d) = slot
+                    {
+                        *d |= 1 << s.shift;
                     }
+                    continue;
                 }
-                after_mcu(bits, &mut preds, my * mcux + mx + 1, mcux * mcuy, s.restart_interval)?;
+                let (dc, ac) = tables[u.scan];
+                let pred = &mut preds[u.scan];
+                *pred = pred.wrapping_add(bits.dc_diff(dc)?);
+                if let Some(d) = slot {
+                    *d = *pred << s.shift;
+                }
+                if let Some(ac) = ac {
+                    bits.skip_ac(ac)?;
+                }
             }
-            if bits.overran() {
-                return None;
+            if s.restart_interval > 0 {
+                until_restart -= 1;
+                if until_restart == 0 && my * mcux + mx + 1 < total {
+                    until_restart = s.restart_interval;
+                    preds.fill(0);
+                    bits.restart()?;
+                }
             }
+        }
+        // A scan that ran out of data is not decoded to its end on zero bits.
+        if bits.overran() {
+            return None;
         }
     }
     Some(())
@@ -824,6 +938,14 @@ mod tests {
                 );
             }
         }
+        // Quality 100: blocks coded to their last position (no end-of-block code) and long
+        // codes, the skip loop's slow paths.
+        let mut jpeg = Vec::new();
+        let mut enc = Encoder::new(&mut jpeg, 100);
+        enc.set_sampling_factor(SamplingFactor::F_2_2);
+        enc.set_restart_interval(6);
+        enc.encode(&rgb, w as u16, h as u16, ColorType::Rgb).unwrap();
+        compare(&jpeg, "quality 100, 4:2:0, restart 6", 0.05, 1);
         // Greyscale.
         for (progressive, restart) in [(false, 0), (true, 4)] {
             let mut jpeg = Vec::new();

@@ -118,12 +118,10 @@ fn main() {
         .into(),
         image::ImageFormat::Jpeg,
     );
-    // Phone-photo sizes: smooth gradients plus per-pixel noise of amplitude `noise`. At 24
-    // nearly every DCT coefficient is non-zero, the worst case for entropy decoding (a
-    // camera's noise is far lower; its files are large from detail and high quality).
-    let phone = |w: u32, h: u32, noise: u64| {
+    // Phone-photo sizes: smooth gradients plus per-pixel noise of amplitude `noise`.
+    let pixels = |w: u32, h: u32, noise: u64| {
         let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let img = image::RgbImage::from_fn(w, h, |x, y| {
+        image::RgbImage::from_fn(w, h, |x, y| {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
@@ -133,10 +131,29 @@ fn main() {
                 ((y * 255 / h + n) % 256) as u8,
                 (((x + y) * 128 / (w + h) + 60 + n) % 256) as u8,
             ])
-        });
-        encode(img.into(), image::ImageFormat::Jpeg)
+        })
+    };
+    // The worst case for entropy decoding: image's encoder (quality 75, full-resolution
+    // chroma, twice the blocks of a phone's file) at noise 24, where nearly every DCT
+    // coefficient is non-zero.
+    let phone = |w: u32, h: u32, noise: u64| encode(pixels(w, h, noise).into(), image::ImageFormat::Jpeg);
+    // What phone cameras write: 4:2:0 chroma at quality 90; noise 8 gives 1.9 MB at 12 MP,
+    // a little over the 1.6 MB of the photo the speed issue was filed with.
+    let camera = |w: u32, h: u32| {
+        let mut out = Vec::new();
+        let mut enc = jpeg_encoder::Encoder::new(&mut out, 90);
+        enc.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
+        enc.encode(
+            pixels(w, h, 8).as_raw(),
+            w as u16,
+            h as u16,
+            jpeg_encoder::ColorType::Rgb,
+        )
+        .expect("encodes");
+        out
     };
     let (mp12, mp2, mp12_mild) = (phone(4032, 3024, 24), phone(1600, 1200, 24), phone(4032, 3024, 4));
+    let (cam12, cam2) = (camera(4032, 3024), camera(1600, 1200));
     let mb = |b: &[u8]| b.len() as f64 / 1e6;
     let batch: Vec<String> = (0..32).map(|_| STANDARD.encode(&small)).collect();
     let cases = [
@@ -161,6 +178,20 @@ fn main() {
             event("image/jpeg", STANDARD.encode(&mp2), true),
         ),
         (
+            format!(
+                "4032x3024 camera JPEG (12 MP, 4:2:0, q90, {:.1} MB), raw body",
+                mb(&cam12)
+            ),
+            event("image/jpeg", STANDARD.encode(&cam12), true),
+        ),
+        (
+            format!(
+                "1600x1200 camera JPEG (2 MP, 4:2:0, q90, {:.1} MB), raw body",
+                mb(&cam2)
+            ),
+            event("image/jpeg", STANDARD.encode(&cam2), true),
+        ),
+        (
             "batch of 32 PNGs, JSON".to_string(),
             event("application/json", json!({"images": batch}).to_string(), false),
         ),
@@ -180,6 +211,8 @@ fn main() {
         ("12 MP, noise 24", &mp12),
         ("12 MP, noise 4", &mp12_mild),
         ("2 MP, noise 24", &mp2),
+        ("12 MP camera, 4:2:0 q90", &cam12),
+        ("2 MP camera, 4:2:0 q90", &cam2),
     ] {
         let limits = contract::DecodeLimits::default();
         let t = time_ms(args.iterations, || {
