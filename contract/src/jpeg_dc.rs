@@ -629,7 +629,7 @@ struct Plane {
 }
 
 impl Plane {
-    /// Row `y` of the plane, its last sample repeated to `stride` (what jpeg-decoder's
+    /// Row `y` of the plane; below the last row, the last row again (what jpeg-decoder's
     /// edge handling gives).
     fn row(&self, y: usize) -> &[u8] {
         let start = y.min(self.height - 1) * self.stride;
@@ -731,13 +731,14 @@ struct DcScan<'t> {
     size: (usize, usize, usize, usize),
 }
 
-/// One block of an MCU in coding order: its component's index in the scan, and where
-/// it lies in the component's block grid relative to the MCU's first block.
+/// One block of an MCU in coding order: its component's index in the scan, the blocks
+/// of that component one MCU spans across and down (1 x 1 in a non-interleaved scan), and
+/// where this block lies among them.
 struct Unit {
     scan: usize,
     comp: usize,
-    dx: usize,
-    dy: usize,
+    span: (usize, usize),
+    offset: (usize, usize),
 }
 
 fn decode_dc_scan(
@@ -746,34 +747,30 @@ fn decode_dc_scan(
     scan: &[(usize, usize, usize)],
     s: DcScan<'_>,
 ) -> Option<()> {
-    let tables: Vec<(Option<&Huffman>, Option<&Huffman>)> = scan
-        .iter()
-        .map(|&(_, td, ta)| Some((s.dc_tables.get(td)?.as_ref(), s.ac_tables.get(ta)?.as_ref())))
-        .collect::<Option<_>>()?;
-    // Each scan component's (DC, AC) tables, checked once rather than per block. A
-    // progressive first DC scan codes no AC; a refinement scan codes neither.
-    let tables: Vec<(&Huffman, Option<&Huffman>)> = if s.refine {
-        Vec::new()
-    } else {
-        tables
-            .iter()
-            .map(|&(dc, ac)| Some((dc?, if s.skip_ac { Some(ac?) } else { None })))
-            .collect::<Option<_>>()?
-    };
+    // Each scan component's (DC, AC) tables, checked once rather than per block: a slot
+    // out of range hands the file over. A progressive first DC scan codes no AC; a
+    // refinement scan codes neither.
+    let mut tables: Vec<(&Huffman, Option<&Huffman>)> = Vec::with_capacity(scan.len());
+    for &(_, td, ta) in scan {
+        let (dc, ac) = (s.dc_tables.get(td)?.as_ref(), s.ac_tables.get(ta)?.as_ref());
+        if !s.refine {
+            tables.push((dc?, if s.skip_ac { Some(ac?) } else { None }));
+        }
+    }
     let (width, height, hmax, vmax) = s.size;
     // The MCU grid and the blocks of one MCU. A non-interleaved scan's MCU is one block of
     // its component's own grid, in raster order.
-    let (units, (mcux, mcuy), interleaved) = if let [(c, _, _)] = *scan {
+    let (units, (mcux, mcuy)) = if let [(c, _, _)] = *scan {
         let comp = &components[c];
         let bw = (width * comp.h).div_ceil(hmax).div_ceil(8);
         let bh = (height * comp.v).div_ceil(vmax).div_ceil(8);
         let one = Unit {
             scan: 0,
             comp: c,
-            dx: 0,
-            dy: 0,
+            span: (1, 1),
+            offset: (0, 0),
         };
-        (vec![one], (bw, bh), false)
+        (vec![one], (bw, bh))
     } else {
         let mut units = Vec::new();
         for (i, &(c, _, _)) in scan.iter().enumerate() {
@@ -783,13 +780,13 @@ fn decode_dc_scan(
                     units.push(Unit {
                         scan: i,
                         comp: c,
-                        dx,
-                        dy,
+                        span: (comp.h, comp.v),
+                        offset: (dx, dy),
                     });
                 }
             }
         }
-        (units, s.mcu, true)
+        (units, s.mcu)
     };
     let mut preds = vec![0i32; scan.len()];
     let total = mcux * mcuy;
@@ -798,11 +795,7 @@ fn decode_dc_scan(
         for mx in 0..mcux {
             for u in &units {
                 let comp = &mut components[u.comp];
-                let (bx, by) = if interleaved {
-                    (mx * comp.h + u.dx, my * comp.v + u.dy)
-                } else {
-                    (mx, my)
-                };
+                let (bx, by) = (mx * u.span.0 + u.offset.0, my * u.span.1 + u.offset.1);
                 let slot = comp.dc.get_mut(by * comp.stride + bx);
                 if s.refine {
                     bits.refill();
