@@ -9,8 +9,9 @@
 //! kernel is timed once per process on a small full-tile product (about 1 ms for all of
 //! them), as `fma_width` measures the FMA ports rather than naming CPUs, and a shape's
 //! cost is its padded work over the measured rate. The cost model's own pick stands unless
-//! the measurement says another kernel is clearly (5 %) faster, so noise cannot flip
-//! choices between kernels that are equally good.
+//! the measurement says another kernel is clearly (5 %) faster, and kernels measured within
+//! 10 % of the fastest are told apart by the shape alone, so noise cannot flip choices
+//! between kernels that are equally good.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -29,6 +30,8 @@ crate::declare_knob!(
 
 /// How much faster (by the measurement) another kernel must be to replace the model's pick.
 const MARGIN: f64 = 0.95;
+/// Predicted times within this factor of the fastest count as a tie.
+const TIE: f64 = 1.10;
 
 /// Multiply-adds per second of `mmm` on full tiles, memoised by kernel name.
 fn rate(mmm: &dyn MatMatMul, packing: usize) -> Option<f64> {
@@ -76,10 +79,14 @@ fn measure(mmm: &dyn MatMatMul, packing: usize) -> TractResult<f64> {
     Ok((m * n * k) as f64 / best.max(1e-9))
 }
 
+/// Multiply-adds of an `m x k x n` product on `mmm`'s whole tiles.
+fn padded_work(mmm: &dyn MatMatMul, m: usize, k: usize, n: usize) -> usize {
+    m.div_ceil(mmm.mr()) * mmm.mr() * n.div_ceil(mmm.nr()) * mmm.nr() * k
+}
+
 /// Predicted seconds for an `m x k x n` product: padded work over the measured rate.
 fn predicted(mmm: &dyn MatMatMul, packing: usize, m: usize, k: usize, n: usize) -> Option<f64> {
-    let work = m.div_ceil(mmm.mr()) * mmm.mr() * n.div_ceil(mmm.nr()) * mmm.nr() * k;
-    Some(work as f64 / rate(mmm, packing)?)
+    Some(padded_work(mmm, m, k, n) as f64 / rate(mmm, packing)?)
 }
 
 /// The measured-fastest of `suitable` for this shape when it beats `picked` by the margin.
@@ -95,7 +102,7 @@ pub(super) fn faster_than(
         return None;
     }
     let picked_t = predicted(&*picked.0, picked.1, m, k, n)?;
-    let (best, best_t) = suitable
+    let timed: Vec<((Box<dyn MatMatMul>, usize), f64)> = suitable
         .into_iter()
         .filter(|(mmm, _, extractor)| {
             extractor.is_none() && mmm.arch().is_some() && (mmm.nr() > 1 || n == 1)
@@ -104,6 +111,20 @@ pub(super) fn faster_than(
             let t = predicted(&*mmm, packing, m, k, n)?;
             Some(((mmm, packing), t))
         })
-        .min_by(|a, b| a.1.total_cmp(&b.1))?;
+        .collect();
+    let fastest = timed.iter().map(|(_, t)| *t).min_by(f64::total_cmp)?;
+    // Kernels this close are equally good as far as one process can measure: the best of
+    // them here are within 8 % of each other on the net's shapes, and which one measured
+    // fastest changed from process to process (64x3, 32x6, fma 16x6). Among them the
+    // shape decides, the same way in every process: least padded work, then the larger
+    // tile, then the dispatch's order.
+    let (best, best_t) = timed
+        .into_iter()
+        .enumerate()
+        .filter(|(_, (_, t))| *t <= fastest * TIE)
+        .min_by_key(|(i, ((mmm, _), _))| {
+            (padded_work(&**mmm, m, k, n), std::cmp::Reverse(mmm.mr() * mmm.nr()), *i)
+        })
+        .map(|(_, best)| best)?;
     (best_t < picked_t * MARGIN).then_some(best)
 }
