@@ -6,8 +6,8 @@
 //! a small CIFAR net to `avx512_mmm_f32_16x12`, which runs them at 78-81 GFLOP/s, where
 //! `avx512_mmm_f32_32x5`, `32x6` or `64x3` reach 93-105 on the same shapes (likely its
 //! twelve broadcasts per k step; not profiled further). Rather than a table per microarchitecture, each candidate
-//! kernel is timed once per process on a small full-tile product (about 1 ms for all of
-//! them), as `fma_width` measures the FMA ports rather than naming CPUs, and a shape's
+//! kernel is timed once per process on a small full-tile product (4-6 ms for the 19
+//! candidates on a Zen 4 core), as `fma_width` measures the FMA ports rather than naming CPUs, and a shape's
 //! cost is its padded work over the measured rate. The cost model's own pick stands unless
 //! the measurement says another kernel is clearly (5 %) faster, and kernels measured within
 //! 10 % of the fastest are told apart by the shape alone, so noise cannot flip choices
@@ -89,7 +89,8 @@ fn predicted(mmm: &dyn MatMatMul, packing: usize, m: usize, k: usize, n: usize) 
     Some(padded_work(mmm, m, k, n) as f64 / rate(mmm, packing)?)
 }
 
-/// The measured-fastest of `suitable` for this shape when it beats `picked` by the margin.
+/// The probe's kernel of `suitable` for this shape (the shape decides among near-ties) when
+/// it beats `picked` by the margin.
 /// Only native, extractor-free kernels are timed; matrix-vector ones only for `n == 1`.
 pub(super) fn faster_than(
     picked: &(Box<dyn MatMatMul>, usize),
