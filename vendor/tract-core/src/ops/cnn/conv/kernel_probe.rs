@@ -118,14 +118,12 @@ pub(super) fn faster_than(
     // them here are within 8 % of each other on the net's shapes, and which one measured
     // fastest changed from process to process (64x3, 32x6, fma 16x6). Among them the
     // shape decides, the same way in every process: least padded work, then the larger
-    // tile, then the dispatch's order.
+    // tile, then the dispatch's order (`min_by_key` keeps the first of equal keys).
     let (best, best_t) = timed
         .into_iter()
-        .enumerate()
-        .filter(|(_, (_, t))| *t <= fastest * TIE)
-        .min_by_key(|(i, ((mmm, _), _))| {
-            (padded_work(&**mmm, m, k, n), std::cmp::Reverse(mmm.mr() * mmm.nr()), *i)
-        })
-        .map(|(_, best)| best)?;
+        .filter(|(_, t)| *t <= fastest * TIE)
+        .min_by_key(|((mmm, _), _)| {
+            (padded_work(&**mmm, m, k, n), std::cmp::Reverse(mmm.mr() * mmm.nr()))
+        })?;
     (best_t < picked_t * MARGIN).then_some(best)
 }
