@@ -18,6 +18,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use tract_linalg::mmm::{AsInputValue, FusedSpec, MatMatMul, Suitable};
+use tract_linalg::pack::PackedFormat;
 
 use crate::internal::*;
 
@@ -79,6 +80,16 @@ fn measure(mmm: &dyn MatMatMul, packing: usize) -> TractResult<f64> {
     Ok((m * n * k) as f64 / best.max(1e-9))
 }
 
+/// Whether both operands of `mmm`'s `packing` are plain f32 panels, the only ones `Im2col`
+/// writes and the only ones that keep the product f32: where AMX is exposed, the dispatch also
+/// offers kernels that pack both sides to bf16, and they time fastest.
+fn f32_panels(mmm: &dyn MatMatMul, packing: usize) -> bool {
+    let f32_panel = |p: &dyn tract_linalg::mmm::MMMInputFormat| {
+        p.downcast_ref::<PackedFormat>().is_some_and(|p| p.dt == f32::datum_type())
+    };
+    mmm.packings().get(packing).is_some_and(|(a, b)| f32_panel(&**a) && f32_panel(&**b))
+}
+
 /// Multiply-adds of an `m x k x n` product on `mmm`'s whole tiles.
 fn padded_work(mmm: &dyn MatMatMul, m: usize, k: usize, n: usize) -> usize {
     m.div_ceil(mmm.mr()) * mmm.mr() * n.div_ceil(mmm.nr()) * mmm.nr() * k
@@ -105,8 +116,11 @@ pub(super) fn faster_than(
     let picked_t = predicted(&*picked.0, picked.1, m, k, n)?;
     let timed: Vec<((Box<dyn MatMatMul>, usize), f64)> = suitable
         .into_iter()
-        .filter(|(mmm, _, extractor)| {
-            extractor.is_none() && mmm.arch().is_some() && (mmm.nr() > 1 || n == 1)
+        .filter(|(mmm, packing, extractor)| {
+            extractor.is_none()
+                && mmm.arch().is_some()
+                && (mmm.nr() > 1 || n == 1)
+                && f32_panels(&**mmm, *packing)
         })
         .filter_map(|(mmm, packing, _)| {
             let t = predicted(&*mmm, packing, m, k, n)?;
