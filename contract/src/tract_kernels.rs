@@ -1,11 +1,12 @@
 //! The kernels the vendored tract-core changes (`vendor/tract-core/PATCHES.md`), checked
-//! against the definition through tract's public API: convolutions whose im2col is written
-//! panel by panel (batch of two, so tract takes the eager im2col path the change is in;
-//! three at batch one, where tract takes lazy im2col), with the matmul kernel the
-//! per-process probe picks, and max pools whose windows tile the input. Both include the
-//! shapes of the shipped net.
+//! against the definition through tract's public API: the grid convolution on hosts with
+//! AVX-512 (each of its tiles forced in turn), convolutions whose im2col is written panel by
+//! panel (batch of two, so tract takes the eager im2col path the change is in; three at batch
+//! one, where tract takes lazy im2col), with the matmul kernel the per-process probe picks, and
+//! max pools whose windows tile the input. All include the shapes of the shipped net.
 
 use tract_onnx::pb::AttributeProto;
+use tract_onnx::tract_core::knobs::KnobScope;
 
 use crate::fold::float_tensor;
 use crate::test_graphs::{i64s, ints, model, node, plan, run, value_info, values};
@@ -87,7 +88,35 @@ impl Conv {
         y
     }
 
+    /// Whether the grid convolution takes this case on this host.
+    fn grid(&self) -> bool {
+        self.group == 1 && self.strides == [1, 1] && self.dilations == [1, 1] && grid_host()
+    }
+
+    /// The path tract takes without the grid convolution: a 3x3 conv on one image takes lazy
+    /// im2col, still with the probe's kernel.
+    fn im2col_path(&self) -> &'static str {
+        if self.n == 1 { "LazyIm2col" } else { "Im2col" }
+    }
+
+    /// Through the path this host takes, and where that is the grid convolution, through
+    /// im2col too.
     fn check(&self, seed: u64) {
+        if self.grid() {
+            self.check_with(seed, "GridConv", &[]);
+            self.check_with(seed, self.im2col_path(), &[("TRACT_DISABLE_GRID_CONV", "true")]);
+        } else {
+            self.check_with(seed, self.im2col_path(), &[]);
+        }
+    }
+
+    /// Optimised and run under `knobs`, through the node `path`, against the definition.
+    fn check_with(&self, seed: u64, path: &str, knobs: &[(&str, &str)]) {
+        let scope = KnobScope::new(knobs.iter().copied()).expect("knobs");
+        scope.enter(|| self.check_through(seed, path, knobs))
+    }
+
+    fn check_through(&self, seed: u64, path: &str, knobs: &[(&str, &str)]) {
         let [oh, ow] = self.out();
         let cig = self.ci / self.group;
         let wt = values(self.co * cig * self.kernel[0] * self.kernel[1], seed);
@@ -116,9 +145,10 @@ impl Conv {
         );
         let plan = plan(&proto, &shape);
         let ops: Vec<String> = plan.model().nodes().iter().map(|n| n.op().name().to_string()).collect();
-        // A 3x3 conv on one image takes lazy im2col, still with the probe's kernel.
-        let path = if self.n == 1 { "LazyIm2col" } else { "Im2col" };
-        assert!(ops.iter().any(|o| o == path), "not through {path}: {ops:?}");
+        assert!(
+            ops.iter().any(|o| o == path),
+            "not through {path} under {knobs:?}: {ops:?}"
+        );
         let x = values(shape.iter().product(), seed + 2);
         let want = self.definition(&x, &wt, &b);
         let got = run(&plan, &shape, x);
@@ -127,13 +157,13 @@ impl Conv {
             .model()
             .nodes()
             .iter()
-            .filter(|n| n.op().name() == "OptMatMul")
+            .filter(|n| n.op().name() == "OptMatMul" || n.op().name() == "GridConv")
             .flat_map(|n| n.op().info().unwrap_or_default())
             .collect();
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
             assert!(
                 (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
-                "element {i}: {g} vs {w} for {:?}x{}x{}x{} -> {} k{:?} s{:?} p{:?} d{:?} g{} ({kernels:?})",
+                "element {i}: {g} vs {w} for {:?}x{}x{}x{} -> {} k{:?} s{:?} p{:?} d{:?} g{} through {path} ({kernels:?})",
                 self.n,
                 self.ci,
                 self.h,
@@ -150,7 +180,7 @@ impl Conv {
 }
 
 #[test]
-fn im2col_convolutions_match_the_definition() {
+fn convolutions_match_the_definition() {
     // The shipped net: the 2x2 whitening conv, then 3x3 pad 1 at 31, 15, 7 and 3 px.
     let net = [
         Conv::square(3, 32, 24, 2, 0),
@@ -209,6 +239,60 @@ fn im2col_convolutions_match_the_definition() {
 
     for (seed, case) in cases.iter().enumerate() {
         case.check(seed as u64 * 10);
+    }
+}
+
+/// Whether this host has the grid convolution's kernels (AVX-512).
+fn grid_host() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+#[test]
+fn grid_convolutions_match_the_definition_with_every_tile() {
+    if !grid_host() {
+        eprintln!("no AVX-512 here: the grid convolution is not built, im2col is checked above");
+        return;
+    }
+    let cases = [
+        // The net's widest conv: 31 px rows in a 33-float grid.
+        Conv::square(24, 31, 64, 3, 1),
+        // Output channels that fill no tile, a 5x5 kernel, positions that fill no tile.
+        Conv::square(5, 13, 7, 5, 2),
+        // Asymmetric padding, rows longer than a tile's 16 lanes.
+        Conv {
+            pads: [0, 2, 1, 0],
+            w: 40,
+            ..Conv::square(3, 5, 13, 3, 0)
+        },
+        // Three images, so the padding must stay zero from one to the next.
+        Conv {
+            n: 3,
+            ..Conv::square(16, 6, 40, 3, 1)
+        },
+        // 1x2 and 2x3 kernels (tract turns 1x1 ones into plain products before); one output
+        // point.
+        Conv {
+            kernel: [1, 2],
+            ..Conv::square(8, 9, 20, 1, 0)
+        },
+        Conv {
+            kernel: [2, 3],
+            pads: [1, 0, 0, 1],
+            ..Conv::square(6, 7, 17, 1, 0)
+        },
+        Conv::square(4, 3, 9, 3, 0),
+    ];
+    for tile in ["6x4", "8x3", "12x2", "16x1"] {
+        for (seed, case) in cases.iter().enumerate() {
+            case.check_with(seed as u64 * 7 + 3, "GridConv", &[("TRACT_GRID_CONV_TILE", tile)]);
+        }
     }
 }
 

@@ -710,6 +710,63 @@ impl Conv {
         Ok(model.wire_node(name, op, &[x, kernel[0], bias])?[0])
     }
 
+    /// The [`super::GridConv`] for this convolution and its packed weights and bias, where the
+    /// host has its kernels and the conv is one it computes: group-1 f32 NCHW over two spatial
+    /// axes, unit strides and dilations, a concrete input, constant weights and bias, and a grid
+    /// scratch of at most `MAX_GRID_BYTES`.
+    fn try_grid_conv(
+        &self,
+        model: &TypedModel,
+        node: &TypedNode,
+    ) -> TractResult<Option<(super::GridConv, Tensor, Tensor)>> {
+        let input_fact = model.outlet_fact(node.inputs[0])?;
+        if self.q_params.is_some()
+            || node.inputs.len() != 3
+            || input_fact.datum_type != f32::datum_type()
+            || self.pool_spec.data_format != crate::ops::nn::DataFormat::NCHW
+            || self.group != 1
+            || self.pool_spec.rank() != 2
+            || self.pool_spec.strides().iter().any(|s| *s != 1)
+            || self.pool_spec.dilations().iter().any(|d| *d != 1)
+            || !super::grid::grid_conv_available()
+        {
+            return Ok(None);
+        }
+        let (Some(kernel), Some(bias)) = (
+            model.outlet_fact(node.inputs[1])?.konst.clone(),
+            model.outlet_fact(node.inputs[2])?.konst.clone(),
+        ) else {
+            return Ok(None);
+        };
+        if kernel.datum_type() != f32::datum_type() || bias.datum_type() != f32::datum_type() {
+            return Ok(None);
+        }
+        let Some(shape) = input_fact.shape.as_concrete() else { return Ok(None) };
+        let geo = self.pool_spec.compute_geo(&input_fact.shape)?.to_concrete(shape)?.into_owned();
+        let patch = &geo.patch;
+        let [n, c, h, w] = *shape else { return Ok(None) };
+        let Some(op) = super::GridConv::plan(
+            n,
+            c,
+            [h, w],
+            self.output_channels(),
+            [self.pool_spec.kernel_shape[0], self.pool_spec.kernel_shape[1]],
+            [patch.pad_before[0], patch.pad_before[1]],
+            [patch.pad_after[0], patch.pad_after[1]],
+        ) else {
+            return Ok(None);
+        };
+        if c != self.input_channels()
+            || geo.output_shape.shape[..] != [n, self.output_channels(), op.ho(), op.wo()]
+            || op.scratch_bytes() > MAX_GRID_BYTES
+        {
+            return Ok(None);
+        }
+        let kernel = self.kernel_fmt.kernel_as_group_o_ihw(&kernel, 1)?;
+        let (weights, bias) = op.pack(&kernel, &bias)?;
+        Ok(Some((op, weights, bias)))
+    }
+
     /// Whether this convolution becomes a [`super::DirectSpatialConv`] on this host: group-1 f32
     /// NCHW over two spatial axes, at least two kernel taps, at most 64 inputs per output point
     /// where AMX runs im2col's matrix products and 576 elsewhere, the kernels it needs, and an
@@ -1431,6 +1488,15 @@ impl TypedOp for Conv {
                 patch.shunt_outside(model, OutletId::new(node.id, 0), wire)?;
                 patch.obliterate(node.id)?;
                 Ok(Some(patch))
+            } else if let Some((op, weights, bias)) = self.try_grid_conv(model, node)? {
+                let mut patch = TypedModelPatch::new("grid-conv");
+                let x = patch.tap_model(model, node.inputs[0])?;
+                let weights = patch.add_const(format!("{}.grid_weights", node.name), weights)?;
+                let bias = patch.add_const(format!("{}.grid_bias", node.name), bias)?;
+                let wire = patch.wire_node(&node.name, op, &[x, weights, bias])?[0];
+                patch.shunt_outside(model, OutletId::new(node.id, 0), wire)?;
+                patch.obliterate(node.id)?;
+                Ok(Some(patch))
             } else if self.can_direct_spatial(input_fact) {
                 let mut patch = TypedModelPatch::new("direct-spatial");
                 let inputs = patch.taps(model, &node.inputs)?;
@@ -1492,6 +1558,10 @@ impl TypedOp for Conv {
 /// (and likely lower on memory-constrained targets like embedded ARM). Override via
 /// `TRACT_LAZY_IM2COL_MIN_KERNEL` env var to experiment with lower thresholds.
 const DEFAULT_LAZY_IM2COL_MIN_KERNEL: usize = 6;
+
+/// The largest scratch (padded input and output grid) a grid convolution takes: past it the
+/// grid's round trip stops fitting the caches it is meant to stay in.
+const MAX_GRID_BYTES: usize = 8 << 20;
 
 /// The shortest output row a direct spatial convolution takes: its taps are repacked per zone and
 /// per four output channels, which a shorter row does not pay back against im2col.

@@ -4,6 +4,7 @@ mod blocked;
 mod conv;
 mod depth_wise;
 mod direct_spatial;
+mod grid;
 mod im2col;
 mod kernel_probe;
 mod lazy_im2col;
@@ -16,6 +17,7 @@ use crate::ops::cnn::Deconv;
 pub use self::blocked::BlockedConv;
 pub use self::conv::Conv;
 pub use self::direct_spatial::DirectSpatialConv;
+pub use self::grid::{GridConv, GridTile};
 pub use self::im2col::Im2Col;
 pub(crate) use self::q_sum_b::QSumB;
 
