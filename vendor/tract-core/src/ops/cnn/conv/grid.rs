@@ -76,7 +76,8 @@ pub struct GridConv {
 impl GridConv {
     /// The op for an input of `n x c x h x w`, `oc` output channels, a `kernel` and the padding
     /// before and after each spatial axis; `None` where the output would be empty. The tile is
-    /// the one with the least padded work (`TRACT_GRID_CONV_TILE=RxV` forces one).
+    /// the one with the least padded work, weighted by its cost (`TRACT_GRID_CONV_TILE=RxV`
+    /// forces one).
     pub fn plan(
         n: usize,
         c: usize,
@@ -86,13 +87,13 @@ impl GridConv {
         pad_before: [usize; 2],
         pad_after: [usize; 2],
     ) -> Option<GridConv> {
+        if n == 0 || c == 0 || oc == 0 || kernel.contains(&0) {
+            return None;
+        }
         let hp = h + pad_before[0] + pad_after[0];
         let wp = w + pad_before[1] + pad_after[1];
         let ho = (hp + 1).checked_sub(kernel[0]).filter(|&x| x > 0)?;
         let wo = (wp + 1).checked_sub(kernel[1]).filter(|&x| x > 0)?;
-        if n == 0 || c == 0 || oc == 0 {
-            return None;
-        }
         let q = ho * wp;
         let cost = |(t, weight): &(GridTile, usize)| {
             oc.div_ceil(t.rows) * t.rows * q.next_multiple_of(t.vecs * LANES) * weight
