@@ -7,6 +7,7 @@
 
 use tract_onnx::pb::AttributeProto;
 use tract_onnx::tract_core::knobs::KnobScope;
+use tract_onnx::tract_core::ops::cnn::conv::grid_conv_host as grid_host;
 
 use crate::fold::float_tensor;
 use crate::test_graphs::{i64s, ints, model, node, plan, run, value_info, values};
@@ -239,18 +240,6 @@ fn convolutions_match_the_definition() {
 
     for (seed, case) in cases.iter().enumerate() {
         case.check(seed as u64 * 10);
-    }
-}
-
-/// Whether this host has the grid convolution's kernels (AVX-512).
-fn grid_host() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
     }
 }
 

@@ -710,6 +710,16 @@ impl Conv {
         Ok(model.wire_node(name, op, &[x, kernel[0], bias])?[0])
     }
 
+    /// Group-1, float (not quantized) f32 NCHW over two spatial axes: what both direct
+    /// convolutions take.
+    fn is_plain_f32_nchw_2d(&self, input_fact: &TypedFact) -> bool {
+        self.q_params.is_none()
+            && input_fact.datum_type == f32::datum_type()
+            && self.pool_spec.data_format == crate::ops::nn::DataFormat::NCHW
+            && self.group == 1
+            && self.pool_spec.rank() == 2
+    }
+
     /// The [`super::GridConv`] for this convolution and its packed weights and bias, where the
     /// host has its kernels and the conv is one it computes: group-1 f32 NCHW over two spatial
     /// axes, unit strides and dilations, a concrete input, constant weights and bias, and a grid
@@ -720,12 +730,8 @@ impl Conv {
         node: &TypedNode,
     ) -> TractResult<Option<(super::GridConv, Tensor, Tensor)>> {
         let input_fact = model.outlet_fact(node.inputs[0])?;
-        if self.q_params.is_some()
+        if !self.is_plain_f32_nchw_2d(input_fact)
             || node.inputs.len() != 3
-            || input_fact.datum_type != f32::datum_type()
-            || self.pool_spec.data_format != crate::ops::nn::DataFormat::NCHW
-            || self.group != 1
-            || self.pool_spec.rank() != 2
             || self.pool_spec.strides().iter().any(|s| *s != 1)
             || self.pool_spec.dilations().iter().any(|d| *d != 1)
             || !super::grid::grid_conv_available()
@@ -772,12 +778,7 @@ impl Conv {
     /// where AMX runs im2col's matrix products and 576 elsewhere, the kernels it needs, and an
     /// output row of at least `MIN_DIRECT_SPATIAL_W` points.
     fn can_direct_spatial(&self, input_fact: &TypedFact) -> bool {
-        if self.q_params.is_some()
-            || input_fact.datum_type != f32::datum_type()
-            || self.pool_spec.data_format != crate::ops::nn::DataFormat::NCHW
-            || self.group != 1
-            || self.pool_spec.rank() != 2
-            || TRACT_DISABLE_DIRECT_SPATIAL.get()
+        if !self.is_plain_f32_nchw_2d(input_fact) || TRACT_DISABLE_DIRECT_SPATIAL.get()
         {
             return false;
         }

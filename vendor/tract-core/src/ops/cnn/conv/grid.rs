@@ -38,7 +38,8 @@ pub fn grid_conv_available() -> bool {
     host_has_kernels() && !TRACT_DISABLE_GRID_CONV.get()
 }
 
-fn host_has_kernels() -> bool {
+/// Whether this host runs the grid kernels (AVX-512F), whatever the knob says.
+pub fn host_has_kernels() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::is_x86_feature_detected!("avx512f")
@@ -192,9 +193,11 @@ impl GridConv {
         ensure!(weights.len() == tiles_oc * k * r && bias.len() == tiles_oc * r);
         let mut output = unsafe { Tensor::uninitialized::<f32>(&self.output_shape())? };
         let out = unsafe { output.as_slice_mut_unchecked::<f32>() };
-        // The grid rows past `oc` are computed and never read.
         let mut padded = vec![0f32; c * self.plane];
-        let mut grid = vec![0f32; tiles_oc * r * q_pad];
+        // Every cell is written by a tile before it is read, so it needs no zeroing; the rows
+        // past `oc` are computed and never read.
+        let mut grid = unsafe { Tensor::uninitialized::<f32>(&[tiles_oc * r * q_pad])? };
+        let grid = unsafe { grid.as_slice_mut_unchecked::<f32>() };
         let step = self.tile.vecs * LANES;
         for ni in 0..self.n {
             let image = &x[ni * c * h * w..][..c * h * w];

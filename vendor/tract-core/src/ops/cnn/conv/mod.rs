@@ -17,7 +17,7 @@ use crate::ops::cnn::Deconv;
 pub use self::blocked::BlockedConv;
 pub use self::conv::Conv;
 pub use self::direct_spatial::DirectSpatialConv;
-pub use self::grid::{GridConv, GridTile};
+pub use self::grid::{GridConv, host_has_kernels as grid_conv_host};
 pub use self::im2col::Im2Col;
 pub(crate) use self::q_sum_b::QSumB;
 
