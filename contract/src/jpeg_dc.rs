@@ -14,10 +14,15 @@ const FAST_BITS: u32 = 9;
 /// Lookahead of the AC skip table, which steps over several coefficients per read.
 const SKIP_BITS: u32 = 12;
 /// Skip-table flag: the entry ends with the end-of-block code.
-const SKIP_EOB: u16 = 1 << 11;
+const SKIP_EOB: u16 = 1 << 12;
 /// Skip-table entry for a code longer than the lookahead: it claims all 63 positions, so
 /// the one test for running past the block's end also sends it to the slow path.
-const SKIP_SLOW: u16 = 63 << 5;
+const SKIP_SLOW: u16 = 63 << 6;
+/// Most bits one AC skip entry covers: a code within the lookahead and its at most 10
+/// extra bits (8-bit samples). [`Bits::skip_ac`]'s buffer arithmetic rests on it.
+const MAX_STEP_BITS: u32 = 22;
+/// Largest DC difference size a DC table entry holds (10 bits of two's complement).
+const DC_ENTRY_MAX_SIZE: u32 = 9;
 
 /// A JPEG at 1/8 scale: `ceil(width / 8) x ceil(height / 8)` RGB pixels.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,7 +40,7 @@ struct Huffman {
     /// For DC tables, indexed by the next `SKIP_BITS` bits: see [`Huffman::dc_entry`].
     /// For AC tables, by the same index: the coefficients whose codes
     /// start inside them, as `bits of their codes and extra bits | zig-zag positions
-    /// advanced << 5 | SKIP_EOB`; `SKIP_SLOW` if the first code is longer. Skipping needs no
+    /// advanced << 6 | SKIP_EOB`; `SKIP_SLOW` if the first code is longer. Skipping needs no
     /// coefficient value, so one read steps over every coefficient it covers: the serial
     /// chain from one code's length to the next code's position is most of the work.
     /// 16-bit entries keep all four tables (32 KiB) in the L1 cache.
@@ -109,19 +114,20 @@ impl Huffman {
         })
     }
 
-    /// A DC table's `skip` entry: `bits of the code and its extra bits | difference << 4`
-    /// (12 bits, two's complement) when both fit in the `SKIP_BITS`-bit `pattern`, else 0.
+    /// A DC table's `skip` entry: `bits of the code and its extra bits | difference << 6`
+    /// (10 bits, two's complement) when both fit in the `SKIP_BITS`-bit `pattern` and the
+    /// size is at most `DC_ENTRY_MAX_SIZE`, else 0.
     fn dc_entry(&self, pattern: u64) -> u16 {
         let bits = pattern << (64 - SKIP_BITS);
         match self.decode(bits) {
-            Some((len, size)) if size <= 11 && len + u32::from(size) <= SKIP_BITS => {
+            Some((len, size)) if u32::from(size) <= DC_ENTRY_MAX_SIZE && len + u32::from(size) <= SKIP_BITS => {
                 let size = u32::from(size);
                 let v = if size == 0 {
                     0
                 } else {
                     ((bits << len) >> (64 - size)) as i32
                 };
-                (len + size) as u16 | ((extend(v, size) as u16) << 4)
+                (len + size) as u16 | ((extend(v, size) as u16) << 6)
             }
             _ => 0,
         }
@@ -130,7 +136,7 @@ impl Huffman {
     /// The `skip` entry for the `SKIP_BITS`-bit pattern `pattern`.
     fn skip_entry(&self, pattern: u64) -> u16 {
         let (mut pos, mut advance) = (0u32, 0u32);
-        let entry = |pos: u32, advance: u32| (pos | advance << 5) as u16;
+        let entry = |pos: u32, advance: u32| (pos | advance << 6) as u16;
         while pos < SKIP_BITS {
             // Bits past the pattern read as zeros: a code must end inside it.
             let Some((len, rs)) = self.decode(pattern << (64 - SKIP_BITS + pos)) else {
@@ -147,6 +153,9 @@ impl Huffman {
             };
             if advance + step > 63 {
                 break; // the 6-bit field is full (a table of short zero-run codes)
+            }
+            if pos + len + size > MAX_STEP_BITS {
+                break; // only a size over 10, which 8-bit samples never code, gets here first
             }
             pos += len + size; // the extra bits may run past the pattern: only counted
             advance += step;
@@ -202,8 +211,10 @@ struct Bits<'a> {
     /// Bytes loaded into `acc` so far.
     pos: usize,
     acc: u64,
-    /// Valid bits at the top of `acc`.
-    count: u32,
+    /// Valid bits at the top of `acc` in its low 6 bits ([`Bits::count`]); the bits above
+    /// are borrows of no meaning, left by table entries subtracted whole (see
+    /// [`Bits::consume_entry`]).
+    count_bits: u32,
     /// End of the current restart interval in `data.bytes`.
     limit: usize,
     /// Restart intervals begun.
@@ -211,18 +222,22 @@ struct Bits<'a> {
 }
 
 impl<'a> Bits<'a> {
+    /// A reader with its buffer filled, as every block's start expects (see
+    /// [`Bits::dc_diff`]).
     fn new(data: &'a Unstuffed) -> Self {
-        Bits {
+        let mut bits = Bits {
             data,
             pos: 0,
             acc: 0,
-            count: 0,
+            count_bits: 0,
             limit: data.restarts.first().copied().unwrap_or(data.bytes.len()),
             interval: 0,
-        }
+        };
+        bits.refill();
+        bits
     }
 
-    /// Keep at least 56 bits buffered: two skip steps (<= 27 bits each) or one code and
+    /// Keep at least 56 bits buffered: two skip steps (<= 22 bits each) or one code and
     /// its extra bits (<= 32).
     #[inline(always)]
     fn refill(&mut self) {
@@ -232,10 +247,16 @@ impl<'a> Bits<'a> {
             .get(self.pos..)
             .and_then(|b| b.first_chunk::<8>())
             .map_or_else(|| self.tail_word(), |b| u64::from_be_bytes(*b));
-        // The bits past `count` in `acc` are already these same bits (or zeros).
-        self.acc |= word >> self.count;
-        self.pos += (63 - self.count as usize) >> 3;
-        self.count |= 56;
+        // The bits past the count in `acc` are already these same bits (or zeros).
+        self.acc |= word.wrapping_shr(self.count_bits);
+        self.pos += (63 - self.count() as usize) >> 3;
+        self.count_bits |= 56;
+    }
+
+    /// Valid bits at the top of `acc`.
+    #[inline(always)]
+    fn count(&self) -> u32 {
+        self.count_bits & 63
     }
 
     /// The last bytes of the data, then zeros.
@@ -258,11 +279,21 @@ impl<'a> Bits<'a> {
         v
     }
 
-    /// Drop `n` (< 64, <= `count`) bits.
+    /// Drop `n` (< 64, <= the count) bits.
     #[inline(always)]
     fn consume(&mut self, n: u32) {
         self.acc <<= n;
-        self.count -= n;
+        self.count_bits = self.count_bits.wrapping_sub(n);
+    }
+
+    /// Drop the bits a table entry covers (its low 6 bits). The shift and the count both
+    /// take the entry whole, the shift because it uses the low 6 bits of its amount (as
+    /// the x86 and arm64 instructions do), the count because only its own low 6 bits
+    /// mean anything: no mask sits between the table read and the next index.
+    #[inline(always)]
+    fn consume_entry(&mut self, e: u16) {
+        self.acc = self.acc.wrapping_shl(u32::from(e));
+        self.count_bits = self.count_bits.wrapping_sub(u32::from(e));
     }
 
     #[inline]
@@ -275,17 +306,28 @@ impl<'a> Bits<'a> {
     /// `table.skip`'s entry for the next bits (0 when there is none: take the slow path).
     #[inline(always)]
     fn skip_entry(&self, table: &Huffman) -> u16 {
-        table.skip[(self.acc >> (64 - SKIP_BITS)) as usize]
+        table.skip[self.skip_index()]
     }
 
-    /// A DC difference: its size category, then that many bits, sign-extended.
+    /// The next `SKIP_BITS` bits, a `skip` table index.
+    #[inline(always)]
+    fn skip_index(&self) -> usize {
+        (self.acc >> (64 - SKIP_BITS)) as usize
+    }
+
+    /// A DC difference: its size category, then that many bits, sign-extended. At least 12
+    /// bits are buffered at every block's start (after a refill, [`Bits::skip_ac`] or its
+    /// slow path), so the index is read before the refill, as in `skip_ac`. Leaves at least
+    /// 44 (56 less a 12-bit entry, or a refill after the slow path), what `skip_ac` counts
+    /// on.
     #[inline(always)]
     fn dc_diff(&mut self, table: &Huffman) -> Option<i32> {
+        let index = self.skip_index();
         self.refill();
-        let e = self.skip_entry(table);
+        let e = table.skip[index];
         if e != 0 {
-            self.consume(u32::from(e & 15));
-            return Some(i32::from((e as i16) >> 4));
+            self.consume_entry(e);
+            return Some(i32::from((e as i16) >> 6));
         }
         self.dc_diff_slow(table)
     }
@@ -297,29 +339,45 @@ impl<'a> Bits<'a> {
             return None;
         }
         let v = self.take(size) as i32;
+        self.refill();
         Some(extend(v, size))
     }
 
-    /// Step over one block's 63 AC coefficients, two table steps per refill.
+    /// Step over one block's 63 AC coefficients, two table steps per refill. The second
+    /// step's table index is read before the refill, so the refill's OR runs beside that
+    /// lookup instead of in the chain of lookups, which is all this loop waits on: a
+    /// lookup, then a shift, then the next lookup.
     #[inline(always)]
     fn skip_ac(&mut self, table: &Huffman) -> Option<()> {
         let mut k = 1;
+        // Steps take at most `MAX_STEP_BITS` (22). On entry at least 44 bits are buffered
+        // (see `dc_diff`) and at the loop's top at least 34 (56 after the refill, less one
+        // step), so the first step leaves at least 12: the second step's index.
         loop {
-            self.refill();
-            for _ in 0..2 {
-                let e = self.skip_entry(table);
-                let end = k + u32::from((e >> 5) & 63);
-                // Taken whole only if every coefficient it covers lies in this block (an
-                // end-of-block code can only follow a position below 63).
-                if end >= 64 {
-                    return self.skip_ac_slow(table, k);
-                }
-                self.consume(u32::from(e & 31));
-                if e & SKIP_EOB != 0 {
-                    return Some(());
-                }
-                k = end;
+            let e = self.skip_entry(table);
+            let end = k + u32::from((e >> 6) & 63);
+            // Taken whole only if every coefficient it covers lies in this block (an
+            // end-of-block code can only follow a position below 63).
+            if end >= 64 {
+                return self.skip_ac_slow(table, k);
             }
+            self.consume_entry(e);
+            if e & SKIP_EOB != 0 {
+                return Some(());
+            }
+            k = end;
+            let index = self.skip_index();
+            self.refill();
+            let e = table.skip[index];
+            let end = k + u32::from((e >> 6) & 63);
+            if end >= 64 {
+                return self.skip_ac_slow(table, k);
+            }
+            self.consume_entry(e);
+            if e & SKIP_EOB != 0 {
+                return Some(());
+            }
+            k = end;
         }
     }
 
@@ -330,9 +388,9 @@ impl<'a> Bits<'a> {
         while k < 64 {
             self.refill();
             let e = self.skip_entry(table);
-            let end = k + u32::from((e >> 5) & 63);
+            let end = k + u32::from((e >> 6) & 63);
             if e != SKIP_SLOW && (end < 64 || (end == 64 && e & SKIP_EOB == 0)) {
-                self.consume(u32::from(e & 31));
+                self.consume_entry(e);
                 if e & SKIP_EOB != 0 {
                     break;
                 }
@@ -369,14 +427,15 @@ impl<'a> Bits<'a> {
             .copied()
             .unwrap_or(self.data.bytes.len());
         self.acc = 0;
-        self.count = 0;
+        self.count_bits = 0;
+        self.refill();
         Some(())
     }
 
     /// Whether the scan consumed bits past the end of its data (or of its restart
     /// interval): a valid scan's last byte is padded with ones, never read.
     fn overran(&self) -> bool {
-        8 * self.pos as u64 - u64::from(self.count) > 8 * self.limit as u64
+        8 * self.pos as u64 - u64::from(self.count()) > 8 * self.limit as u64
     }
 }
 
@@ -415,6 +474,28 @@ fn next_marker(data: &[u8], mut pos: usize) -> Option<(usize, u8)> {
 
 fn be16(data: &[u8], pos: usize) -> Option<usize> {
     Some(usize::from(u16::from_be_bytes([*data.get(pos)?, *data.get(pos + 1)?])))
+}
+
+/// The frame header's width and height, or `None` when no frame header comes before the
+/// first scan (the full decoder then names the problem). Reads the marker segments only.
+pub fn dimensions(data: &[u8]) -> Option<(u32, u32)> {
+    if data.get(..2)? != [0xFF, 0xD8] {
+        return None;
+    }
+    let mut pos = 2;
+    loop {
+        let (after, marker) = next_marker(data, pos)?;
+        match marker {
+            0xD9 | 0xDA => return None,
+            // Start of frame, any coding (0xC4, 0xC8 and 0xCC are tables and a reserved code).
+            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
+                let height = be16(data, after + 3)?;
+                let width = be16(data, after + 5)?;
+                return Some((width as u32, height as u32));
+            }
+            _ => pos = after + be16(data, after)?,
+        }
+    }
 }
 
 /// Decode at 1/8 scale, or `None` for a file to hand to the full decoder (see the module
@@ -913,6 +994,7 @@ mod tests {
                 0.05,
                 1,
             );
+            assert_eq!(dimensions(&jpeg), Some((w as u32, h as u32)));
         }
         // Subsampled chroma, upsampled the same way (4:1:1 by repetition in both).
         for sampling in [
@@ -948,6 +1030,20 @@ mod tests {
             enc.encode(&gray(&rgb), w as u16, h as u16, ColorType::Luma).unwrap();
             compare(&jpeg, &format!("grey progressive {progressive}"), 0.0, 0);
         }
+    }
+
+    #[test]
+    fn dimensions_come_from_the_frame_header() {
+        let jpeg = encode(&picture(53, 29), 53, 29, SamplingFactor::F_2_2, true, 0);
+        assert_eq!(dimensions(&jpeg), Some((53, 29)));
+        let sof = jpeg.windows(2).position(|m| m == [0xFF, 0xC2]).unwrap();
+        // Cut inside the frame header, or with no frame header before the scan.
+        assert_eq!(dimensions(&jpeg[..sof + 6]), None);
+        let mut no_frame = jpeg.clone();
+        no_frame[sof + 1] = 0xDA;
+        assert_eq!(dimensions(&no_frame), None);
+        assert_eq!(dimensions(b"not a jpeg"), None);
+        assert_eq!(dimensions(&[0xFF, 0xD8]), None);
     }
 
     #[test]
