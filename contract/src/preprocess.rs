@@ -200,16 +200,119 @@ pub fn to_rgb32(image: DynamicImage) -> Rgb32 {
     let rgb = if rgb.dimensions() == (side, side) {
         rgb
     } else {
-        image::imageops::resize(&rgb, side, side, RESIZE_FILTER)
+        resize_triangle(&rgb, side, side)
     };
     let mut out = [0u8; IMAGE_BYTES];
     out.copy_from_slice(rgb.as_raw());
     out
 }
 
+/// `image::imageops::resize(rgb, nw, nh, RESIZE_FILTER)`, bit for bit: the same taps,
+/// weights and f32 operations in the same order, but the vertical pass runs along whole
+/// rows, which vectorises; image's per-pixel generic loop took 0.7 ms of a 12 MP photo's
+/// 13 ms (its 504x378 DC image to 32x32).
+fn resize_triangle(rgb: &image::RgbImage, nw: u32, nh: u32) -> image::RgbImage {
+    let (w, h) = rgb.dimensions();
+    if w == 0 || h == 0 {
+        return image::RgbImage::new(nw, nh);
+    }
+    let row = w as usize * 3;
+    let mut ws = Vec::new();
+    let mut tmp = vec![0f32; row * nh as usize];
+    for (oy, acc) in tmp.chunks_exact_mut(row).enumerate() {
+        let top = triangle_taps(oy as u32, h, nh, &mut ws);
+        for (i, &wt) in ws.iter().enumerate() {
+            let src = &rgb.as_raw()[(top + i) * row..][..row];
+            for (a, &p) in acc.iter_mut().zip(src) {
+                *a += f32::from(p) * wt;
+            }
+        }
+    }
+    let mut out = image::RgbImage::new(nw, nh);
+    for ox in 0..nw {
+        let left = triangle_taps(ox, w, nw, &mut ws);
+        for (y, acc) in tmp.chunks_exact(row).enumerate() {
+            let mut t = [0f32; 3];
+            for (i, &wt) in ws.iter().enumerate() {
+                let p = &acc[(left + i) * 3..][..3];
+                for c in 0..3 {
+                    t[c] += p[c] * wt;
+                }
+            }
+            let px = out.get_pixel_mut(ox, y as u32);
+            for c in 0..3 {
+                px[c] = t[c].clamp(0.0, 255.0).round() as u8;
+            }
+        }
+    }
+    out
+}
+
+/// The first input index and normalised weights of output position `out`, as image's
+/// resampler computes them for a kernel of support 1 (widened by the scale factor).
+fn triangle_taps(out: u32, len_in: u32, len_out: u32, ws: &mut Vec<f32>) -> usize {
+    let ratio = len_in as f32 / len_out as f32;
+    let sratio = if ratio < 1.0 { 1.0 } else { ratio };
+    let centre = (out as f32 + 0.5) * ratio;
+    let left = ((centre - sratio).floor() as i64).clamp(0, i64::from(len_in) - 1);
+    let right = ((centre + sratio).ceil() as i64).clamp(left + 1, i64::from(len_in));
+    let centre = centre - 0.5;
+    ws.clear();
+    let mut sum = 0.0;
+    for i in left..right {
+        let x = ((i as f32 - centre) / sratio).abs();
+        let w = if x < 1.0 { 1.0 - x } else { 0.0 };
+        ws.push(w);
+        sum += w;
+    }
+    for w in ws.iter_mut() {
+        *w /= sum;
+    }
+    left as usize
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_row_resize_is_images_triangle_resize_bit_for_bit() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let sizes = [
+            (504, 378),
+            (378, 504),
+            (200, 150),
+            (33, 32),
+            (32, 47),
+            (31, 20),
+            (5, 3),
+            (1, 1),
+            (1000, 7),
+            (64, 64),
+        ];
+        for (w, h) in sizes {
+            let rgb = image::RgbImage::from_fn(w, h, |x, y| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                // Noise over a gradient, with runs of 0 and 255 for the clamp.
+                let n = (state % 96) as u32;
+                let v = |c: u32| ((x * 7 + y * 3 + c * 50 + n) % 320).min(255) as u8;
+                image::Rgb([v(0), v(1), v(2)])
+            });
+            for (nw, nh) in [(32, 32), (17, 9), (w * 2, h), (1, 1)] {
+                assert_eq!(
+                    resize_triangle(&rgb, nw, nh),
+                    image::imageops::resize(&rgb, nw, nh, RESIZE_FILTER),
+                    "{w}x{h} to {nw}x{nh}"
+                );
+            }
+        }
+        assert_eq!(
+            resize_triangle(&image::RgbImage::new(0, 5), 32, 32),
+            image::RgbImage::new(32, 32)
+        );
+    }
     use image::{ImageBuffer, RgbImage, Rgba};
 
     fn encode(img: DynamicImage, format: ImageFormat) -> Vec<u8> {
