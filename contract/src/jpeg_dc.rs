@@ -9,6 +9,8 @@
 //! take: arithmetic coding, 12-bit samples, lossless, CMYK/YCCK and RGB-coded files, and
 //! any file it finds malformed (so the fallback names the error).
 
+use std::ops::ControlFlow;
+
 /// Huffman lookahead: codes up to this many bits decode with one table read.
 const FAST_BITS: u32 = 9;
 /// Lookahead of the AC skip table, which steps over several coefficients per read.
@@ -355,30 +357,34 @@ impl<'a> Bits<'a> {
         // step), so the first step leaves at least 12: the second step's index.
         loop {
             let e = self.skip_entry(table);
-            let end = k + u32::from((e >> 6) & 63);
-            // Taken whole only if every coefficient it covers lies in this block (an
-            // end-of-block code can only follow a position below 63).
-            if end >= 64 {
-                return self.skip_ac_slow(table, k);
-            }
-            self.consume_entry(e);
-            if e & SKIP_EOB != 0 {
-                return Some(());
-            }
-            k = end;
+            k = match self.skip_step(table, e, k) {
+                ControlFlow::Continue(k) => k,
+                ControlFlow::Break(done) => return done,
+            };
             let index = self.skip_index();
             self.refill();
-            let e = table.skip[index];
-            let end = k + u32::from((e >> 6) & 63);
-            if end >= 64 {
-                return self.skip_ac_slow(table, k);
-            }
-            self.consume_entry(e);
-            if e & SKIP_EOB != 0 {
-                return Some(());
-            }
-            k = end;
+            k = match self.skip_step(table, table.skip[index], k) {
+                ControlFlow::Continue(k) => k,
+                ControlFlow::Break(done) => return done,
+            };
         }
+    }
+
+    /// One `skip_ac` step from position `k` with skip entry `e`: the position after it, or
+    /// the block's outcome once it ends here or needs the slow path.
+    #[inline(always)]
+    fn skip_step(&mut self, table: &Huffman, e: u16, k: u32) -> ControlFlow<Option<()>, u32> {
+        let end = k + u32::from((e >> 6) & 63);
+        // Taken whole only if every coefficient it covers lies in this block (an
+        // end-of-block code can only follow a position below 63).
+        if end >= 64 {
+            return ControlFlow::Break(self.skip_ac_slow(table, k));
+        }
+        self.consume_entry(e);
+        if e & SKIP_EOB != 0 {
+            return ControlFlow::Break(Some(()));
+        }
+        ControlFlow::Continue(end)
     }
 
     /// The rest of a block from position `k`, a code at a time: codes longer than the skip
