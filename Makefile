@@ -5,37 +5,34 @@ SHELL := /bin/bash
 
 VENV      := .venv
 PY        := $(VENV)/bin/python
-CARGO_LAMBDA := $(VENV)/bin/cargo-lambda
 FUNCTION  := classify
 DATA_TGZ  ?= ../shared/datasets/cifar10-jpeg/train.tar.gz
 RUN_DIR   ?= runs/latest
+MODEL     ?= $(RUN_DIR)/model.onnx
 PORT      ?= 9000
+CDK_ARGS  ?=
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup setup-test run test test-rust test-e2e test-infra lint build-arm64 train train-seed \
-        evaluate bench bench-memory bench-ceiling fuzz bench-load bench-refresh bench-torch trainer-libtorch bench-function publish-model deploy clean
+.PHONY: help check-tools setup setup-test run test test-arm64 test-infra lint build build-arm64 \
+        train train-seed evaluate bench bench-function bench-memory bench-ceiling bench-load \
+        bench-refresh bench-torch trainer-libtorch fuzz bootstrap deploy url publish-model destroy clean
 
 help:
-	@echo "make run      serve the bundled model on http://127.0.0.1:$(PORT) via cargo lambda watch"
-	@echo "make test     install test tools, run fmt + clippy, Rust, end-to-end, arm64 and infra tests"
-	@echo "make train    train the default net on $(DATA_TGZ) into $(RUN_DIR)"
-	@echo "make evaluate score models/cifar10.onnx on the validation images it was trained without"
-	@echo "make bench    training images/s per architecture; make bench-function: latency table"
-	@echo "make bench-memory  function RSS per 1,000 requests through the runtime loop"
-	@echo "make fuzz     cargo fuzz (nightly) on decode, jpeg_dc, handler and parsers, FUZZ_SECONDS each"
-	@echo "make bench-ceiling peak RSS of the largest accepted inputs, each in a fresh process"
-	@echo "make bench-load    8 concurrent clients on the function under cargo lambda watch"
-	@echo "make bench-refresh cost of a pointer check and latency during a model swap (S3 on loopback)"
-	@echo "make bench-torch  the same nets in PyTorch CPU and burn's LibTorch backend, side by side"
-	@echo "make deploy   cargo lambda build --arm64 + cdk deploy; make publish-model after training"
-	@echo "make lint     cargo fmt --check and clippy -D warnings (make test runs it first)"
-	@echo "make build-arm64   the Lambda bootstrap (cargo lambda build --release --arm64)"
-	@echo "make train-seed    the Keras seed architecture through the same pipeline"
-	@echo "make trainer-libtorch  the trainer with burn's LibTorch backend (PyPI torch, ~4.8 GB)"
-	@echo "make setup / setup-test  the project-local tools (.venv, rustup target; apt and npm for tests)"
-	@echo "make clean    cargo clean and remove .venv, runs, node_modules, cdk.out"
+	@echo "make run           serve the bundled model on http://127.0.0.1:$(PORT)/lambda-url/$(FUNCTION)/"
+	@echo "make test          install test tools; fmt, clippy, build, unit, integration, end-to-end and infra tests"
+	@echo "make test-arm64    the arm64 Lambda build, run under qemu (CI runs it after make test)"
+	@echo "make train         train the default net on DATA_TGZ=$(DATA_TGZ) into RUN_DIR=$(RUN_DIR)"
+	@echo "make evaluate      score models/cifar10.onnx on the validation images it was trained without"
+	@echo "make bootstrap / deploy / url / publish-model / destroy   the AWS stack (docs/deploy.md)"
+	@echo "make bench-function  latency table of the function; other bench-* targets: docs/benchmarks.md"
+	@echo "make fuzz          cargo fuzz (nightly) on every target, FUZZ_SECONDS each"
+	@echo "make lint          cargo fmt --check and clippy -D warnings"
+	@echo "make clean         cargo clean and remove .venv, runs, node_modules, cdk.out"
 
 # --- set-up (project-local: .venv, rustup targets, node_modules; apt only for system tools) ---
+check-tools:
+	@scripts/check-tools.sh test
+
 $(VENV)/.base: scripts/requirements.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -46,21 +43,25 @@ setup: $(VENV)/.base
 	rustup target add aarch64-unknown-linux-gnu >/dev/null
 	rustup component add clippy rustfmt >/dev/null 2>&1 || true
 
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
 setup-test: setup
 	@if ! command -v qemu-aarch64 >/dev/null || [ ! -d /usr/aarch64-linux-gnu ] || [ ! -x /usr/bin/chromium ]; then \
 	  echo "installing qemu-user, the arm64 C library and chromium (apt-get)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    qemu-user libc6-arm64-cross chromium >/dev/null; \
 	fi
-	@for d in infra tests/web; do \
+	@for d in infra tests/web clients/typescript; do \
 	  if [ ! -d $$d/node_modules ]; then (cd $$d && npm ci --no-audit --no-fund); fi; \
 	done
 
-SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-
 # --- run locally ---
-run: setup
-	cargo build --release -p $(FUNCTION)
+# The function's release binary behind cargo lambda's emulator of the Lambda runtime API
+# and function URLs (API Gateway v2 events), as the end-to-end tests serve it.
+run:
+	@scripts/check-tools.sh run
+	@$(MAKE) --no-print-directory setup
+	cargo build --release -p $(FUNCTION) --bin $(FUNCTION)
 	@echo
 	@echo "Serving the bundled model (models/cifar10.onnx) at http://127.0.0.1:$(PORT)/lambda-url/$(FUNCTION)/"
 	@echo "Try:"
@@ -68,23 +69,38 @@ run: setup
 	@echo "  curl -s -H 'Content-Type: image/jpeg' --data-binary @tests/fixtures/cat.jpg http://127.0.0.1:$(PORT)/lambda-url/$(FUNCTION)/predict"
 	@echo "  open http://127.0.0.1:$(PORT)/lambda-url/$(FUNCTION)/ in a browser"
 	@echo
-	cargo lambda watch --release --disable-cors --invoke-port $(PORT) -p $(FUNCTION) --bin $(FUNCTION)
+	scripts/serve.sh target/release/$(FUNCTION) $(PORT)
 
 # --- tests ---
-test: setup-test lint
-	cargo build --release --workspace --bins
-	# What `cargo lambda watch -p classify` runs: building it alone resolves features for
-	# that package only, so build it here rather than inside an e2e test's time limit.
-	cargo build --release -p $(FUNCTION) --bin $(FUNCTION)
-	$(MAKE) build-arm64
-	cargo test --release --workspace --no-fail-fast -- --include-ignored
-	@if [ -f infra/package.json ]; then $(MAKE) test-infra; fi
+# Clippy runs inside the one release build (clippy-driver as the workspace members'
+# compiler, as `cargo clippy` itself sets it up), so dependencies compile once for both
+# lints and tests. The test run must see the same environment, or cargo rebuilds.
+CLIPPY_DRIVER := $(shell rustup which clippy-driver 2>/dev/null)
+LINTED := RUSTC_WORKSPACE_WRAPPER=$(CLIPPY_DRIVER) CLIPPY_ARGS=-D__CLIPPY_HACKERY__warnings
+
+test: check-tools
+	@rm -rf target/test-stages
+	@scripts/stage.sh setup $(MAKE) --no-print-directory setup-test
+	@scripts/stage.sh fmt cargo fmt --all -- --check
+	@scripts/stage.sh build-and-clippy env $(LINTED) cargo build --release --workspace --all-targets --timings
+	@scripts/stage.sh rust-tests env $(LINTED) cargo test --release --workspace --no-fail-fast -- --include-ignored --skip arm64::
+	@scripts/stage.sh ts-client-tests bash -c 'cd clients/typescript && npm test'
+	@scripts/stage.sh infra-tests $(MAKE) --no-print-directory test-infra
+	@scripts/test-summary.sh
+
+# Heavier than make test's 20-minute budget: every dependency again for aarch64. CI runs it
+# after make test.
+test-arm64: setup-test build-arm64
+	env $(LINTED) cargo test --release --workspace --test e2e -- --ignored arm64::
 
 build-arm64: setup
 	cargo lambda build --release --arm64 -p $(FUNCTION) --bin $(FUNCTION)
 
 test-infra:
 	cd infra && npm test
+
+build:
+	cargo build --release --workspace --bins
 
 lint:
 	cargo fmt --all -- --check
@@ -125,48 +141,64 @@ bench-torch: trainer-libtorch
 	$(TORCH_ENV) ./target/release/trainer bench --data $(DATA_TGZ) --images 2048 \
 		--backends flex,libtorch --torch-python $(TORCH_PY)
 
+# The function's latency table, tract beside ONNX Runtime.
+bench-function: setup build
+	$(PY) -m pip install -q onnxruntime numpy
+	target/release/bench --model models/cifar10.onnx --iterations 200 --ort-python $(PY)
+
 # RSS of the function per 1,000 requests through the Lambda runtime loop (loopback).
-bench-memory:
-	cargo build --release -p $(FUNCTION) --bin $(FUNCTION)
-	cargo run --release -p e2e --bin soak -- 10000
+bench-memory: build
+	target/release/soak 10000
 
-bench-load: setup
-	cargo build --release --workspace --bins
-	cargo build --release -p $(FUNCTION) --bin $(FUNCTION)
-	target/release/load 8 250
-
-# Coverage-guided fuzzing (cargo fuzz: nightly + libFuzzer), bounded: FUZZ_SECONDS per target
-# from the committed seeds in fuzz/seeds/<target>; findings land in fuzz/artifacts/.
-FUZZ_SECONDS ?= 60
-fuzz:
-	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-	@for t in decode jpeg_dc parsers handler; do \
-	  mkdir -p fuzz/corpus/$$t; \
-	  (cd fuzz && cargo +nightly fuzz run $$t corpus/$$t seeds/$$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -max_len=262144) || exit 1; \
-	done
-
-bench-ceiling:
-	cargo build --release --workspace --bins
+bench-ceiling: build
 	target/release/ceiling
 
-bench-refresh: setup
-	cargo build --release --workspace --bins
+bench-load: setup build
+	target/release/load 8 250
+
+bench-refresh: setup build
 	target/release/refresh_bench 3000
 
-bench-function: setup
-	$(PY) -m pip install -q onnxruntime numpy
-	cargo run --release -p $(FUNCTION) --bin bench -- --ort-python $(PY)
+# Coverage-guided fuzzing (cargo fuzz: nightly + libFuzzer), bounded: FUZZ_SECONDS per target
+# from the committed seeds; findings land in <fuzz dir>/artifacts/.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := fuzz:decode fuzz:parsers fuzz:handler crates/jpeg-dc/fuzz:jpeg_dc
+fuzz:
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	@for t in $(FUZZ_TARGETS); do \
+	  dir=$${t%%:*}; name=$${t##*:}; seeds=seeds/$$name; [ -d $$dir/$$seeds ] || seeds=seeds; \
+	  mkdir -p $$dir/corpus/$$name; \
+	  (cd $$dir && cargo +nightly fuzz run $$name corpus/$$name $$seeds -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -max_len=262144) || exit 1; \
+	done
 
-# --- AWS ---
-deploy: setup
-	cargo lambda build --release --arm64 -p $(FUNCTION) --bin $(FUNCTION)
-	cd infra && npm ci --no-audit --no-fund && npx cdk deploy --outputs-file cdk-outputs.json
+# --- AWS (docs/deploy.md): account and region from the usual AWS variables ---
+OUTPUTS := infra/cdk-outputs.json
+CDK     := cd infra && npx cdk
+
+infra/node_modules: infra/package-lock.json
+	cd infra && npm ci --no-audit --no-fund
+	touch $@
+
+bootstrap: infra/node_modules
+	$(CDK) bootstrap $(CDK_ARGS)
+
+deploy: setup infra/node_modules build-arm64
+	$(CDK) deploy --require-approval never --outputs-file cdk-outputs.json $(CDK_ARGS)
+
+url:
+	@test -f $(OUTPUTS) || { echo "no $(OUTPUTS): run make deploy first" >&2; exit 1; }
+	@node -e 'const o = require("./$(OUTPUTS)"); console.log(Object.values(o)[0].ApiUrl)'
 
 publish-model:
-	@bucket=$$(node -e 'const o=require("./infra/cdk-outputs.json");console.log(Object.values(o)[0].ModelBucketName)'); \
-	cargo run --release -p trainer -- publish --run $(RUN_DIR) --to s3://$$bucket/
+	@test -f $(OUTPUTS) || { echo "no $(OUTPUTS): run make deploy first" >&2; exit 1; }
+	@bucket=$$(node -e 'const o = require("./$(OUTPUTS)"); console.log(Object.values(o)[0].ModelBucketName)'); \
+	cargo run --release -p trainer -- publish --model $(MODEL) --to s3://$$bucket/
 	@echo "Warm instances switch within MODEL_REFRESH_SECONDS (60 s by default) of their next request;"
-	@echo "cold starts load it at once. Watch: curl <ApiUrl>/health (model_version, refresh)."
+	@echo "cold starts load it at once. Watch: curl \$$(make -s url)/health (model_version, refresh)."
+
+destroy: infra/node_modules
+	$(CDK) destroy --force $(CDK_ARGS)
 
 clean:
-	cargo clean; rm -rf $(VENV) runs infra/node_modules infra/cdk.out
+	cargo clean; rm -rf $(VENV) runs infra/node_modules infra/cdk.out tests/web/node_modules \
+		clients/typescript/node_modules clients/typescript/dist

@@ -13,5 +13,9 @@ new ClassifierStack(app, ctx('stackName') ?? 'ImageClassifier', {
   iamAuth: String(ctx('iamAuth')) === 'true',
   reservedConcurrency: num('reservedConcurrency'),
   memorySize: num('memorySize'),
+  minProbability: num('minProbability'),
+  modelRefreshSeconds: num('modelRefreshSeconds'),
+  throttleRate: num('throttleRate'),
+  throttleBurst: num('throttleBurst'),
 });
 Validations.of(app).addPlugins(new AwsSolutionsChecks(app, { verbose: true }));

@@ -83,7 +83,7 @@ pub struct Bin {
 pub fn reliability(probs: &[f32], labels: &[u8], classes: usize) -> Vec<Bin> {
     let mut bins = vec![Bin::default(); ECE_BINS];
     for (row, &label) in probs.chunks_exact(classes).zip(labels) {
-        let (arg, p) = contract::runtime::argmax(row);
+        let (arg, p) = contract::argmax(row);
         let k = ((f64::from(p) * ECE_BINS as f64) as usize).min(ECE_BINS - 1);
         bins[k].count += 1;
         bins[k].confidence += f64::from(p);
@@ -154,13 +154,13 @@ pub fn operating_points(
         .map(|&t| {
             let (mut kept, mut right) = (0usize, 0usize);
             for (row, &label) in rows.iter().zip(labels) {
-                let (arg, p) = contract::runtime::argmax(row);
+                let (arg, p) = contract::argmax(row);
                 if p >= t {
                     kept += 1;
                     right += usize::from(arg == usize::from(label));
                 }
             }
-            let ood_kept = ood_rows.iter().filter(|r| contract::runtime::argmax(r).1 >= t).count();
+            let ood_kept = ood_rows.iter().filter(|r| contract::argmax(r).1 >= t).count();
             OperatingPoint {
                 min_probability: t,
                 labelled_rejected: 1.0 - kept as f64 / rows.len().max(1) as f64,

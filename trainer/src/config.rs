@@ -54,8 +54,11 @@ macro_rules! train_config {
             fn default() -> Self { Self { $( $name: $default, )* } }
         }
 
-        /// Command-line overrides of [`TrainConfig`]; each wins over the preset and the file.
-        #[derive(Debug, Clone, Default, clap::Args)]
+        /// A partial [`TrainConfig`]: the command line's flags, or a `--config` file's
+        /// fields (a misspelt key is an error there too). Applied over a preset, it keeps
+        /// every field it does not name.
+        #[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
         pub struct ConfigOverrides { $( $(#[doc = $doc])* #[arg(long)] pub $name: Option<$ty>, )* }
 
         impl ConfigOverrides {
@@ -203,6 +206,19 @@ impl std::str::FromStr for Widths {
             );
         }
         Ok(Widths(v))
+    }
+}
+
+impl TrainConfig {
+    /// The run's config: the preset, then a `--config` file's fields over it, then the
+    /// flags over both.
+    pub fn layered(preset: Preset, file: Option<&str>, flags: ConfigOverrides) -> Result<Self, serde_json::Error> {
+        let mut config = preset.config();
+        if let Some(text) = file {
+            serde_json::from_str::<ConfigOverrides>(text)?.apply(&mut config);
+        }
+        flags.apply(&mut config);
+        Ok(config)
     }
 }
 
@@ -388,6 +404,34 @@ mod tests {
         let back: TrainConfig = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
         assert_eq!(back, c);
         assert!(serde_json::from_str::<TrainConfig>(r#"{"epoch": 3}"#).is_err());
+    }
+
+    #[test]
+    fn a_config_file_refines_the_preset_and_flags_refine_both() {
+        let c = TrainConfig::layered(
+            Preset::Seed,
+            Some(r#"{"epochs": 7, "lr": 0.002}"#),
+            ConfigOverrides::default(),
+        )
+        .unwrap();
+        let want = TrainConfig {
+            epochs: 7,
+            lr: 0.002,
+            ..Preset::Seed.config()
+        };
+        assert_eq!(c, want, "fields the file does not name keep the seed preset's values");
+        let flags = ConfigOverrides {
+            epochs: Some(3),
+            ..Default::default()
+        };
+        let c = TrainConfig::layered(Preset::Seed, Some(r#"{"epochs": 7}"#), flags).unwrap();
+        assert_eq!((c.epochs, c.arch, c.batch_size), (3, Arch::Seed, 128));
+        let typo = TrainConfig::layered(Preset::Seed, Some(r#"{"epoch": 7}"#), ConfigOverrides::default());
+        assert!(typo.unwrap_err().to_string().contains("unknown field `epoch`"));
+        assert!(
+            TrainConfig::layered(Preset::Tiny, Some("{}"), ConfigOverrides::default()).unwrap()
+                == Preset::Tiny.config()
+        );
     }
 
     #[test]

@@ -34,23 +34,7 @@ pub enum TrainError {
     #[error("ONNX export failed: {0}")]
     Export(String),
     #[error(transparent)]
-    Contract(#[from] contract::ContractError),
-    #[error("{dest}: {reason}")]
-    Publish { dest: String, reason: String },
-    #[error("no published model under {at} matches `{query}`; published: {available}")]
-    UnknownModel {
-        at: String,
-        query: String,
-        available: String,
-    },
-    #[error("`{query}` matches {matches} under {at}; give more of the version or sha256")]
-    AmbiguousModel { at: String, query: String, matches: String },
-    #[error("{uri}: sha256 {actual} does not match the published {expected}; the pointer was left alone")]
-    PublishedChecksum {
-        uri: String,
-        expected: String,
-        actual: String,
-    },
+    Model(#[from] inference::ModelError),
     #[error(transparent)]
     Scoring(#[from] scoring::ScoringError),
 }

@@ -392,7 +392,7 @@ pub fn burn_probabilities(model: &Net, images: &[Rgb32], head: Head) -> Result<V
 
 /// Run `images` through tract on `bytes` and compare with burn's rows for them.
 pub fn check_parity(bytes: &[u8], images: &[Rgb32], burn_rows: &[Vec<f32>]) -> Result<ParityReport> {
-    let classifier = contract::Classifier::from_bytes(bytes)?;
+    let classifier = inference::Classifier::from_bytes(bytes)?;
     let tract_rows = classifier.probabilities(images)?;
     let mut max_abs_diff = 0f32;
     let mut argmax_agree = tract_rows.len() == burn_rows.len();
@@ -400,8 +400,7 @@ pub fn check_parity(bytes: &[u8], images: &[Rgb32], burn_rows: &[Vec<f32>]) -> R
         for (a, b) in row.iter().zip(burn_row) {
             max_abs_diff = max_abs_diff.max((a - b).abs());
         }
-        argmax_agree &=
-            row.len() == burn_row.len() && contract::runtime::argmax(row).0 == contract::runtime::argmax(burn_row).0;
+        argmax_agree &= row.len() == burn_row.len() && contract::argmax(row).0 == contract::argmax(burn_row).0;
     }
     Ok(ParityReport {
         images: images.len(),

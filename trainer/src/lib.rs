@@ -1,5 +1,5 @@
-//! Trainer: data, model, training, export and publishing in separate modules,
-//! as burn's examples split them.
+//! Trainer: data, model, training and export in separate modules, as burn's examples
+//! split them. Publishing is the `registry` crate's.
 
 pub mod backend;
 pub mod bench;
@@ -12,12 +12,9 @@ pub mod lookahead;
 pub mod memory;
 pub mod metrics;
 pub mod model;
-pub mod models;
 pub mod muon;
 pub mod plots;
-pub mod publish;
 pub mod run;
-pub mod store;
 pub mod training;
 pub mod tta;
 

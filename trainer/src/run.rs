@@ -183,7 +183,7 @@ pub fn train(opts: RunOptions) -> Result<RunMetrics> {
         .as_ref()
         .map(|t| report(t, training::evaluate(&model, t, config.eval_batch_size, &infer, tta)));
 
-    let trained_at = crate::publish::now_rfc3339();
+    let trained_at = contract::pointer::now_rfc3339();
     let meta = ExportMeta {
         labels: full.classes.clone(),
         dataset: full.source.clone(),

@@ -274,7 +274,7 @@ pub fn evaluate(model: &Net, data: &Dataset, batch_size: usize, device: &Device,
         let classes = rows.len() / chunk.len().max(1);
         predictions.extend(
             rows.chunks_exact(classes.max(1))
-                .map(|row| contract::runtime::argmax(row).0 as u8),
+                .map(|row| contract::argmax(row).0 as u8),
         );
         all_logits.extend(rows);
     }

@@ -1,4 +1,4 @@
-//! The trainer's whole path on real images in well under a minute: tiny preset ->
+//! The trainer's whole path on the committed fixture images in well under a minute: tiny preset ->
 //! train -> export -> tract check -> publish to a folder; and the official binary
 //! format on small files generated here.
 
@@ -9,10 +9,9 @@ use trainer::config::Preset;
 use trainer::data::cifar_binary;
 use trainer::run::{DataSource, RunOptions};
 
-fn shared_dataset() -> std::path::PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets/cifar10-jpeg/train.tar.gz");
-    assert!(p.is_file(), "{} missing", p.display());
-    p
+/// The committed fixture set: 500 validation images, 50 per class (tests/fixtures/README.md).
+fn fixture_images() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/cifar10-val")
 }
 
 #[test]
@@ -21,7 +20,7 @@ fn tiny_preset_trains_exports_checks_and_publishes() {
     let out = dir.path().join("run");
     let metrics = trainer::run::train(RunOptions {
         config: Preset::Tiny.config(),
-        data: DataSource::Folder(shared_dataset()),
+        data: DataSource::Folder(fixture_images()),
         test: None,
         out: out.clone(),
         skip_bad_images: false,
@@ -50,8 +49,8 @@ fn tiny_preset_trains_exports_checks_and_publishes() {
 
     // The file follows the contract, read by tract and by the protobuf itself.
     let bytes = std::fs::read(out.join("model.onnx")).unwrap();
-    let proto = contract::runtime::parse_proto(&bytes).unwrap();
-    let props = contract::runtime::metadata_of(&proto);
+    let proto = inference::parse_proto(&bytes).unwrap();
+    let props = inference::metadata_of(&proto);
     for key in meta::REQUIRED {
         assert!(props.contains_key(key), "metadata {key}");
     }
@@ -66,7 +65,7 @@ fn tiny_preset_trains_exports_checks_and_publishes() {
     let graph = proto.graph.as_ref().unwrap();
     assert_eq!(graph.input[0].name, "image");
     assert_eq!(graph.output[0].name, "probabilities");
-    let classifier = contract::Classifier::from_bytes(&bytes).unwrap();
+    let classifier = inference::Classifier::from_bytes(&bytes).unwrap();
     // Symbolic batch: 1, 3 and 7 images all run.
     for n in [1, 3, 7] {
         let rows = classifier.probabilities(&vec![[90u8; IMAGE_BYTES]; n]).unwrap();
@@ -92,7 +91,7 @@ fn tiny_preset_trains_exports_checks_and_publishes() {
         .build()
         .unwrap();
     let published = rt
-        .block_on(trainer::publish::publish(&out, &format!("file://{}", dest.display())))
+        .block_on(registry::publish(&out, &format!("file://{}", dest.display())))
         .unwrap();
     let pointer: ModelPointer =
         serde_json::from_slice(&std::fs::read(dest.join("models/latest.json")).unwrap()).unwrap();
@@ -115,7 +114,7 @@ fn muon_and_shift_tta_train_and_export_within_parity() {
     };
     let metrics = trainer::run::train(RunOptions {
         config,
-        data: DataSource::Folder(shared_dataset()),
+        data: DataSource::Folder(fixture_images()),
         test: None,
         out: out.clone(),
         skip_bad_images: false,
@@ -126,7 +125,7 @@ fn muon_and_shift_tta_train_and_export_within_parity() {
     assert!(metrics.onnx_parity_max_abs_diff <= 1e-4);
     assert!(metrics.epochs[0].train_loss.is_finite());
     let bytes = std::fs::read(out.join("model.onnx")).unwrap();
-    let props = contract::runtime::metadata_of(&contract::runtime::parse_proto(&bytes).unwrap());
+    let props = inference::metadata_of(&inference::parse_proto(&bytes).unwrap());
     assert_eq!(props[meta::TTA], "mirror+shift");
     let config: serde_json::Value = serde_json::from_str(&props[meta::CONFIG]).unwrap();
     assert_eq!(config["optimizer"], "muon");

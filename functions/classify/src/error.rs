@@ -60,10 +60,7 @@ pub enum LoadError {
         actual: String,
     },
     #[error("{uri}: {source}")]
-    Model {
-        uri: String,
-        source: contract::ContractError,
-    },
+    Model { uri: String, source: inference::ModelError },
     #[error("{uri}: labels {new:?} differ from the serving model's {serving:?}; a new label set needs a redeploy")]
     Labels {
         uri: String,

@@ -1,7 +1,7 @@
 //! One dispatch from route to answer: a plain function from request to response, so
 //! tests call it in process and the runtime loop stays a one-liner.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use api::{
@@ -9,27 +9,21 @@ use api::{
     PredictResponse, Prediction,
 };
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
-use contract::{Classifier, IMAGE_SIDE};
+use contract::IMAGE_SIDE;
 use http::Method;
+use inference::Classifier;
 
 use crate::error::ApiError;
 use crate::refresh::Refresher;
 use crate::request::{AnswerShape, Kind};
 use crate::response;
 use crate::routes::{Route, normalise_path};
+use crate::served::{ModelSlot, Served};
 use crate::settings::Settings;
-
-/// The model answering requests, and where it came from.
-pub struct Served {
-    pub classifier: Classifier,
-    pub source: String,
-    /// sha256 of the model bytes.
-    pub sha256: String,
-}
 
 /// State built once per cold start; only the served model changes, swapped whole.
 pub struct App {
-    model: RwLock<Arc<Served>>,
+    model: ModelSlot,
     pub settings: Settings,
     refresher: Option<Refresher>,
 }
@@ -49,7 +43,7 @@ pub static INDEX_HTML: &str = include_str!("../static/index.html");
 impl App {
     pub fn new(served: Served, settings: Settings, refresher: Option<Refresher>) -> Self {
         Self {
-            model: RwLock::new(Arc::new(served)),
+            model: ModelSlot::new(served),
             settings,
             refresher,
         }
@@ -57,7 +51,7 @@ impl App {
 
     /// The model now; a request keeps the one it started with.
     pub fn served(&self) -> Arc<Served> {
-        self.model.read().expect("model lock").clone()
+        self.model.current()
     }
 
     /// Between requests: follow the pointer when a check is due (see `refresh`).
@@ -237,7 +231,7 @@ impl App {
 
 fn result(classifier: &Classifier, row: &[f32], shape: AnswerShape) -> ImageResult {
     let labels = classifier.labels();
-    let predictions: Vec<Prediction> = contract::runtime::top_k(row, shape.top_k)
+    let predictions: Vec<Prediction> = contract::top_k(row, shape.top_k)
         .into_iter()
         .map(|i| Prediction {
             label: labels[i].clone(),

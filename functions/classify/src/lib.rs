@@ -8,6 +8,7 @@ pub mod refresh;
 pub mod request;
 pub mod response;
 pub mod routes;
+pub mod served;
 pub mod settings;
 
 pub use handler::App;
@@ -21,7 +22,7 @@ pub async fn init(settings: Settings) -> Result<App, LoadError> {
     let uri = settings.model_uri.clone();
     let fetched = model_source::fetch(uri.as_deref()).await?;
     let fetch_time = start.elapsed();
-    let classifier = contract::Classifier::from_bytes(&fetched.bytes).map_err(|source| LoadError::Model {
+    let classifier = inference::Classifier::from_bytes(&fetched.bytes).map_err(|source| LoadError::Model {
         uri: uri.clone().unwrap_or_else(|| "embedded".into()),
         source,
     })?;
@@ -34,7 +35,7 @@ pub async fn init(settings: Settings) -> Result<App, LoadError> {
         refresh_seconds = settings.model_refresh_seconds,
         "model loaded"
     );
-    let served = handler::Served {
+    let served = served::Served {
         sha256: contract::sha256_hex(&fetched.bytes),
         classifier,
         source: fetched.source,

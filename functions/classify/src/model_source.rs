@@ -99,7 +99,7 @@ pub async fn fetch(uri: Option<&str>) -> Result<Fetched, LoadError> {
             })
         }
         Location::S3 { bucket, key } => {
-            let client = contract::location::s3_client().await;
+            let client = registry::s3::client().await;
             if !key.ends_with(".json") {
                 let bytes = get(&client, &bucket, &key).await?;
                 return Ok(Fetched {

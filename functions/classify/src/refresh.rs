@@ -3,14 +3,14 @@
 //! is older than `MODEL_REFRESH_SECONDS`, and swaps in a changed model only after it is
 //! fetched, checksummed, parsed, optimised, probed and found to have the same labels.
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use api::{RefreshOutcome, RefreshStatus};
 
 use crate::error::LoadError;
-use crate::handler::Served;
 use crate::model_source::PointerWatch;
+use crate::served::{ModelSlot, Served};
 
 /// The pointer, when to look at it next, and what the last look found.
 pub struct Refresher {
@@ -45,7 +45,7 @@ impl Refresher {
 
     /// Check the pointer when due and swap `model` on a verified change. Requests that
     /// already hold the old model's `Arc` finish on it.
-    pub async fn refresh_if_due(&self, model: &RwLock<Arc<Served>>) {
+    pub async fn refresh_if_due(&self, model: &ModelSlot) {
         {
             let mut next = self.next.lock().expect("next lock");
             if Instant::now() < *next {
@@ -55,7 +55,7 @@ impl Refresher {
         }
         let start = Instant::now();
         let mut watch = self.watch.lock().await;
-        let current = model.read().expect("model lock").clone();
+        let current = model.current();
         let outcome = check(&watch, &current).await;
         let mut status = self.status.lock().expect("status lock");
         status.last_check = Some(contract::pointer::now_rfc3339());
@@ -78,7 +78,7 @@ impl Refresher {
                     swap_ms = start.elapsed().as_secs_f64() * 1e3,
                     "model refreshed"
                 );
-                *model.write().expect("model lock") = Arc::new(served);
+                model.replace(served);
                 watch.etag = etag;
                 status.last_outcome = Some(RefreshOutcome::Updated);
                 status.last_error = None;
@@ -122,7 +122,7 @@ async fn check(watch: &PointerWatch, current: &Served) -> Result<Checked, (LoadE
     }
     let fail = |e: LoadError| (e, etag.clone());
     let (bytes, source) = watch.model(&pointer).await.map_err(fail)?;
-    let classifier = contract::Classifier::from_bytes(&bytes).map_err(|source| {
+    let classifier = inference::Classifier::from_bytes(&bytes).map_err(|source| {
         fail(LoadError::Model {
             uri: format!("s3://{}/{}", watch.bucket, pointer.key),
             source,

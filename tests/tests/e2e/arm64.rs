@@ -81,12 +81,12 @@ fn arm64_bootstrap_answers_health_and_a_prediction() {
     assert_eq!(answer["statusCode"], 200, "{answer}");
     let arm: api::PredictResponse = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
     let model = std::fs::read(root().join("models/cifar10.onnx")).unwrap();
-    let x86 = contract::Classifier::from_bytes(&model)
+    let x86 = inference::Classifier::from_bytes(&model)
         .unwrap()
         .probabilities(&[contract::decode_rgb32(&photo, &contract::DecodeLimits::default()).unwrap()])
         .unwrap()
         .remove(0);
-    let (top, p) = contract::runtime::argmax(&x86);
+    let (top, p) = contract::argmax(&x86);
     let best = &arm.result.predictions[0];
     assert_eq!(best.label, contract::CIFAR10_LABELS[top], "{answer}");
     assert!(

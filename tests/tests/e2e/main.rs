@@ -3,10 +3,13 @@
 
 mod arm64;
 mod ceiling;
+mod docs;
 mod init;
 mod load;
+mod notebook;
 mod onnxruntime;
 mod pipeline;
 mod publish;
 mod refresh;
 mod soak;
+mod tools;

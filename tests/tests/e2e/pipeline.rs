@@ -131,7 +131,7 @@ fn train_and_publish(work: &Path, s3: &S3Server) -> PathBuf {
         "train",
         Command::new(bin("trainer"))
             .args(["train", "--preset", "tiny", "--data"])
-            .arg(dataset_tgz())
+            .arg(fixture_images())
             .arg("--out")
             .arg(&run),
     );

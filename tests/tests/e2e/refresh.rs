@@ -167,7 +167,7 @@ fn a_published_model_goes_live_and_bad_pointers_are_refused() {
     assert_eq!(r.status().as_u16(), 200);
     let body: PredictResponse = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
     assert_eq!(body.model_version, version_a, "the current model keeps serving");
-    let log = watch.service.log_text();
+    let log = watch.function.log_text();
     assert_eq!(
         log.matches("model refresh failed").count(),
         2,

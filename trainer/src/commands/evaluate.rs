@@ -48,7 +48,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let bytes = std::fs::read(&args.model).with_context(|| format!("reading {}", args.model.display()))?;
     let classifier =
-        contract::Classifier::from_bytes(&bytes).with_context(|| format!("loading {}", args.model.display()))?;
+        inference::Classifier::from_bytes(&bytes).with_context(|| format!("loading {}", args.model.display()))?;
     let mut data = args.data.source(args.test_split).load(args.skip_bad_images)?;
     if args.held_out {
         let config: trainer::config::TrainConfig = serde_json::from_str(&classifier.metadata()[contract::meta::CONFIG])
@@ -75,7 +75,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut rows = Vec::new();
     for chunk in data.images.chunks(args.batch.max(1)) {
         for row in classifier.probabilities(chunk)? {
-            predictions.push(contract::runtime::argmax(&row).0 as u8);
+            predictions.push(contract::argmax(&row).0 as u8);
             rows.push(row);
         }
         bar.inc(chunk.len() as u64);
@@ -156,7 +156,7 @@ pub fn run(args: Args) -> Result<()> {
 /// Accuracy of the first `n` images blown up to phone size and decoded the function's way
 /// (DCT-scaled) and at full size; the two must agree for the shortcut to be safe.
 fn phone_photo_agreement(
-    classifier: &contract::Classifier,
+    classifier: &inference::Classifier,
     data: &trainer::data::Dataset,
     n: usize,
 ) -> Result<serde_json::Value> {
@@ -172,10 +172,7 @@ fn phone_photo_agreement(
         let scaled = contract::decode_rgb32(&jpeg, &contract::DecodeLimits::default())?;
         let full = contract::preprocess::to_rgb32(image::load_from_memory(&jpeg)?);
         let rows = classifier.probabilities(&[scaled, full])?;
-        let (a, b) = (
-            contract::runtime::argmax(&rows[0]).0,
-            contract::runtime::argmax(&rows[1]).0,
-        );
+        let (a, b) = (contract::argmax(&rows[0]).0, contract::argmax(&rows[1]).0);
         right_scaled += usize::from(a == usize::from(label));
         right_full += usize::from(b == usize::from(label));
         same += usize::from(a == b);

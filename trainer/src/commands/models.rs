@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::Subcommand;
-use trainer::store::Store;
+use registry::store::Store;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -35,7 +35,7 @@ pub fn run(args: Args) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     match args.command {
         Command::List { at, json } => {
-            let models = rt.block_on(async { trainer::models::list(&Store::open(&at).await?).await })?;
+            let models = rt.block_on(async { registry::releases::list(&Store::open(&at).await?).await })?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&models)?);
                 return Ok(());
@@ -62,7 +62,7 @@ pub fn run(args: Args) -> Result<()> {
         }
         Command::Promote { version, at } => {
             let pointer =
-                rt.block_on(async { trainer::models::promote(&Store::open(&at).await?, &version, &at).await })?;
+                rt.block_on(async { registry::releases::promote(&Store::open(&at).await?, &version, &at).await })?;
             println!("pointer now names {} ({})", pointer.version, pointer.sha256);
             println!("warm functions switch within MODEL_REFRESH_SECONDS (60 s by default)");
         }

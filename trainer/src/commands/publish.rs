@@ -7,8 +7,12 @@ use anyhow::Result;
 #[derive(clap::Args)]
 pub struct Args {
     /// Run directory holding model.onnx (and metrics.json, plots).
-    #[arg(long, default_value = "runs/latest")]
+    #[arg(long, default_value = "runs/latest", conflicts_with = "model")]
     run: PathBuf,
+    /// A model file to publish instead of a run's, e.g. the shipped
+    /// `models/cifar10.onnx`; metrics.json and plots beside it travel with it.
+    #[arg(long)]
+    model: Option<PathBuf>,
     /// Destination: s3://bucket/prefix/ or file://dir/. S3 uses the standard AWS
     /// credential chain; AWS_ENDPOINT_URL_S3 points it at an S3-compatible server.
     #[arg(long)]
@@ -17,7 +21,8 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let p = rt.block_on(trainer::publish::publish(&args.run, &args.to))?;
+    let model = args.model.unwrap_or_else(|| args.run.join("model.onnx"));
+    let p = rt.block_on(registry::publish_model(&model, &args.to))?;
     println!("model   {}", p.model_uri);
     println!("pointer {}", p.pointer_uri);
     println!("{}", serde_json::to_string_pretty(&p.pointer)?);

@@ -1,9 +1,9 @@
 //! `trainer train`: fit, evaluate, export and draw a run.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use trainer::config::{ConfigOverrides, Preset};
+use trainer::config::{ConfigOverrides, Preset, TrainConfig};
 use trainer::run::{DataSource, RunOptions};
 
 use super::data::DataArgs;
@@ -19,7 +19,8 @@ pub struct Args {
     /// Starting recipe; `--config` and flags refine it.
     #[arg(long, value_enum, default_value = "default")]
     preset: Preset,
-    /// JSON file with any TrainConfig fields (applied over the preset).
+    /// JSON file with any TrainConfig fields: applied over the preset, keeping the
+    /// preset's value of every field it does not name; flags apply over both.
     #[arg(long)]
     config: Option<PathBuf>,
     #[command(flatten)]
@@ -37,12 +38,12 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let mut config = args.preset.config();
-    if let Some(path) = &args.config {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        config = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    }
-    args.overrides.apply(&mut config);
+    let file = match &args.config {
+        Some(path) => Some(std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?),
+        None => None,
+    };
+    let mut config = TrainConfig::layered(args.preset, file.as_deref(), args.overrides)
+        .with_context(|| format!("parsing {}", args.config.as_deref().unwrap_or(Path::new("")).display()))?;
     if let Some(minutes) = args.time_budget {
         config.time_budget_minutes = minutes;
     }

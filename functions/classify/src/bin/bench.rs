@@ -88,7 +88,7 @@ fn main() {
 
     // Cold start: parse + optimise (the S3 fetch is network time, not measured here).
     let loads = time_ms(20, || {
-        contract::Classifier::from_bytes(&bytes).expect("model loads");
+        inference::Classifier::from_bytes(&bytes).expect("model loads");
     });
     println!("| cold start | p50 ms | p99 ms |\n|---|---|---|");
     println!(

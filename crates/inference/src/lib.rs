@@ -1,0 +1,14 @@
+//! The one way an exported model is run: tract-onnx, batch norms folded into the convs
+//! before them, the input fixed to one uint8 image, optimised once. `trainer evaluate`,
+//! the export check and the function all score through it, so their answers agree.
+
+mod classifier;
+mod error;
+pub mod fold;
+#[cfg(test)]
+mod test_graphs;
+#[cfg(test)]
+mod tract_kernels;
+
+pub use classifier::{Classifier, metadata_of, parse_proto};
+pub use error::ModelError;
