@@ -31,7 +31,7 @@ help:
 
 # --- set-up (project-local: .venv, rustup targets, node_modules; apt only for system tools) ---
 check-tools:
-	@scripts/check-tools.sh test
+	@$(SHELL) scripts/check-tools.sh test
 
 $(VENV)/.base: scripts/requirements.txt
 	python3 -m venv $(VENV)
@@ -43,7 +43,7 @@ setup: $(VENV)/.base
 	rustup target add aarch64-unknown-linux-gnu >/dev/null
 	rustup component add clippy rustfmt >/dev/null 2>&1 || true
 
-SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SUDO := $(shell [ "$$(id -u 2>/dev/null)" = 0 ] || echo sudo)
 
 setup-test: setup
 	@if ! command -v qemu-aarch64 >/dev/null || [ ! -d /usr/aarch64-linux-gnu ] || [ ! -x /usr/bin/chromium ]; then \
@@ -59,7 +59,7 @@ setup-test: setup
 # The function's release binary behind cargo lambda's emulator of the Lambda runtime API
 # and function URLs (API Gateway v2 events), as the end-to-end tests serve it.
 run:
-	@scripts/check-tools.sh run
+	@$(SHELL) scripts/check-tools.sh run
 	@$(MAKE) --no-print-directory setup
 	cargo build --release -p $(FUNCTION) --bin $(FUNCTION)
 	@echo

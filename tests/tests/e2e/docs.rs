@@ -97,9 +97,11 @@ fn relative_links_point_at_files_and_headings_that_exist() {
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
 }
 
-/// The text of code spans and fenced blocks, where commands are written.
+/// The text of code spans and fenced blocks, where commands are written (a span may
+/// wrap onto the next line).
 fn code(text: &str) -> String {
     let mut out = String::new();
+    let mut prose = String::new();
     let mut fenced = false;
     for line in text.lines() {
         if line.trim_start().starts_with("```") {
@@ -108,11 +110,13 @@ fn code(text: &str) -> String {
             out.push_str(line);
             out.push('\n');
         } else {
-            for span in line.split('`').skip(1).step_by(2) {
-                out.push_str(span);
-                out.push('\n');
-            }
+            prose.push_str(line);
+            prose.push('\n');
         }
+    }
+    for span in prose.split('`').skip(1).step_by(2) {
+        out.push_str(span);
+        out.push('\n');
     }
     out
 }
@@ -123,17 +127,20 @@ fn make_targets(commands: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let words: Vec<&str> = commands.split_whitespace().collect();
     for (i, w) in words.iter().enumerate() {
-        if w.trim_start_matches("$(").trim_start_matches('"') != "make" {
+        if w.trim_start_matches(['"', '$', '(']) != "make" {
             continue;
         }
         let target = words[i + 1..]
             .iter()
-            .map(|t| t.trim_end_matches([')', '"', ';', ',']))
-            .find(|t| !t.starts_with('-') && !t.contains('='));
+            .find(|t| !t.starts_with('-') && !t.contains('='))
+            .map(|t| {
+                let end = t
+                    .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
+                    .unwrap_or(t.len());
+                &t[..end]
+            });
         if let Some(t) = target
-            && t.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-            && t.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && t.starts_with(|c: char| c.is_ascii_lowercase())
         {
             out.insert(t.to_string());
         }
@@ -198,6 +205,7 @@ fn the_checks_find_what_they_look_for() {
         "abstaining-what-min_probability-costs"
     );
     let cmds = "make deploy CDK_ARGS=x\ncurl \"$(make -s url)/health\"\nmake publish-model MODEL=m.onnx\nmake\n";
+    assert_eq!(code("run `make\ncheck-tools` first\n"), "make\ncheck-tools\n");
     assert_eq!(
         make_targets(cmds),
         ["deploy", "publish-model", "url"].map(String::from).into()

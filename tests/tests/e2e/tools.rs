@@ -10,6 +10,24 @@ use std::time::{Duration, Instant};
 use e2e::root;
 
 const TOOLS: [&str; 6] = ["make", "cargo", "rustc", "python3", "node", "npm"];
+/// What any machine has, beside the tools the check looks for.
+const BASICS: [&str; 4] = ["bash", "sh", "env", "id"];
+
+/// The program itself, not a launcher that needs the PATH (pyenv's shims, say).
+fn real(tool: &str) -> std::path::PathBuf {
+    let ask = |args: &[&str]| {
+        let out = Command::new(which(tool)).args(args).output().unwrap();
+        std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    };
+    match tool {
+        "python3" => ask(&[
+            "-c",
+            "import sys; print(getattr(sys, '_base_executable', sys.executable))",
+        ]),
+        "node" => ask(&["-p", "process.execPath"]),
+        _ => which(tool),
+    }
+}
 
 fn which(tool: &str) -> std::path::PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -21,8 +39,8 @@ fn which(tool: &str) -> std::path::PathBuf {
 
 /// A PATH folder with every tool but `without`, and `fakes` written as scripts.
 fn path_with(dir: &Path, without: &[&str], fakes: &[(&str, &str)]) {
-    for tool in TOOLS.iter().filter(|t| !without.contains(t)) {
-        symlink(which(tool), dir.join(tool)).unwrap();
+    for tool in TOOLS.iter().chain(&BASICS).filter(|t| !without.contains(t)) {
+        symlink(real(tool), dir.join(tool)).unwrap();
     }
     for (name, script) in fakes {
         let p = dir.join(name);
