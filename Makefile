@@ -24,6 +24,7 @@ help:
 	@echo "make train         train the default net on DATA_TGZ=$(DATA_TGZ) into RUN_DIR=$(RUN_DIR)"
 	@echo "make evaluate      score models/cifar10.onnx on the validation images it was trained without"
 	@echo "make bootstrap / deploy / url / publish-model / destroy   the AWS stack (docs/deploy.md)"
+	@echo "make bench         training images/s per net (train-bench); make bench-torch: beside PyTorch"
 	@echo "make bench-function  latency table of the function; other bench-* targets: docs/benchmarks.md"
 	@echo "make fuzz          cargo fuzz (nightly) on every target, FUZZ_SECONDS each"
 	@echo "make lint          cargo fmt --check and clippy -D warnings"
@@ -35,8 +36,8 @@ check-tools:
 
 $(VENV)/.base: scripts/requirements.txt
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r scripts/requirements.txt
+	$(PY) -m pip install -q --no-compile --upgrade pip
+	$(PY) -m pip install -q --no-compile -r scripts/requirements.txt
 	touch $@
 
 setup: $(VENV)/.base
@@ -79,13 +80,17 @@ CLIPPY_DRIVER := $(shell rustup which clippy-driver 2>/dev/null)
 LINTED := RUSTC_WORKSPACE_WRAPPER=$(CLIPPY_DRIVER) CLIPPY_ARGS=-D__CLIPPY_HACKERY__warnings
 
 test: check-tools
-	@rm -rf target/test-stages
+	@rm -rf target/test-stages && mkdir -p target/test-stages && date +%s > target/test-stages/start
 	@scripts/stage.sh setup $(MAKE) --no-print-directory setup-test
 	@scripts/stage.sh fmt cargo fmt --all -- --check
 	@scripts/stage.sh build-and-clippy env $(LINTED) cargo build --release --workspace --all-targets --timings
-	@scripts/stage.sh rust-tests env $(LINTED) cargo test --release --workspace --no-fail-fast -- --include-ignored --skip arm64::
+	@# The infra tests need no Rust build: they run beside the Rust tests, which spend much
+	@# of their time waiting on servers, and their log follows.
+	@scripts/stage.sh infra-tests $(MAKE) --no-print-directory test-infra > /dev/null 2>&1 & infra=$$!; \
+	 scripts/stage.sh rust-tests env $(LINTED) cargo test --release --workspace --no-fail-fast -- --include-ignored --skip arm64::; \
+	 rust=$$?; wait $$infra; infra_status=$$?; cat target/test-stages/infra-tests.log; \
+	 [ $$rust = 0 ] && [ $$infra_status = 0 ]
 	@scripts/stage.sh ts-client-tests bash -c 'cd clients/typescript && npm test'
-	@scripts/stage.sh infra-tests $(MAKE) --no-print-directory test-infra
 	@scripts/test-summary.sh
 
 # Heavier than make test's 20-minute budget: every dependency again for aarch64. CI runs it
@@ -119,8 +124,8 @@ train-seed:
 evaluate:
 	cargo run --release -p trainer -- evaluate --model models/cifar10.onnx --data $(DATA_TGZ) --held-out
 
-bench:
-	cargo run --release -p trainer -- bench --data $(DATA_TGZ)
+bench: build
+	target/release/train-bench --data $(DATA_TGZ)
 
 # Optional PyTorch (CPU use of the PyPI wheel, ~4.8 GB with its CUDA libraries): never
 # needed by `make test`. 2.9.0 is the version tch 0.22 (burn's LibTorch backend) links.
@@ -138,13 +143,14 @@ trainer-libtorch: $(TORCH_VENV)/.base
 	$(TORCH_ENV) cargo build --release -p trainer --features libtorch
 
 bench-torch: trainer-libtorch
-	$(TORCH_ENV) ./target/release/trainer bench --data $(DATA_TGZ) --images 2048 \
+	$(TORCH_ENV) cargo build --release -p bench --bin train-bench --features libtorch
+	$(TORCH_ENV) ./target/release/train-bench --data $(DATA_TGZ) --images 2048 \
 		--backends flex,libtorch --torch-python $(TORCH_PY)
 
 # The function's latency table, tract beside ONNX Runtime.
 bench-function: setup build
 	$(PY) -m pip install -q onnxruntime numpy
-	target/release/bench --model models/cifar10.onnx --iterations 200 --ort-python $(PY)
+	target/release/function-bench --model models/cifar10.onnx --iterations 200 --ort-python $(PY)
 
 # RSS of the function per 1,000 requests through the Lambda runtime loop (loopback).
 bench-memory: build

@@ -4,7 +4,7 @@ Rust trainer reaches in its CPU hour. Diagnostic only: never part of `make test`
 
     python3 scripts/recipe_probe.py TRAIN_TAR_GZ OUT_JSON [seeds=N] [limit=N] [threads=N] [epochs=N] [variant ...]
 
-(`epochs=N` overrides every variant's epoch count; `trainer bench --time-to-accuracy` runs
+(`epochs=N` overrides every variant's epoch count; `train-bench --time-to-accuracy` runs
 this script on the CPU with it.)
 
 Each variant is a name from VARIANTS below; runs print one line each and land in

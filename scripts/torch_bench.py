@@ -1,7 +1,7 @@
-"""PyTorch CPU twin of `trainer bench`: the same nets, optimiser settings, batch size,
+"""PyTorch CPU twin of `train-bench`: the same nets, optimiser settings, batch size,
 thread count and images, so the two training speeds can be compared in one run.
 
-`trainer bench --torch-python PY` writes the job (JSON) and the already-normalised
+`train-bench --torch-python PY` writes the job (JSON) and the already-normalised
 images (float32 NCHW, the trainer's own preprocessing) and runs this script; it
 prints one JSON line per net. Augmentation (2-px reflect translate + flip) is redone
 here on the tensors, as the trainer does per batch.

@@ -1,6 +1,6 @@
 """Where one PyTorch CPU training step of the shipped net spends its time, by operator
 and by operator and input shape (torch.profiler: the shape names the layer), to set
-beside `trainer bench --profile` in vendor/burn-flex/PATCHES.md.
+beside `train-bench --profile` in vendor/burn-flex/PATCHES.md.
 
     .venv-torch/bin/python scripts/torch_profile.py [BATCH] [THREADS]
 

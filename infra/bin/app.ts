@@ -17,5 +17,12 @@ new ClassifierStack(app, ctx('stackName') ?? 'ImageClassifier', {
   modelRefreshSeconds: num('modelRefreshSeconds'),
   throttleRate: num('throttleRate'),
   throttleBurst: num('throttleBurst'),
+  alarmEmail: ctx('alarmEmail'),
+  deployment: ctx('deployment'),
+  jwtIssuer: ctx('jwtIssuer'),
+  jwtAudience: ctx('jwtAudience')?.split(','),
+  cognito: String(ctx('cognito')) === 'true',
+  callbackUrls: ctx('callbackUrls')?.split(','),
+  cognitoDomainPrefix: ctx('cognitoDomainPrefix'),
 });
 Validations.of(app).addPlugins(new AwsSolutionsChecks(app, { verbose: true }));

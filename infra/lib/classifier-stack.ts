@@ -1,14 +1,19 @@
 import * as path from 'node:path';
 import { CfnOutput, CfnResource, Duration, RemovalPolicy, Stack, StackProps, Validations } from 'aws-cdk-lib';
 import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
-import { HttpIamAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
+import { HttpIamAuthorizer, HttpJwtAuthorizer, HttpUserPoolAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
 import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as codedeploy from 'aws-cdk-lib/aws-codedeploy';
+import * as cognito from 'aws-cdk-lib/aws-cognito';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
 
 /** Everything a deployment may choose; read from CDK context by bin/app.ts. */
@@ -28,7 +33,37 @@ export interface ClassifierStackProps extends StackProps {
   readonly modelRefreshSeconds?: number;
   readonly throttleRate?: number;
   readonly throttleBurst?: number;
+  /** An address subscribed to every alarm (and its return to OK) by e-mail. */
+  readonly alarmEmail?: string;
+  /** How CodeDeploy shifts traffic to a new function version (a name from RELEASE_CONFIGS). */
+  readonly deployment?: string;
+  /** Sign-in for app users: a JWT issuer (https URL) whose tokens `POST /predict` requires. */
+  readonly jwtIssuer?: string;
+  /** The audiences (app client ids) the JWT authorizer accepts, with `jwtIssuer`. */
+  readonly jwtAudience?: string[];
+  /** Create a Cognito user pool and a public app client (code flow with PKCE) as the issuer. */
+  readonly cognito?: boolean;
+  /** Where the Cognito hosted sign-in may send users back to (the app's URLs). */
+  readonly callbackUrls?: string[];
+  /** The hosted sign-in's domain prefix (`<prefix>.auth.<region>.amazoncognito.com`). */
+  readonly cognitoDomainPrefix?: string;
 }
+
+/** CodeDeploy's Lambda traffic-shifting configurations, by the name `-c deployment=` takes. */
+export const RELEASE_CONFIGS: Record<string, codedeploy.ILambdaDeploymentConfig> = {
+  AllAtOnce: codedeploy.LambdaDeploymentConfig.ALL_AT_ONCE,
+  Canary10Percent5Minutes: codedeploy.LambdaDeploymentConfig.CANARY_10PERCENT_5MINUTES,
+  Canary10Percent10Minutes: codedeploy.LambdaDeploymentConfig.CANARY_10PERCENT_10MINUTES,
+  Canary10Percent15Minutes: codedeploy.LambdaDeploymentConfig.CANARY_10PERCENT_15MINUTES,
+  Canary10Percent30Minutes: codedeploy.LambdaDeploymentConfig.CANARY_10PERCENT_30MINUTES,
+  Linear10PercentEvery1Minute: codedeploy.LambdaDeploymentConfig.LINEAR_10PERCENT_EVERY_1MINUTE,
+  Linear10PercentEvery2Minutes: codedeploy.LambdaDeploymentConfig.LINEAR_10PERCENT_EVERY_2MINUTES,
+  Linear10PercentEvery3Minutes: codedeploy.LambdaDeploymentConfig.LINEAR_10PERCENT_EVERY_3MINUTES,
+  Linear10PercentEvery10Minutes: codedeploy.LambdaDeploymentConfig.LINEAR_10PERCENT_EVERY_10MINUTES,
+};
+
+/** Where the function's per-request metric records (embedded metric format) land. */
+export const METRICS_NAMESPACE = 'Classifier';
 
 /** Acknowledge one cdk-nag finding on a construct, with the reason it is accepted. */
 function ack(scope: Construct, id: string, reason: string): void {
@@ -47,11 +82,25 @@ export const MODELS_PREFIX = 'models/';
 export class ClassifierStack extends Stack {
   readonly modelBucket: s3.Bucket;
   readonly fn: lambda.Function;
+  /** What the API invokes: the released version, moved by CodeDeploy. */
+  readonly live: lambda.Alias;
   readonly api: apigwv2.HttpApi;
+  readonly alarmTopic: sns.Topic;
 
   constructor(scope: Construct, id: string, props: ClassifierStackProps = {}) {
     super(scope, id, props);
-    const origins = props.allowedOrigins ?? ['*'];
+    const signIn = Boolean(props.jwtIssuer) || Boolean(props.cognito);
+    if (props.iamAuth && signIn) {
+      throw new Error('iamAuth (SigV4, server to server) and JWT sign-in (jwtIssuer or cognito) exclude each other: choose one');
+    }
+    if (props.jwtIssuer && props.cognito) {
+      throw new Error('give either jwtIssuer with jwtAudience (your own identity provider) or cognito=true, not both');
+    }
+    if (props.jwtIssuer && !props.jwtAudience?.length) {
+      throw new Error('jwtIssuer needs jwtAudience: the app client ids its tokens are issued to');
+    }
+    // A signed-in API names the browser origins it serves; no wildcard by default.
+    const origins = props.allowedOrigins ?? (signIn ? [] : ['*']);
 
     const logBucket = new s3.Bucket(this, 'AccessLogBucket', {
       encryption: s3.BucketEncryption.S3_MANAGED,
@@ -143,15 +192,23 @@ export class ClassifierStack extends Stack {
     });
     this.api = new apigwv2.HttpApi(this, 'HttpApi', {
       description: 'Image classification API',
-      corsPreflight: {
-        allowOrigins: origins,
-        allowMethods: [apigwv2.CorsHttpMethod.GET, apigwv2.CorsHttpMethod.POST, apigwv2.CorsHttpMethod.OPTIONS],
-        allowHeaders: ['content-type', 'authorization'],
-        maxAge: Duration.minutes(10),
-      },
+      corsPreflight:
+        origins.length > 0
+          ? {
+              allowOrigins: origins,
+              allowMethods: [apigwv2.CorsHttpMethod.GET, apigwv2.CorsHttpMethod.POST, apigwv2.CorsHttpMethod.OPTIONS],
+              allowHeaders: ['content-type', 'authorization'],
+              exposeHeaders: ['x-model-version', 'x-request-id'],
+              maxAge: Duration.minutes(10),
+            }
+          : undefined,
       defaultAuthorizer: props.iamAuth ? new HttpIamAuthorizer() : undefined,
     });
-    const integration = new HttpLambdaIntegration('ClassifyIntegration', this.fn, {
+    const signedIn = signIn ? this.signIn(props) : undefined;
+    // The API invokes the `live` alias; a deploy publishes a version and CodeDeploy moves
+    // the alias to it step by step (below), rolling back on the alarms.
+    this.live = new lambda.Alias(this, 'LiveAlias', { aliasName: 'live', version: this.fn.currentVersion });
+    const integration = new HttpLambdaIntegration('ClassifyIntegration', this.live, {
       payloadFormatVersion: apigwv2.PayloadFormatVersion.VERSION_2_0,
     });
     const routes: [string, apigwv2.HttpMethod][] = [
@@ -161,13 +218,17 @@ export class ClassifierStack extends Stack {
       ['/', apigwv2.HttpMethod.GET],
     ];
     for (const [routePath, method] of routes) {
-      const created = this.api.addRoutes({ path: routePath, methods: [method], integration });
-      if (!props.iamAuth) {
+      // With sign-in, the data route needs a token; health, model info and the page stay public.
+      const authorizer = routePath === '/predict' ? signedIn : undefined;
+      const created = this.api.addRoutes({ path: routePath, methods: [method], integration, authorizer });
+      if (!props.iamAuth && !authorizer) {
         for (const r of created) {
           ack(
             r,
             'AwsSolutions-APIG4',
-            'Public demo API by design (browsers and phones call it without credentials); deploy with -c iamAuth=true to require SigV4.',
+            signIn
+              ? 'Public by design: liveness, model metadata and the page; POST /predict requires a signed-in user (JWT).'
+              : 'Public demo API by design (browsers and phones call it without credentials); deploy with -c iamAuth=true, -c jwtIssuer=... or -c cognito=true to require credentials.',
           );
         }
       }
@@ -176,6 +237,8 @@ export class ClassifierStack extends Stack {
     stage.defaultRouteSettings = {
       throttlingRateLimit: props.throttleRate ?? 50,
       throttlingBurstLimit: props.throttleBurst ?? 100,
+      // Per-route request, error and latency metrics for the dashboard.
+      detailedMetricsEnabled: true,
     };
     stage.accessLogSettings = {
       destinationArn: accessLogs.logGroupArn,
@@ -210,41 +273,289 @@ export class ClassifierStack extends Stack {
       'Publishing writes content-addressed keys under models/, unknown at deploy time.',
     );
 
-    const alarm = (id: string, metric: cloudwatch.IMetric, threshold: number, description: string) =>
-      new cloudwatch.Alarm(this, id, {
+    // Every alarm and its return to OK go to one topic; subscribe people or chat to it.
+    const topicKey = new kms.Key(this, 'AlarmTopicKey', {
+      description: 'Encrypts the alarm topic',
+      enableKeyRotation: true,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    topicKey.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'CloudWatchPublishesAlarms',
+        principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
+        actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+        resources: ['*'],
+      }),
+    );
+    this.alarmTopic = new sns.Topic(this, 'AlarmTopic', {
+      displayName: 'Image classifier alarms',
+      masterKey: topicKey,
+      enforceSSL: true,
+    });
+    if (props.alarmEmail) {
+      this.alarmTopic.addSubscription(new subscriptions.EmailSubscription(props.alarmEmail));
+    }
+    const notify = new cwActions.SnsAction(this.alarmTopic);
+    const alarm = (id: string, metric: cloudwatch.IMetric, threshold: number, description: string, periods = 1) => {
+      const a = new cloudwatch.Alarm(this, id, {
         metric,
         threshold,
-        evaluationPeriods: 1,
+        evaluationPeriods: periods,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
         alarmDescription: description,
       });
-    alarm('ErrorsAlarm', this.fn.metricErrors({ period: Duration.minutes(5) }), 1, 'classify returned errors');
-    alarm('ThrottlesAlarm', this.fn.metricThrottles({ period: Duration.minutes(5) }), 1, 'classify was throttled');
+      a.addAlarmAction(notify);
+      a.addOkAction(notify);
+      return a;
+    };
+    const fiveMinutes = Duration.minutes(5);
+    alarm(
+      'ErrorsAlarm',
+      this.fn.metricErrors({ period: fiveMinutes }),
+      1,
+      'classify failed (crash, timeout or failed init). Read its log around the alarm; "init failed" names the model and why: publish or promote a good model (docs/operations.md).',
+    );
+    alarm(
+      'ThrottlesAlarm',
+      this.fn.metricThrottles({ period: fiveMinutes }),
+      1,
+      'Lambda throttled classify: raise reservedConcurrency or the account limit, or lower the API throttle (docs/operations.md).',
+    );
     alarm(
       'DurationP99Alarm',
-      this.fn.metricDuration({ period: Duration.minutes(5), statistic: 'p99' }),
+      this.fn.metricDuration({ period: fiveMinutes, statistic: 'p99' }),
       3000,
-      'classify p99 duration at or above 3 s',
+      'classify p99 duration at or above 3 s: check optimise_ms in "model loaded" lines and latency by route; raise memorySize if the handler is slow (docs/operations.md).',
+    );
+    const serverErrors = new cloudwatch.Metric({
+      namespace: METRICS_NAMESPACE,
+      metricName: 'ServerErrors',
+      statistic: 'Sum',
+      period: fiveMinutes,
+    });
+    alarm(
+      'ServerErrorsAlarm',
+      serverErrors,
+      1,
+      'classify answered 5xx itself (inference_failed): a bug. Find the request_id in the log and report it (docs/operations.md).',
+    );
+    const api5xxRate = new cloudwatch.MathExpression({
+      expression: '100 * errors / MAX([requests, 1])',
+      usingMetrics: {
+        errors: this.api.metricServerError({ period: fiveMinutes, statistic: 'Sum' }),
+        requests: this.api.metricCount({ period: fiveMinutes, statistic: 'Sum' }),
+      },
+      label: 'API 5xx %',
+      period: fiveMinutes,
+    });
+    alarm(
+      'Api5xxRateAlarm',
+      api5xxRate,
+      1,
+      'Over 1 % of API requests got a 5xx from API Gateway for 10 minutes: function errors or timeouts (see ErrorsAlarm), or the integration itself (docs/operations.md).',
+      2,
+    );
+    alarm(
+      'ApiLatencyP99Alarm',
+      this.api.metricLatency({ period: fiveMinutes, statistic: 'p99' }),
+      2000,
+      'API p99 latency at or above 2 s for 10 minutes: cold starts or large photos; compare with the function duration (docs/operations.md).',
+      2,
     );
 
-    // A refresh that fails keeps the old model serving, so only the log says so: count it.
+    // Safe releases: traffic moves to a new version by the chosen configuration and goes
+    // back by itself when the new version's alarms fire during the shift.
+    const releaseName = props.deployment ?? 'Canary10Percent5Minutes';
+    const releaseConfig = RELEASE_CONFIGS[releaseName];
+    if (!releaseConfig) {
+      throw new Error(`deployment=${releaseName} is not one of ${Object.keys(RELEASE_CONFIGS).join(', ')}`);
+    }
+    const oneMinute = Duration.minutes(1);
+    const releaseAlarms = [
+      alarm(
+        'LiveErrorsAlarm',
+        this.live.metricErrors({ period: oneMinute }),
+        1,
+        'The live alias failed (crash, timeout, init): during a release CodeDeploy rolls back; otherwise see ErrorsAlarm (docs/operations.md).',
+      ),
+      alarm(
+        'LiveServerErrorsAlarm',
+        serverErrors.with({ period: oneMinute }),
+        1,
+        'classify answered 5xx during the last minute: during a release CodeDeploy rolls back (docs/deploy.md).',
+      ),
+      alarm(
+        'LiveDurationP99Alarm',
+        this.live.metricDuration({ period: oneMinute, statistic: 'p99' }),
+        3000,
+        'The live alias p99 duration reached 3 s: during a release CodeDeploy rolls back (docs/deploy.md).',
+      ),
+    ];
+    const releases = new codedeploy.LambdaDeploymentGroup(this, 'Releases', {
+      alias: this.live,
+      deploymentConfig: releaseConfig,
+      alarms: releaseAlarms,
+      autoRollback: { failedDeployment: true, stoppedDeployment: true, deploymentInAlarm: true },
+    });
+    for (const finding of ['Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSCodeDeployRoleForLambdaLimited']) {
+      ack(
+        releases.role,
+        `AwsSolutions-IAM4[${finding}]`,
+        "CodeDeploy's own managed policy for Lambda traffic shifting, limited to the aliases it moves.",
+      );
+    }
+
     const refreshFailures = new logs.MetricFilter(this, 'ModelRefreshFailures', {
       logGroup: fnLogs,
       filterPattern: logs.FilterPattern.stringValue('$.fields.message', '=', 'model refresh failed*'),
-      metricNamespace: 'Classifier',
+      metricNamespace: METRICS_NAMESPACE,
       metricName: 'ModelRefreshFailures',
       metricValue: '1',
     });
     alarm(
       'ModelRefreshFailuresAlarm',
-      refreshFailures.metric({ period: Duration.minutes(5), statistic: 'Sum' }),
+      refreshFailures.metric({ period: fiveMinutes, statistic: 'Sum' }),
       1,
-      'a published model could not be loaded; the previous one keeps serving (see the log line)',
+      'A published model could not be loaded; the previous one keeps serving. The "model refresh failed" log line names the pointer and the error: re-publish or promote a good model (docs/deploy.md).',
     );
+    // Lambda's REPORT line carries "Init Duration" only for a cold start.
+    const coldStarts = new logs.MetricFilter(this, 'ColdStarts', {
+      logGroup: fnLogs,
+      filterPattern: logs.FilterPattern.literal('"Init Duration"'),
+      metricNamespace: METRICS_NAMESPACE,
+      metricName: 'ColdStarts',
+      metricValue: '1',
+    });
+
+    this.dashboard(fnLogs, coldStarts.metric({ statistic: 'Sum', period: fiveMinutes }));
 
     new CfnOutput(this, 'ApiUrl', { value: this.api.apiEndpoint, description: 'POST images to <ApiUrl>/predict' });
     new CfnOutput(this, 'ModelBucketName', { value: this.modelBucket.bucketName });
     new CfnOutput(this, 'PublisherPolicyArn', { value: publisher.managedPolicyArn });
+    new CfnOutput(this, 'ReleaseDeploymentGroup', {
+      value: `${releases.application.applicationName}/${releases.deploymentGroupName}`,
+      description: 'CodeDeploy application/group that shifts traffic to new function versions',
+    });
+  }
+
+  /** One page: traffic, errors, latency (API, function, per step), cold starts,
+   * concurrency, the abstain rate and which model serves. */
+  private dashboard(fnLogs: logs.ILogGroup, coldStarts: cloudwatch.IMetric): cloudwatch.Dashboard {
+    const period = Duration.minutes(5);
+    const byRoute = (metricName: string, statistic: string) =>
+      ['/predict', '/health', '/model'].map(
+        (route) => new cloudwatch.Metric({ namespace: METRICS_NAMESPACE, metricName, statistic, period, dimensionsMap: { Route: route }, label: `${route} ${statistic}` }),
+      );
+    const predict = (metricName: string, statistic: string) =>
+      new cloudwatch.Metric({ namespace: METRICS_NAMESPACE, metricName, statistic, period, dimensionsMap: { Route: '/predict' }, label: `${metricName} ${statistic}` });
+    const dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
+      dashboardName: `${this.stackName}-classifier`,
+    });
+    dashboard.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'API requests, 4xx, 5xx',
+        left: [
+          this.api.metricCount({ period, statistic: 'Sum' }),
+          this.api.metricClientError({ period, statistic: 'Sum' }),
+          this.api.metricServerError({ period, statistic: 'Sum' }),
+        ],
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Requests and errors by route (function)',
+        left: [...byRoute('Requests', 'Sum'), ...byRoute('ClientErrors', 'Sum'), ...byRoute('ServerErrors', 'Sum')],
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Latency p50 / p99 (ms): API and function',
+        left: [
+          this.api.metricLatency({ period, statistic: 'p50' }),
+          this.api.metricLatency({ period, statistic: 'p99' }),
+          this.fn.metricDuration({ period, statistic: 'p50' }),
+          this.fn.metricDuration({ period, statistic: 'p99' }),
+        ],
+      }),
+    );
+    dashboard.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'POST /predict: decode and inference p50 / p99 (ms)',
+        left: [
+          predict('DecodeLatency', 'p50'),
+          predict('DecodeLatency', 'p99'),
+          predict('InferenceLatency', 'p50'),
+          predict('InferenceLatency', 'p99'),
+        ],
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Abstain rate (% of images under min_probability)',
+        left: [
+          new cloudwatch.MathExpression({
+            expression: '100 * abstained / MAX([images, 1])',
+            usingMetrics: { abstained: predict('Abstained', 'Sum'), images: predict('Images', 'Sum') },
+            label: 'abstained %',
+            period,
+          }),
+        ],
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Cold starts, concurrency, throttles',
+        left: [
+          coldStarts,
+          this.fn.metric('ConcurrentExecutions', { period, statistic: 'Maximum' }),
+          this.fn.metricThrottles({ period }),
+        ],
+      }),
+    );
+    dashboard.addWidgets(
+      new cloudwatch.LogQueryWidget({
+        title: 'Model version serving (requests per version)',
+        logGroupNames: [fnLogs.logGroupName],
+        queryLines: ['filter ispresent(_aws)', 'stats count(*) as requests by model_version, bin(5m)'],
+        width: 24,
+      }),
+    );
+    return dashboard;
+  }
+
+  /** The JWT authorizer for signed-in app users: an external issuer, or a Cognito user
+   * pool with a public app client (authorization code with PKCE, no secret). */
+  private signIn(props: ClassifierStackProps): apigwv2.IHttpRouteAuthorizer {
+    if (props.jwtIssuer) {
+      return new HttpJwtAuthorizer('JwtAuthorizer', props.jwtIssuer, { jwtAudience: props.jwtAudience ?? [] });
+    }
+    const pool = new cognito.UserPool(this, 'Users', {
+      selfSignUpEnabled: true,
+      signInAliases: { email: true },
+      autoVerify: { email: true },
+      passwordPolicy: {
+        minLength: 12,
+        requireLowercase: true,
+        requireUppercase: true,
+        requireDigits: true,
+        requireSymbols: true,
+      },
+      mfa: cognito.Mfa.OPTIONAL,
+      mfaSecondFactor: { sms: false, otp: true },
+      accountRecovery: cognito.AccountRecovery.EMAIL_ONLY,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    ack(pool, 'AwsSolutions-COG2', 'MFA is offered (TOTP) but left to each user: a photo classifier holds no user data worth forcing it for.');
+    ack(pool, 'AwsSolutions-COG8', 'Threat protection is the paid Plus feature plan; move the pool to it when the app needs it.');
+    const client = pool.addClient('AppClient', {
+      generateSecret: false,
+      authFlows: { userSrp: true },
+      preventUserExistenceErrors: true,
+      oAuth: {
+        flows: { authorizationCodeGrant: true },
+        scopes: [cognito.OAuthScope.OPENID, cognito.OAuthScope.EMAIL],
+        callbackUrls: props.callbackUrls?.length ? props.callbackUrls : ['http://localhost:8080/'],
+      },
+    });
+    const domain = pool.addDomain('SignIn', {
+      cognitoDomain: { domainPrefix: props.cognitoDomainPrefix ?? `classifier-${this.account}` },
+    });
+    new CfnOutput(this, 'UserPoolId', { value: pool.userPoolId });
+    new CfnOutput(this, 'AppClientId', { value: client.userPoolClientId });
+    new CfnOutput(this, 'SignInUrl', { value: domain.baseUrl(), description: 'Cognito hosted sign-in (authorization code with PKCE)' });
+    return new HttpUserPoolAuthorizer('UserPoolAuthorizer', pool, { userPoolClients: [client] });
   }
 }

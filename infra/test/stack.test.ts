@@ -138,6 +138,7 @@ test('access-log bucket versioned; log groups encrypted with a rotated key', () 
 test('alarms on errors, throttles and p99 duration', () => {
   const { template } = synth();
   template.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'Errors', Threshold: 1 });
+  template.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'ServerErrors', Namespace: 'Classifier', Threshold: 1 });
   template.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'Throttles', Threshold: 1 });
   template.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'Duration', ExtendedStatistic: 'p99' });
   template.hasResourceProperties('AWS::Logs::MetricFilter', {
@@ -147,8 +148,140 @@ test('alarms on errors, throttles and p99 duration', () => {
   template.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'ModelRefreshFailures', Threshold: 1 });
 });
 
+test('API Gateway 5xx rate and p99 latency are alarmed, from the API\'s own metrics', () => {
+  const { template } = synth();
+  const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')) as any[];
+  const rate = alarms.find((a) => JSON.stringify(a.Properties.Metrics ?? []).includes('5xx'));
+  assert.ok(rate, 'a 5xx-rate alarm');
+  assert.match(JSON.stringify(rate.Properties.Metrics), /AWS\/ApiGateway/);
+  assert.equal(rate.Properties.EvaluationPeriods, 2);
+  template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+    Namespace: 'AWS/ApiGateway', MetricName: 'Latency', ExtendedStatistic: 'p99', Threshold: 2000,
+  });
+});
+
+test('every alarm notifies one encrypted topic, on alarm and on OK; e-mail is opt-in', () => {
+  const { template } = synth();
+  const topics = template.findResources('AWS::SNS::Topic');
+  assert.equal(Object.keys(topics).length, 1);
+  const [topicId, topic] = Object.entries(topics)[0] as [string, any];
+  assert.ok(topic.Properties.KmsMasterKeyId, 'the topic has a customer-managed key');
+  const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')) as any[];
+  assert.ok(alarms.length >= 7, `${alarms.length} alarms`);
+  for (const a of alarms) {
+    assert.deepEqual(a.Properties.AlarmActions, [{ Ref: topicId }], a.Properties.AlarmDescription);
+    assert.deepEqual(a.Properties.OKActions, [{ Ref: topicId }]);
+    assert.match(a.Properties.AlarmDescription, /docs\//, 'the description says where to read what to do');
+  }
+  const keys = template.findResources('AWS::KMS::Key');
+  const topicKey = Object.values(keys).find((k: any) =>
+    JSON.stringify(k.Properties.KeyPolicy).includes('cloudwatch.amazonaws.com')) as any;
+  assert.ok(topicKey, 'CloudWatch may use the topic key');
+  template.resourceCountIs('AWS::SNS::Subscription', 0);
+  synth({ alarmEmail: 'ops@example.com' }).template.hasResourceProperties('AWS::SNS::Subscription', {
+    Protocol: 'email', Endpoint: 'ops@example.com', TopicArn: Match.anyValue(),
+  });
+});
+
+test('a dashboard shows traffic, latency, decode and inference time, cold starts and the model version', () => {
+  const { template } = synth();
+  const dashboards = template.findResources('AWS::CloudWatch::Dashboard');
+  assert.equal(Object.keys(dashboards).length, 1);
+  const body = JSON.stringify((Object.values(dashboards)[0] as any).Properties.DashboardBody);
+  for (const needle of ['DecodeLatency', 'InferenceLatency', 'Abstained', 'ColdStarts', 'ConcurrentExecutions', 'model_version', '5xx', 'Latency']) {
+    assert.ok(body.includes(needle), `dashboard lacks ${needle}`);
+  }
+  template.hasResourceProperties('AWS::Logs::MetricFilter', {
+    FilterPattern: '"Init Duration"',
+    MetricTransformations: [Match.objectLike({ MetricName: 'ColdStarts', MetricNamespace: 'Classifier' })],
+  });
+  template.hasResourceProperties('AWS::ApiGatewayV2::Stage', {
+    DefaultRouteSettings: Match.objectLike({ DetailedMetricsEnabled: true }),
+  });
+});
+
+test('releases: the API invokes the live alias, CodeDeploy shifts it by canary and rolls back on alarms', () => {
+  const { template } = synth();
+  template.hasResourceProperties('AWS::Lambda::Alias', { Name: 'live', FunctionVersion: Match.anyValue() });
+  const integrations = Object.values(template.findResources('AWS::ApiGatewayV2::Integration')) as any[];
+  assert.equal(integrations.length, 1);
+  assert.match(JSON.stringify(integrations[0].Properties.IntegrationUri), /LiveAlias/, 'the integration targets the alias');
+  template.hasResourceProperties('AWS::CodeDeploy::DeploymentGroup', {
+    DeploymentConfigName: 'CodeDeployDefault.LambdaCanary10Percent5Minutes',
+    AutoRollbackConfiguration: { Enabled: true, Events: Match.arrayWith(['DEPLOYMENT_FAILURE', 'DEPLOYMENT_STOP_ON_ALARM']) },
+    AlarmConfiguration: Match.objectLike({ Enabled: true }),
+  });
+  const group = Object.values(template.findResources('AWS::CodeDeploy::DeploymentGroup'))[0] as any;
+  assert.equal(group.Properties.AlarmConfiguration.Alarms.length, 3, 'errors, the function\'s 5xx, latency');
+  template.hasResource('AWS::Lambda::Alias', { UpdatePolicy: { CodeDeployLambdaAliasUpdate: Match.anyValue() } });
+  synth({ deployment: 'AllAtOnce' }).template.hasResourceProperties('AWS::CodeDeploy::DeploymentGroup', {
+    DeploymentConfigName: 'CodeDeployDefault.LambdaAllAtOnce',
+  });
+  assert.throws(() => synth({ deployment: 'Sometimes' }), /deployment=Sometimes is not one of AllAtOnce, Canary10Percent5Minutes/);
+});
+
+const jwt = { jwtIssuer: 'https://issuer.example.com', jwtAudience: ['app-1', 'app-2'], allowedOrigins: ['https://app.example.com'] };
+
+test('JWT sign-in protects POST /predict; health, model info and the page stay public', () => {
+  const { template } = synth(jwt);
+  template.hasResourceProperties('AWS::ApiGatewayV2::Authorizer', {
+    AuthorizerType: 'JWT',
+    IdentitySource: ['$request.header.Authorization'],
+    JwtConfiguration: { Issuer: 'https://issuer.example.com', Audience: ['app-1', 'app-2'] },
+  });
+  const routes = Object.values(template.findResources('AWS::ApiGatewayV2::Route')) as any[];
+  const byKey = Object.fromEntries(routes.map((r) => [r.Properties.RouteKey, r.Properties]));
+  assert.equal(byKey['POST /predict'].AuthorizationType, 'JWT');
+  for (const key of ['GET /health', 'GET /model', 'GET /']) {
+    assert.ok(!byKey[key].AuthorizationType || byKey[key].AuthorizationType === 'NONE', `${key} is public`);
+  }
+  // CORS names the app's origin, lets browsers send the token and read the ids.
+  template.hasResourceProperties('AWS::ApiGatewayV2::Api', {
+    CorsConfiguration: Match.objectLike({
+      AllowOrigins: ['https://app.example.com'],
+      AllowHeaders: Match.arrayWith(['authorization']),
+      ExposeHeaders: ['x-model-version', 'x-request-id'],
+    }),
+  });
+});
+
+test('a signed-in API has no wildcard origin unless told', () => {
+  const { template } = synth({ jwtIssuer: 'https://issuer.example.com', jwtAudience: ['app-1'] });
+  const api = Object.values(template.findResources('AWS::ApiGatewayV2::Api'))[0] as any;
+  assert.equal(api.Properties.CorsConfiguration, undefined, 'no CORS without allowedOrigins');
+  template.hasResourceProperties('AWS::Lambda::Function', {
+    Environment: { Variables: Match.objectLike({ ALLOWED_ORIGINS: '' }) },
+  });
+  synth().template.hasResourceProperties('AWS::ApiGatewayV2::Api', {
+    CorsConfiguration: Match.objectLike({ AllowOrigins: ['*'] }),
+  });
+});
+
+test('cognito=true creates the pool, a public PKCE client and its authorizer', () => {
+  const { template } = synth({ cognito: true, callbackUrls: ['https://app.example.com/callback'] });
+  template.hasResourceProperties('AWS::Cognito::UserPool', {
+    Policies: { PasswordPolicy: Match.objectLike({ MinimumLength: 12 }) },
+    MfaConfiguration: 'OPTIONAL',
+  });
+  template.hasResourceProperties('AWS::Cognito::UserPoolClient', {
+    GenerateSecret: false,
+    AllowedOAuthFlows: ['code'],
+    CallbackURLs: ['https://app.example.com/callback'],
+  });
+  template.hasResourceProperties('AWS::ApiGatewayV2::Authorizer', { AuthorizerType: 'JWT' });
+  template.resourceCountIs('AWS::Cognito::UserPoolDomain', 1);
+  synth().template.resourceCountIs('AWS::Cognito::UserPool', 0);
+});
+
+test('IAM and JWT sign-in exclude each other, and an issuer needs its audience', () => {
+  assert.throws(() => synth({ iamAuth: true, ...jwt }), /exclude each other/);
+  assert.throws(() => synth({ iamAuth: true, cognito: true }), /exclude each other/);
+  assert.throws(() => synth({ jwtIssuer: 'https://issuer.example.com' }), /needs jwtAudience/);
+  assert.throws(() => synth({ ...jwt, cognito: true }), /not both/);
+});
+
 test('cdk-nag AwsSolutions: no unacknowledged findings, public default included', () => {
-  for (const props of [{}, { iamAuth: true }]) {
+  for (const props of [{}, { iamAuth: true }, { alarmEmail: 'ops@example.com' }, { deployment: 'AllAtOnce' }, jwt, { cognito: true }]) {
     const { app, pack } = synth(props);
     const result = pack.validateScope(app);
     assert.deepEqual(result.violations.map((v: any) => v.ruleName), [], JSON.stringify(result.violations, null, 1));

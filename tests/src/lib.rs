@@ -13,7 +13,7 @@ pub mod s3;
 pub mod soak;
 
 pub use function::{Watch, start_function};
-pub use models::{retrained, with_metadata};
+pub use models::{retrained, stage_run, with_metadata};
 pub use paths::{bin, fixture_images, root, sample_images, venv_tool, write_folder};
 pub use process::{Service, free_port, http, run};
 pub use s3::{FaultyProxy, S3Server, publish_command, publish_run};

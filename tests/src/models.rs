@@ -25,3 +25,10 @@ pub fn retrained(model: &[u8]) -> Vec<u8> {
     let first = model[metadata_value_at(model, "trained_at")];
     with_metadata(model, "trained_at", if first == b'1' { "2" } else { "1" })
 }
+
+/// A run directory holding `model` as its `model.onnx` (what `trainer publish --run` reads).
+pub fn stage_run(dir: &std::path::Path, model: &[u8]) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir).expect("run dir");
+    std::fs::write(dir.join("model.onnx"), model).expect("model.onnx");
+    dir.to_path_buf()
+}

@@ -14,6 +14,14 @@ pub struct S3Server {
 }
 
 impl S3Server {
+    /// A server with `bucket` already created, logging into `work`: the set-up every
+    /// publish and refresh test starts from.
+    pub fn with_bucket(work: &Path, bucket: &str) -> S3Server {
+        let s3 = S3Server::start(work);
+        s3.create_bucket(bucket);
+        s3
+    }
+
     pub fn start(log_dir: &Path) -> S3Server {
         let port = free_port();
         let mut cmd = Command::new(venv_tool("moto_server"));
@@ -43,6 +51,7 @@ impl S3Server {
             .region(Region::new("us-east-1"))
             .credentials_provider(Credentials::new("test", "test", None, None, "e2e"))
             .force_path_style(true)
+            .http_client(registry::s3::http_client())
             .build();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

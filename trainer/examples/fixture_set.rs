@@ -18,7 +18,8 @@ fn main() -> Result<()> {
     let metrics: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("models/metrics.json"))?)?;
     let config: TrainConfig = serde_json::from_value(metrics["config"].clone()).context("metrics.json config")?;
     let data = trainer::data::load_image_folder(&archive, false)?;
-    let (_, val) = trainer::data::stratified_split(&data.labels, data.classes.len(), config.val_size, config.seed);
+    let (_, val) =
+        trainer::data::stratified_split(&data.labels, data.classes.len(), config.data.val_size, config.data.seed);
     let raw = scoring::folder::read_image_files(&archive)?;
     let out = root.join("tests/fixtures/cifar10-val");
     let mut taken = vec![0usize; data.classes.len()];

@@ -2,8 +2,8 @@
 //! split them. Publishing is the `registry` crate's.
 
 pub mod backend;
-pub mod bench;
 pub mod calibration;
+pub mod cli;
 pub mod config;
 pub mod data;
 pub mod error;

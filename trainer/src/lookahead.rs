@@ -73,7 +73,7 @@ impl Lookahead {
 /// Whether `step` (counted after the optimiser step) updates the average; whether there
 /// is an average at all is the caller's `Option<Lookahead>`.
 pub fn due(config: &TrainConfig, step: usize) -> bool {
-    step.is_multiple_of(config.lookahead_every)
+    step.is_multiple_of(config.optimiser.lookahead_every)
 }
 
 #[cfg(test)]

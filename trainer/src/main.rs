@@ -32,8 +32,6 @@ enum Command {
     Publish(commands::publish::Args),
     /// List the published models of a store, or promote one (rollback included).
     Models(commands::models::Args),
-    /// Measure training images/s of each architecture on a slice of the data.
-    Bench(commands::bench::Args),
     /// Redraw a run's learning curves, confusion matrix and reliability diagram from its
     /// metrics.json.
     Plot(commands::plot::Args),
@@ -46,7 +44,6 @@ fn main() -> Result<()> {
         Command::Evaluate(args) => commands::evaluate::run(args),
         Command::Publish(args) => commands::publish::run(args),
         Command::Models(args) => commands::models::run(args),
-        Command::Bench(args) => commands::bench::run(args),
         Command::Plot(args) => commands::plot::run(args),
     }
 }

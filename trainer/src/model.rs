@@ -35,13 +35,13 @@ pub struct SeedNet {
 impl SeedNet {
     pub fn new(config: &TrainConfig, classes: usize, device: &Device) -> Self {
         let convs: Vec<usize> = std::iter::once(3)
-            .chain(config.seed_conv_widths.iter().copied())
+            .chain(config.net.seed_conv_widths.iter().copied())
             .collect();
         // Each conv block halves the 32-pixel side.
-        let side = 32 >> config.seed_conv_widths.len();
+        let side = 32 >> config.net.seed_conv_widths.len();
         let flat = convs[convs.len() - 1] * side * side;
         let dense: Vec<usize> = std::iter::once(flat)
-            .chain(config.seed_dense_widths.iter().copied())
+            .chain(config.net.seed_dense_widths.iter().copied())
             .collect();
         Self {
             convs: convs.windows(2).map(|w| conv3(w[0], w[1], true, device)).collect(),
@@ -51,7 +51,7 @@ impl SeedNet {
                 .collect(),
             out: LinearConfig::new(dense[dense.len() - 1], classes).init(device),
             pool: pool2(),
-            dropout: DropoutConfig::new(config.dropout).init(),
+            dropout: DropoutConfig::new(config.net.dropout).init(),
         }
     }
 
@@ -73,10 +73,10 @@ impl SeedNet {
 /// fixed at 1.
 fn batch_norm(c: usize, config: &TrainConfig, device: &Device) -> BatchNorm {
     let mut norm = BatchNormConfig::new(c)
-        .with_momentum(config.bn_momentum)
-        .with_epsilon(config.bn_eps)
+        .with_momentum(config.net.bn_momentum)
+        .with_epsilon(config.net.bn_eps)
         .init(device);
-    if config.bn_fixed_scale {
+    if config.net.bn_fixed_scale {
         norm.gamma = norm.gamma.set_require_grad(false);
     }
     norm
@@ -143,9 +143,9 @@ pub struct ConvGroup {
 impl ConvGroup {
     fn new(c_in: usize, c_out: usize, config: &TrainConfig, device: &Device) -> Self {
         Self {
-            conv1: conv3_dirac(c_in, c_out, config.dirac_init, device),
+            conv1: conv3_dirac(c_in, c_out, config.net.dirac_init, device),
             norm1: batch_norm(c_out, config, device),
-            conv2: conv3_dirac(c_out, c_out, config.dirac_init, device),
+            conv2: conv3_dirac(c_out, c_out, config.net.dirac_init, device),
             norm2: batch_norm(c_out, config, device),
             pool: pool2(),
         }
@@ -176,7 +176,7 @@ pub struct AirbenchNet {
 impl AirbenchNet {
     /// `whitening`: the 24 filters, `[24, 3, 2, 2]` flattened, when the config whitens.
     pub fn new(classes: usize, config: &TrainConfig, whitening: Option<Vec<f32>>, device: &Device) -> Self {
-        let widths = &config.widths;
+        let widths = &config.net.widths;
         let stem_width = widths[0];
         let (whiten, stem, stem_norm, mut side) = match whitening {
             Some(filters) => {
@@ -213,8 +213,8 @@ impl AirbenchNet {
             stem_norm,
             groups,
             head: LinearConfig::new(c_in, classes).with_bias(false).init(device),
-            scale: config.head_scale,
-            act: config.activation.into(),
+            scale: config.net.head_scale,
+            act: config.net.activation.into(),
         }
     }
 
@@ -373,7 +373,7 @@ impl Net {
     /// `whitening`: the fitted whitening filters when the config whitens (see
     /// [`whitening_filters`]).
     pub fn new(config: &TrainConfig, classes: usize, whitening: Option<Vec<f32>>, device: &Device) -> Self {
-        match config.arch {
+        match config.net.arch {
             Arch::Seed => Net::Seed(SeedNet::new(config, classes, device)),
             Arch::Airbench => Net::Airbench(AirbenchNet::new(classes, config, whitening, device)),
         }

@@ -27,13 +27,13 @@ pub struct FilterMuon {
 impl FilterMuon {
     pub fn new(config: &TrainConfig) -> Self {
         let momentum = MomentumConfig::new()
-            .with_momentum(config.muon_momentum)
+            .with_momentum(config.optimiser.muon_momentum)
             .with_dampening(0.0)
             .with_nesterov(true);
         FilterMuon {
             momentum: Momentum::new(&momentum),
-            ns_steps: config.muon_ns_steps,
-            rate_ratio: config.muon_lr / config.lr,
+            ns_steps: config.optimiser.muon_ns_steps,
+            rate_ratio: config.optimiser.muon_lr / config.optimiser.lr,
         }
     }
 }
@@ -203,13 +203,14 @@ mod tests {
 
     #[test]
     fn a_step_renormalises_then_moves_by_the_orthogonalised_nesterov_gradient() {
-        let config = TrainConfig {
-            muon_lr: 0.3,
-            lr: 1.5,
-            muon_momentum: 0.6,
-            muon_ns_steps: 5,
-            ..TrainConfig::default()
-        };
+        let config = crate::config::ConfigOverrides {
+            muon_lr: Some(0.3),
+            lr: Some(1.5),
+            muon_momentum: Some(0.6),
+            muon_ns_steps: Some(5),
+            ..Default::default()
+        }
+        .over(TrainConfig::default());
         let optim = FilterMuon::new(&config);
         let shape = [4, 2, 3, 3];
         let (rows, cols) = (4, 18);

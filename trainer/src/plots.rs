@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::training::EpochMetrics;
 
 pub use scoring::plot::confusion_matrix;
-use scoring::plot::{plot_err, register_font as register};
+use scoring::plot::{plot_err, png, register_font as register};
 
 /// One labelled series: a 2-px line through `points` with a dot on each, in the legend.
 fn line_with_points(
@@ -37,53 +37,54 @@ fn line_with_points(
 pub fn learning_curves(path: &Path, epochs: &[EpochMetrics]) -> Result<()> {
     register();
     let err = plot_err(path);
-    let root = BitMapBackend::new(path, (1200, 480)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-    let (left, right) = root.split_horizontally(600);
-    let n = epochs.len().max(1) as f64;
-    let loss_max = epochs
-        .iter()
-        .flat_map(|e| [e.train_loss, e.val_loss])
-        .fold(0.1, f64::max)
-        * 1.1;
-    let series = |area: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
-                  title: &str,
-                  y_max: f64,
-                  get: &dyn Fn(&EpochMetrics) -> (f64, f64)|
-     -> Result<()> {
-        let mut chart = ChartBuilder::on(area)
-            .caption(title, ("sans-serif", 22))
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(52)
-            .build_cartesian_2d(0.5..n + 0.5, 0.0..y_max)
-            .map_err(|e| err(e.to_string()))?;
-        chart
-            .configure_mesh()
-            .x_desc("epoch")
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
-        for (i, (name, color)) in [("train", BLUE), ("validation", RED)].into_iter().enumerate() {
-            let points: Vec<(f64, f64)> = epochs
-                .iter()
-                .map(|e| {
-                    let (t, v) = get(e);
-                    (e.epoch as f64, if i == 0 { t } else { v })
-                })
-                .collect();
-            line_with_points(&mut chart, points, name, color).map_err(&err)?;
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
+    png(path, (1200, 480), |root| {
+        root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+        let (left, right) = root.split_horizontally(600);
+        let n = epochs.len().max(1) as f64;
+        let loss_max = epochs
+            .iter()
+            .flat_map(|e| [e.train_loss, e.val_loss])
+            .fold(0.1, f64::max)
+            * 1.1;
+        let series = |area: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
+                      title: &str,
+                      y_max: f64,
+                      get: &dyn Fn(&EpochMetrics) -> (f64, f64)|
+         -> Result<()> {
+            let mut chart = ChartBuilder::on(area)
+                .caption(title, ("sans-serif", 22))
+                .margin(12)
+                .x_label_area_size(36)
+                .y_label_area_size(52)
+                .build_cartesian_2d(0.5..n + 0.5, 0.0..y_max)
+                .map_err(|e| err(e.to_string()))?;
+            chart
+                .configure_mesh()
+                .x_desc("epoch")
+                .draw()
+                .map_err(|e| err(e.to_string()))?;
+            for (i, (name, color)) in [("train", BLUE), ("validation", RED)].into_iter().enumerate() {
+                let points: Vec<(f64, f64)> = epochs
+                    .iter()
+                    .map(|e| {
+                        let (t, v) = get(e);
+                        (e.epoch as f64, if i == 0 { t } else { v })
+                    })
+                    .collect();
+                line_with_points(&mut chart, points, name, color).map_err(&err)?;
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()
+                .map_err(|e| err(e.to_string()))?;
+            Ok(())
+        };
+        series(&left, "loss", loss_max, &|e| (e.train_loss, e.val_loss))?;
+        series(&right, "accuracy", 1.0, &|e| (e.train_accuracy, e.val_accuracy))?;
         Ok(())
-    };
-    series(&left, "loss", loss_max, &|e| (e.train_loss, e.val_loss))?;
-    series(&right, "accuracy", 1.0, &|e| (e.train_accuracy, e.val_accuracy))?;
-    Ok(root.present().map_err(|e| err(e.to_string()))?)
+    })
 }
 
 /// Reliability diagram: accuracy against mean confidence per bin, before and after the
@@ -91,45 +92,46 @@ pub fn learning_curves(path: &Path, epochs: &[EpochMetrics]) -> Result<()> {
 pub fn reliability_diagram(path: &Path, calibration: &crate::metrics::Calibration) -> Result<()> {
     register();
     let err = plot_err(path);
-    let root = BitMapBackend::new(path, (640, 600)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-    let title = format!(
-        "reliability (ECE {:.3} -> {:.3}, T = {:.2})",
-        calibration.ece_before, calibration.ece_after, calibration.temperature
-    );
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(52)
-        .build_cartesian_2d(0.0..1.0, 0.0..1.0)
-        .map_err(|e| err(e.to_string()))?;
-    chart
-        .configure_mesh()
-        .x_desc("mean top-1 probability")
-        .y_desc("accuracy")
-        .draw()
-        .map_err(|e| err(e.to_string()))?;
-    chart
-        .draw_series(LineSeries::new(vec![(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.4)))
-        .map_err(|e| err(e.to_string()))?;
-    for (name, bins, color) in [
-        ("before", &calibration.bins_before, RED),
-        ("after", &calibration.bins, BLUE),
-    ] {
-        let points: Vec<(f64, f64)> = bins
-            .iter()
-            .filter(|b| b.count > 0)
-            .map(|b| (b.confidence, b.accuracy))
-            .collect();
-        line_with_points(&mut chart, points, name, color).map_err(&err)?;
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| err(e.to_string()))?;
-    Ok(root.present().map_err(|e| err(e.to_string()))?)
+    png(path, (640, 600), |root| {
+        root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+        let title = format!(
+            "reliability (ECE {:.3} -> {:.3}, T = {:.2})",
+            calibration.ece_before, calibration.ece_after, calibration.temperature
+        );
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(52)
+            .build_cartesian_2d(0.0..1.0, 0.0..1.0)
+            .map_err(|e| err(e.to_string()))?;
+        chart
+            .configure_mesh()
+            .x_desc("mean top-1 probability")
+            .y_desc("accuracy")
+            .draw()
+            .map_err(|e| err(e.to_string()))?;
+        chart
+            .draw_series(LineSeries::new(vec![(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.4)))
+            .map_err(|e| err(e.to_string()))?;
+        for (name, bins, color) in [
+            ("before", &calibration.bins_before, RED),
+            ("after", &calibration.bins, BLUE),
+        ] {
+            let points: Vec<(f64, f64)> = bins
+                .iter()
+                .filter(|b| b.count > 0)
+                .map(|b| (b.confidence, b.accuracy))
+                .collect();
+            line_with_points(&mut chart, points, name, color).map_err(&err)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| err(e.to_string()))?;
+        Ok(())
+    })
 }

@@ -78,87 +78,133 @@ impl Golden {
     }
 }
 
+/// A run: load and split, fit, evaluate and calibrate, export and check, write.
 pub fn train(opts: RunOptions) -> Result<RunMetrics> {
     let wall = Instant::now();
-    let config = &opts.config;
-    config.validate().map_err(TrainError::Config)?;
-    let full = opts.data.load(opts.skip_bad_images)?;
-    let classes = full.classes.len();
-    let (mut train_idx, val_idx) = data::stratified_split(&full.labels, classes, config.val_size, config.seed);
-    if config.train_limit > 0 && config.train_limit < train_idx.len() {
-        let labels: Vec<u8> = train_idx.iter().map(|&i| full.labels[i]).collect();
-        let (_, keep) = data::stratified_split(&labels, classes, config.train_limit, config.seed + 1);
-        train_idx = keep.into_iter().map(|k| train_idx[k]).collect();
-    }
-    let (train_set, val_set) = (full.subset(&train_idx), full.subset(&val_idx));
-    if train_set.is_empty() || val_set.is_empty() {
-        return Err(TrainError::Config(format!(
-            "split left {} training and {} validation images; adjust val_size/train_limit",
-            train_set.len(),
-            val_set.len()
-        )));
-    }
-    let test_set = match &opts.test {
-        Some(src) => Some(src.load(opts.skip_bad_images)?),
-        None => None,
-    };
-    if let Some(t) = &test_set
-        && t.classes != full.classes
-    {
-        return Err(TrainError::Config(format!(
-            "test classes {:?} differ from training classes {:?}",
-            t.classes, full.classes
-        )));
-    }
-    eprintln!(
-        "data: {} ({} classes): {} train, {} validation{}{}",
-        full.source,
-        classes,
-        train_set.len(),
-        val_set.len(),
-        test_set
-            .as_ref()
-            .map(|t| format!(", {} test", t.len()))
-            .unwrap_or_default(),
-        if full.skipped > 0 {
-            format!(", {} unreadable files skipped", full.skipped)
-        } else {
-            String::new()
-        }
-    );
+    opts.config.validate().map_err(TrainError::Config)?;
+    let data = Splits::load(&opts)?;
+    let fitted = fit(&opts.config, &data)?;
+    let evaluated = evaluate(&fitted, &data);
+    let exported = export_checked(&fitted, &data, &evaluated)?;
+    let metrics = metrics(fitted, &data, evaluated, &exported, wall);
+    write_run(&opts.out, &exported.bytes, &metrics, &exported.golden)?;
+    Ok(metrics)
+}
 
-    let device = config.backend.device()?.autodiff();
-    device.seed(config.seed);
-    let whitening = (config.whiten && config.arch == crate::model::Arch::Airbench).then(|| {
-        let refs: Vec<&Rgb32> = train_set.images.iter().take(config.whiten_images).collect();
-        crate::model::whitening_filters(&data::to_input(&refs, None), config.whiten_eps)
+/// The labelled images of a run, split.
+struct Splits {
+    full: Dataset,
+    train: Dataset,
+    val: Dataset,
+    test: Option<Dataset>,
+}
+
+impl Splits {
+    /// Load, split stratified and seeded (capped at `train_limit`), and load the test set.
+    fn load(opts: &RunOptions) -> Result<Splits> {
+        let config = &opts.config.data;
+        let full = opts.data.load(opts.skip_bad_images)?;
+        let classes = full.classes.len();
+        let (mut train_idx, val_idx) = data::stratified_split(&full.labels, classes, config.val_size, config.seed);
+        if config.train_limit > 0 && config.train_limit < train_idx.len() {
+            let labels: Vec<u8> = train_idx.iter().map(|&i| full.labels[i]).collect();
+            let (_, keep) = data::stratified_split(&labels, classes, config.train_limit, config.seed + 1);
+            train_idx = keep.into_iter().map(|k| train_idx[k]).collect();
+        }
+        let (train, val) = (full.subset(&train_idx), full.subset(&val_idx));
+        if train.is_empty() || val.is_empty() {
+            return Err(TrainError::Config(format!(
+                "split left {} training and {} validation images; adjust val_size/train_limit",
+                train.len(),
+                val.len()
+            )));
+        }
+        let test = match &opts.test {
+            Some(src) => Some(src.load(opts.skip_bad_images)?),
+            None => None,
+        };
+        if let Some(t) = &test
+            && t.classes != full.classes
+        {
+            return Err(TrainError::Config(format!(
+                "test classes {:?} differ from training classes {:?}",
+                t.classes, full.classes
+            )));
+        }
+        eprintln!(
+            "data: {} ({} classes): {} train, {} validation{}{}",
+            full.source,
+            classes,
+            train.len(),
+            val.len(),
+            test.as_ref().map(|t| format!(", {} test", t.len())).unwrap_or_default(),
+            if full.skipped > 0 {
+                format!(", {} unreadable files skipped", full.skipped)
+            } else {
+                String::new()
+            }
+        );
+        Ok(Splits { full, train, val, test })
+    }
+}
+
+/// The trained net, on flex (evaluation and export run there whatever trained: the
+/// exporter captures from it), with what ran.
+struct Fitted {
+    model: Net,
+    epochs: Vec<training::EpochMetrics>,
+    train_seconds: f64,
+    /// The config as it ran: a time budget may have chosen another epoch count.
+    config: TrainConfig,
+}
+
+/// Fit the whitening filters, build the net and train it.
+fn fit(config: &TrainConfig, data: &Splits) -> Result<Fitted> {
+    let device = config.compute.backend.device()?.autodiff();
+    device.seed(config.data.seed);
+    let whitening = (config.net.whiten && config.net.arch == crate::model::Arch::Airbench).then(|| {
+        let refs: Vec<&Rgb32> = data.train.images.iter().take(config.net.whiten_images).collect();
+        crate::model::whitening_filters(&data::to_input(&refs, None), config.net.whiten_eps)
     });
-    let model = Net::new(config, classes, whitening, &device);
-    let train_start = Instant::now();
-    let (model, epochs) = training::fit(config, model, &train_set, &val_set, &device, |m| {
+    let model = Net::new(config, data.full.classes.len(), whitening, &device);
+    let start = Instant::now();
+    let (model, epochs) = training::fit(config, model, &data.train, &data.val, &device, |m| {
         eprintln!(
             "epoch {:>3}: train loss {:.4} acc {:.4} | val loss {:.4} acc {:.4} | {:.0} img/s, {:.1}s",
             m.epoch, m.train_loss, m.train_accuracy, m.val_loss, m.val_accuracy, m.images_per_second, m.seconds
         );
     });
-    let train_seconds = train_start.elapsed().as_secs_f64();
-    // What ran: a time budget may have chosen a different epoch count than configured.
-    let ran = TrainConfig {
-        epochs: epochs.len(),
-        ..config.clone()
-    };
-    let config = &ran;
-    // Evaluation and export run on flex whatever trained: the exporter captures from it.
-    let infer = Device::flex();
-    let model = model.valid().to_device(&infer);
+    let train_seconds = start.elapsed().as_secs_f64();
+    let mut ran = config.clone();
+    ran.schedule.epochs = epochs.len();
+    Ok(Fitted {
+        model: model.valid().to_device(&Device::flex()),
+        epochs,
+        train_seconds,
+        config: ran,
+    })
+}
+
+/// Validation (with and without TTA) and test results, and the fitted temperature.
+struct Evaluated {
+    validation: SplitReport,
+    val_plain_accuracy: f64,
+    calibration: Calibration,
+    test: Option<SplitReport>,
+}
+
+fn evaluate(fitted: &Fitted, data: &Splits) -> Evaluated {
+    let (config, model, infer) = (&fitted.config, &fitted.model, Device::flex());
     let tta = config.tta();
-    let val_eval = training::evaluate(&model, &val_set, config.eval_batch_size, &infer, tta);
+    let batch = config.compute.eval_batch_size;
+    let val_eval = training::evaluate(model, &data.val, batch, &infer, tta);
     let val_plain_accuracy = if tta == Tta::default() {
         val_eval.accuracy
     } else {
-        training::evaluate(&model, &val_set, config.eval_batch_size, &infer, Tta::default()).accuracy
+        training::evaluate(model, &data.val, batch, &infer, Tta::default()).accuracy
     };
-    let calibration = Calibration::fit(&val_eval, &val_set.labels, classes, config.calibrate);
+    let classes = data.full.classes.len();
+    let calibration = Calibration::fit(&val_eval, &data.val.labels, classes, config.export.calibrate);
     eprintln!(
         "validation: accuracy {:.4} (TTA {}; without TTA {:.4}), temperature {:.3}, ECE {:.4} -> {:.4}",
         val_eval.accuracy,
@@ -178,27 +224,45 @@ pub fn train(opts: RunOptions) -> Result<RunMetrics> {
             confusion,
         }
     };
-    let validation = report(&val_set, val_eval);
-    let test = test_set
-        .as_ref()
-        .map(|t| report(t, training::evaluate(&model, t, config.eval_batch_size, &infer, tta)));
+    Evaluated {
+        validation: report(&data.val, val_eval),
+        val_plain_accuracy,
+        calibration,
+        test: data
+            .test
+            .as_ref()
+            .map(|t| report(t, training::evaluate(model, t, batch, &infer, tta))),
+    }
+}
 
+/// The exported file, checked against burn by tract, and its golden pair.
+struct Exported {
+    bytes: Vec<u8>,
+    version: String,
+    trained_at: String,
+    parity_max_abs_diff: f32,
+    golden: Golden,
+}
+
+/// Export ONNX with the TTA and temperature inside, and refuse a file tract runs
+/// differently from burn.
+fn export_checked(fitted: &Fitted, data: &Splits, evaluated: &Evaluated) -> Result<Exported> {
     let trained_at = contract::pointer::now_rfc3339();
     let meta = ExportMeta {
-        labels: full.classes.clone(),
-        dataset: full.source.clone(),
-        val_accuracy: validation.accuracy,
+        labels: data.full.classes.clone(),
+        dataset: data.full.source.clone(),
+        val_accuracy: evaluated.validation.accuracy,
         trained_at: trained_at.clone(),
-        config_json: serde_json::to_string(config).expect("config serialises"),
-        val_ece: calibration.ece_after,
+        config_json: serde_json::to_string(&fitted.config).expect("config serialises"),
+        val_ece: evaluated.calibration.ece_after,
     };
-    let probe: Vec<Rgb32> = val_set.images.iter().take(64).copied().collect();
+    let probe: Vec<Rgb32> = data.val.images.iter().take(64).copied().collect();
     let head = export::Head {
-        tta,
-        temperature: calibration.temperature as f32,
+        tta: fitted.config.tta(),
+        temperature: evaluated.calibration.temperature as f32,
     };
-    let burn_rows = export::burn_probabilities(&model, &probe, head)?;
-    let exported = export::export(&model, &meta, head)?;
+    let burn_rows = export::burn_probabilities(&fitted.model, &probe, head)?;
+    let exported = export::export(&fitted.model, &meta, head)?;
     let parity = export::check_parity(&exported.bytes, &probe, &burn_rows)?;
     if parity.max_abs_diff > PARITY_TOLERANCE || !parity.argmax_agree {
         return Err(TrainError::Export(format!(
@@ -210,35 +274,41 @@ pub fn train(opts: RunOptions) -> Result<RunMetrics> {
         "export: tract matches burn on {} images (max |diff| {:.2e})",
         parity.images, parity.max_abs_diff
     );
-
-    let train_images: usize = epochs.len() * train_set.len();
-    let metrics = RunMetrics {
-        model_version: exported.version.clone(),
-        dataset: full.source.clone(),
-        classes: full.classes.clone(),
-        train_images: train_set.len(),
-        skipped_images: full.skipped,
-        final_train_accuracy: epochs.last().map(|e| e.train_accuracy).unwrap_or(f64::NAN),
-        epochs,
-        validation,
-        validation_accuracy_without_tta: val_plain_accuracy,
-        calibration,
-        test,
-        train_seconds,
-        wall_seconds: wall.elapsed().as_secs_f64(),
-        train_images_per_second: train_images as f64 / train_seconds,
-        peak_rss_mib: crate::memory::peak_rss_mib(),
-        onnx_parity_max_abs_diff: parity.max_abs_diff,
+    Ok(Exported {
+        version: exported.version,
+        bytes: exported.bytes,
         trained_at,
-        config: config.clone(),
-    };
-    let golden = Golden {
-        labels: val_set.labels.iter().take(GOLDEN_IMAGES).copied().collect(),
-        images_hex: probe.iter().take(GOLDEN_IMAGES).map(hex::encode).collect(),
-        probabilities: burn_rows.into_iter().take(GOLDEN_IMAGES).collect(),
-    };
-    write_run(&opts.out, &exported.bytes, &metrics, &golden)?;
-    Ok(metrics)
+        parity_max_abs_diff: parity.max_abs_diff,
+        golden: Golden {
+            labels: data.val.labels.iter().take(GOLDEN_IMAGES).copied().collect(),
+            images_hex: probe.iter().take(GOLDEN_IMAGES).map(hex::encode).collect(),
+            probabilities: burn_rows.into_iter().take(GOLDEN_IMAGES).collect(),
+        },
+    })
+}
+
+fn metrics(fitted: Fitted, data: &Splits, evaluated: Evaluated, exported: &Exported, wall: Instant) -> RunMetrics {
+    let train_images = fitted.epochs.len() * data.train.len();
+    RunMetrics {
+        model_version: exported.version.clone(),
+        dataset: data.full.source.clone(),
+        classes: data.full.classes.clone(),
+        train_images: data.train.len(),
+        skipped_images: data.full.skipped,
+        final_train_accuracy: fitted.epochs.last().map(|e| e.train_accuracy).unwrap_or(f64::NAN),
+        epochs: fitted.epochs,
+        validation: evaluated.validation,
+        validation_accuracy_without_tta: evaluated.val_plain_accuracy,
+        calibration: evaluated.calibration,
+        test: evaluated.test,
+        train_seconds: fitted.train_seconds,
+        wall_seconds: wall.elapsed().as_secs_f64(),
+        train_images_per_second: train_images as f64 / fitted.train_seconds,
+        peak_rss_mib: crate::memory::peak_rss_mib(),
+        onnx_parity_max_abs_diff: exported.parity_max_abs_diff,
+        trained_at: exported.trained_at.clone(),
+        config: fitted.config,
+    }
 }
 
 fn write_run(out: &Path, onnx: &[u8], metrics: &RunMetrics, golden: &Golden) -> Result<()> {

@@ -23,7 +23,7 @@ use crate::tta::Tta;
 use burn_flex::profile::set_phase;
 
 /// Names of the phases of a training step, as `fit` labels them for
-/// `burn_flex::profile` (and `trainer bench --profile` reads them back), in step order.
+/// `burn_flex::profile` (and `train-bench --profile` reads them back), in step order.
 pub mod phase {
     pub const DATA: &str = "data";
     pub const FORWARD: &str = "forward";
@@ -74,19 +74,20 @@ fn label_tensor(labels: &[u8], device: &Device) -> Tensor<1, Int> {
 }
 
 fn optimizer(config: &TrainConfig, model: &Net) -> ModuleOptimizer {
-    let decay = (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
+    let decay =
+        (config.optimiser.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.optimiser.weight_decay as f32));
     let sgd = || {
         SgdConfig::new()
             .with_weight_decay(decay.clone())
             .with_momentum(Some(
                 MomentumConfig::new()
-                    .with_momentum(config.momentum)
-                    .with_dampening(config.dampening)
-                    .with_nesterov(config.nesterov),
+                    .with_momentum(config.optimiser.momentum)
+                    .with_dampening(config.optimiser.dampening)
+                    .with_nesterov(config.optimiser.nesterov),
             ))
             .init()
     };
-    match config.optimizer {
+    match config.optimiser.optimizer {
         OptimizerKind::Adam => AdamConfig::new().with_weight_decay(decay).init(),
         OptimizerKind::Sgd => sgd(),
         OptimizerKind::Muon => sgd().with_group(
@@ -125,21 +126,21 @@ pub fn fit(
 ) -> (Net, Vec<EpochMetrics>) {
     let mut optim = optimizer(config, &model);
     let loss_fn = CrossEntropyLossConfig::new()
-        .with_smoothing((config.label_smoothing > 0.0).then_some(config.label_smoothing))
+        .with_smoothing((config.optimiser.label_smoothing > 0.0).then_some(config.optimiser.label_smoothing))
         .init(device);
-    let mut rng = StdRng::seed_from_u64(config.seed);
-    let steps_per_epoch = train.len().div_ceil(config.batch_size);
-    let mut epochs = config.epochs;
+    let mut rng = StdRng::seed_from_u64(config.data.seed);
+    let steps_per_epoch = train.len().div_ceil(config.schedule.batch_size);
+    let mut epochs = config.schedule.epochs;
     let mut total_steps = steps_per_epoch * epochs;
     let bias_ids = model.norm_bias_ids();
-    let mut lookahead = config.lookahead.then(|| Lookahead::new(&model));
+    let mut lookahead = config.optimiser.lookahead.then(|| Lookahead::new(&model));
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut history = Vec::new();
     let mut step = 0;
     let mut epoch = 0;
     while epoch < epochs {
         epoch += 1;
-        if config.whiten && epoch == config.whiten_bias_epochs + 1 {
+        if config.net.whiten && epoch == config.net.whiten_bias_epochs + 1 {
             model = model.freeze_whitening();
         }
         order.shuffle(&mut rng);
@@ -147,14 +148,14 @@ pub fn fit(
         let start = Instant::now();
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         let mut lr = 0.0;
-        for chunk in order.chunks(config.batch_size) {
-            // Phases label `trainer bench --profile`'s breakdown (no-ops otherwise).
+        for chunk in order.chunks(config.schedule.batch_size) {
+            // Phases label `train-bench --profile`'s breakdown (no-ops otherwise).
             set_phase(phase::DATA);
             let images: Vec<&contract::Rgb32> = chunk.iter().map(|&i| &train.images[i]).collect();
             let labels: Vec<u8> = chunk.iter().map(|&i| train.labels[i]).collect();
-            let flips = config.flip.flips(chunk, epoch, config.seed, &mut rng);
+            let flips = config.augmentation.flip.flips(chunk, epoch, config.data.seed, &mut rng);
             let aug = Augment {
-                translate: config.translate,
+                translate: config.augmentation.translate,
                 flips: &flips,
             };
             let x = input_tensor(&images, Some((aug, &mut rng)), device);
@@ -173,13 +174,16 @@ pub fn fit(
             set_phase(phase::BACKWARD);
             let mut grads = GradientsParams::from_grads(loss.backward(), &model);
             set_phase(phase::OPTIMIZER);
-            scale_grads(&mut grads, &bias_ids, config.bias_lr_scale);
+            scale_grads(&mut grads, &bias_ids, config.optimiser.bias_lr_scale);
             lr = config.lr_at(step, total_steps);
             model = optim.step(lr, model, grads);
             step += 1;
             if let Some(la) = lookahead.as_mut().filter(|_| lookahead::due(config, step)) {
                 set_phase(phase::LOOKAHEAD);
-                model = la.update(model, lookahead::decay_at(config.lookahead_decay, step, total_steps));
+                model = la.update(
+                    model,
+                    lookahead::decay_at(config.optimiser.lookahead_decay, step, total_steps),
+                );
             }
             set_phase(phase::PROGRESS);
             loss_sum += f64::from(batch_loss) * chunk.len() as f64;
@@ -206,7 +210,10 @@ pub fn fit(
             // autodiff graph, which the model's own would keep alive after the output is
             // dropped (about 1 GB per batch of 1,024, 8 GB of peak memory).
             let stats = model.clone().no_grad();
-            for chunk in order.chunks(config.batch_size).take(config.lookahead_bn_batches) {
+            for chunk in order
+                .chunks(config.schedule.batch_size)
+                .take(config.optimiser.lookahead_bn_batches)
+            {
                 let images: Vec<&contract::Rgb32> = chunk.iter().map(|&i| &train.images[i]).collect();
                 drop(stats.forward(input_tensor(&images, None, device)));
             }
@@ -217,17 +224,20 @@ pub fn fit(
         let eval = evaluate(
             &model.valid(),
             val,
-            config.eval_batch_size,
+            config.compute.eval_batch_size,
             &device.clone().inner(),
             Tta::default(),
         );
-        if epoch == 1 && config.time_budget_minutes > 0.0 {
+        if epoch == 1 && config.schedule.time_budget_minutes > 0.0 {
             // The first epoch's wall time, validation included, sizes the run.
-            epochs = epochs_for_budget(config.time_budget_minutes * 60.0, start.elapsed().as_secs_f64());
+            epochs = epochs_for_budget(
+                config.schedule.time_budget_minutes * 60.0,
+                start.elapsed().as_secs_f64(),
+            );
             total_steps = steps_per_epoch * epochs;
             eprintln!(
                 "time budget {:.1} min: epoch 1 took {:.1} s, training {epochs} epochs",
-                config.time_budget_minutes,
+                config.schedule.time_budget_minutes,
                 start.elapsed().as_secs_f64()
             );
         }

@@ -1,4 +1,4 @@
-//! `burn_flex::profile`, the accounting behind `trainer bench --profile`: kernels are
+//! `burn_flex::profile`, the accounting behind `train-bench --profile`: kernels are
 //! booked under the phase they ran in, by input shape, once even when one instrumented
 //! op calls another, and each phase's wall time is kept beside them. Its own test
 //! binary, because the accounting is process-wide.

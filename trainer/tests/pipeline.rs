@@ -107,11 +107,9 @@ fn tiny_preset_trains_exports_checks_and_publishes() {
 fn muon_and_shift_tta_train_and_export_within_parity() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let config = trainer::config::TrainConfig {
-        optimizer: trainer::config::OptimizerKind::Muon,
-        tta_shift: true,
-        ..Preset::Tiny.config()
-    };
+    let mut config = Preset::Tiny.config();
+    config.optimiser.optimizer = trainer::config::OptimizerKind::Muon;
+    config.export.tta_shift = true;
     let metrics = trainer::run::train(RunOptions {
         config,
         data: DataSource::Folder(fixture_images()),

@@ -52,6 +52,8 @@ export class ClassifyError extends Error {
     /** The API's error code; `throttled` for API Gateway's 429, `unavailable` for other non-JSON answers. */
     readonly code: ErrorCode | "throttled" | "unavailable" | "network",
     message: string,
+    /** The request's id (`x-request-id`), to quote when reporting a problem. */
+    readonly requestId?: string,
   ) {
     super(`${code}: ${message}`);
     this.name = "ClassifyError";
@@ -169,14 +171,17 @@ function jsonOptions(options: ClassifyOptions): Record<string, number> {
 
 async function refusal(res: Response): Promise<ClassifyError> {
   const text = await res.text();
+  const requestId = res.headers.get("x-request-id") ?? undefined;
   try {
     const body = JSON.parse(text);
-    if (body?.error?.code) return new ClassifyError(res.status, body.error.code, body.error.message ?? "");
+    if (body?.error?.code) {
+      return new ClassifyError(res.status, body.error.code, body.error.message ?? "", body.error.request_id ?? requestId);
+    }
   } catch {
     // Not the API's JSON: the gateway's own answer.
   }
   const code = res.status === 429 ? "throttled" : "unavailable";
-  return new ClassifyError(res.status, code, text.slice(0, 200) || res.statusText);
+  return new ClassifyError(res.status, code, text.slice(0, 200) || res.statusText, requestId);
 }
 
 /** Raw bytes and the content type to send them with. */

@@ -116,6 +116,8 @@ export interface components {
             status: "ok";
             /** @description The model serving now */
             model_version: string;
+            /** @description Where it came from: s3://..., file://..., or embedded:models/cifar10.onnx (also while the pointer has nothing published yet) */
+            source: string;
             refresh: components["schemas"]["Refresh"];
         };
         /** @description How the function follows the published models/latest.json (MODEL_REFRESH_SECONDS); a failed check keeps the current model serving. */
@@ -173,6 +175,8 @@ export interface components {
                 code: "invalid_json" | "missing_image" | "ambiguous_request" | "invalid_image_field" | "empty_batch" | "invalid_base64" | "invalid_body_encoding" | "invalid_image" | "empty_body" | "invalid_top_k" | "invalid_min_probability" | "not_found" | "method_not_allowed" | "payload_too_large" | "too_many_images" | "image_too_large" | "unsupported_media_type" | "missing_content_type" | "unsupported_image_format" | "inference_failed";
                 /** @description What to fix. */
                 message: string;
+                /** @description The request's id, as in the x-request-id header and the logs: quote it when reporting a problem. */
+                request_id?: string;
             };
         };
     };
@@ -180,6 +184,8 @@ export interface components {
         /** @description The request was refused; `error.message` says what to fix. */
         Error: {
             headers: {
+                /** @description The request's id, also in `error.request_id` */
+                "x-request-id"?: string;
                 [name: string]: unknown;
             };
             content: {
@@ -234,6 +240,8 @@ export interface operations {
                 headers: {
                     /** @description The model version that produced the answer */
                     "x-model-version"?: string;
+                    /** @description The request's id, as in the logs (every answer carries it) */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {

@@ -69,6 +69,7 @@ test('refusals are typed errors with the API code', async () => {
     assert.equal(e.status, 400);
     assert.equal(e.code, 'invalid_image');
     assert.equal(e.retryable, false);
+    assert.ok(e.requestId && e.requestId.length > 4, `request id ${e.requestId}`);
     return true;
   });
   await assert.rejects(client.classify(join(cat, readdir(cat)[0]), { topK: 11 }), { code: 'invalid_top_k' });

@@ -113,9 +113,12 @@ impl std::fmt::Display for ErrorCode {
 pub struct ErrorDetail {
     pub code: ErrorCode,
     pub message: String,
+    /// The request's id, as in the `x-request-id` header and the logs: what a user quotes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
-/// The body of every error answer: `{"error": {"code", "message"}}`.
+/// The body of every error answer: `{"error": {"code", "message", "request_id"}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
@@ -127,8 +130,14 @@ impl ErrorBody {
             error: ErrorDetail {
                 code,
                 message: message.into(),
+                request_id: None,
             },
         }
+    }
+
+    pub fn with_request_id(mut self, id: impl Into<String>) -> Self {
+        self.error.request_id = Some(id.into());
+        self
     }
 }
 

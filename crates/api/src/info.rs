@@ -7,6 +7,9 @@ pub struct Health {
     /// Always `ok` when the function answers at all.
     pub status: String,
     pub model_version: String,
+    /// Where the serving model came from: `s3://...`, `file://...`, or
+    /// `embedded:models/cifar10.onnx` (also while a pointer has nothing published yet).
+    pub source: String,
     pub refresh: RefreshStatus,
 }
 

@@ -15,6 +15,9 @@ pub use predict::{
 
 /// Response header naming the model version that produced a `POST /predict` answer.
 pub const MODEL_VERSION_HEADER: &str = "x-model-version";
+/// Header naming the request (API Gateway's request id): in every answer, its error body and
+/// the function's log lines, so a user can quote it.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// Default `top_k` when a request names none.
 pub const DEFAULT_TOP_K: usize = 5;

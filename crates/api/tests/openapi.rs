@@ -258,6 +258,7 @@ fn every_answer_type_matches_its_schema_both_ways() {
     let health = serde_json::to_value(Health {
         status: "ok".into(),
         model_version: "v1".into(),
+        source: "embedded:models/cifar10.onnx".into(),
         refresh: refresh(),
     })
     .unwrap();

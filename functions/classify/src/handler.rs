@@ -14,6 +14,7 @@ use http::Method;
 use inference::Classifier;
 
 use crate::error::ApiError;
+use crate::metrics::{RequestMetrics, size_class};
 use crate::refresh::Refresher;
 use crate::request::{AnswerShape, Kind};
 use crate::response;
@@ -28,13 +29,16 @@ pub struct App {
     refresher: Option<Refresher>,
 }
 
-/// What one request did, for the log line.
+/// What one request did, for the log line and the metric record.
 #[derive(Debug, Default)]
 struct Outcome {
     route: Option<Route>,
     images: usize,
     top1: Option<String>,
     error: Option<ErrorCode>,
+    decode_ms: f64,
+    inference_ms: f64,
+    abstained: usize,
 }
 
 /// The page clients on phones and browsers use, served at `GET /`.
@@ -74,8 +78,17 @@ impl App {
         }
     }
 
+    /// Answer one event, log it, and print its metric record.
     pub fn handle(&self, req: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
+        let (resp, metrics) = self.respond(req);
+        metrics.emit();
+        resp
+    }
+
+    /// The answer and what the request did, for [`RequestMetrics::emit`].
+    pub fn respond(&self, req: &ApiGatewayV2httpRequest) -> (ApiGatewayV2httpResponse, RequestMetrics) {
         let start = Instant::now();
+        let request_id = req.request_context.request_id.as_deref().unwrap_or("-");
         let served = self.served();
         let method = req.request_context.http.method.clone();
         let path = normalise_path(req);
@@ -85,9 +98,12 @@ impl App {
             Ok(r) => r,
             Err(e) => {
                 outcome.error = Some(e.code);
-                response::error(&e)
+                response::error(&e, request_id)
             }
         };
+        if let Ok(v) = http::HeaderValue::from_str(request_id) {
+            resp.headers.insert(api::REQUEST_ID_HEADER, v);
+        }
         if outcome.route == Some(Route::Predict)
             && let Ok(v) = http::HeaderValue::from_str(served.classifier.version())
         {
@@ -99,20 +115,43 @@ impl App {
             origin,
             method == Method::OPTIONS,
         );
+        let latency_ms = start.elapsed().as_secs_f64() * 1e3;
+        // Who asked, when a JWT authorizer signed them in: the `sub` claim, never the token.
+        let caller = req
+            .request_context
+            .authorizer
+            .as_ref()
+            .and_then(|a| a.jwt.as_ref())
+            .and_then(|jwt| jwt.claims.get("sub"))
+            .map_or("", String::as_str);
         tracing::info!(
-            request_id = req.request_context.request_id.as_deref().unwrap_or("-"),
+            request_id,
+            caller,
             model_version = served.classifier.version(),
             method = %method,
             route = outcome.route.map_or("unknown", Route::path),
             path = %path,
             status = resp.status_code,
-            latency_ms = start.elapsed().as_secs_f64() * 1e3,
+            latency_ms,
             images = outcome.images,
             top1 = outcome.top1.as_deref().unwrap_or(""),
             error_code = outcome.error.map_or("", ErrorCode::as_str),
             "request"
         );
-        resp
+        let metrics = RequestMetrics {
+            route: outcome.route.map_or("unknown", Route::path),
+            status: resp.status_code,
+            latency_ms,
+            decode_ms: outcome.decode_ms,
+            inference_ms: outcome.inference_ms,
+            images: outcome.images,
+            abstained: outcome.abstained,
+            size_class: size_class(req.body.as_ref().map_or(0, |b| b.len())),
+            model_version: served.classifier.version().to_string(),
+            request_id: request_id.to_string(),
+            caller: caller.to_string(),
+        };
+        (resp, metrics)
     }
 
     fn dispatch(
@@ -155,6 +194,7 @@ impl App {
         Health {
             status: "ok".into(),
             model_version: served.classifier.version().into(),
+            source: served.source.clone(),
             refresh: self.refresh_status(),
         }
     }
@@ -208,13 +248,18 @@ impl App {
         outcome: &mut Outcome,
     ) -> Result<ApiGatewayV2httpResponse, ApiError> {
         let classifier = &served.classifier;
+        let decode = Instant::now();
         let input = crate::request::predict_input(req, &self.settings, classifier.labels().len())?;
+        outcome.decode_ms = decode.elapsed().as_secs_f64() * 1e3;
         outcome.images = input.images.len();
+        let inference = Instant::now();
         let rows = classifier
             .probabilities(&input.images)
             .map_err(|e| ApiError::new(ErrorCode::InferenceFailed, e.to_string()))?;
+        outcome.inference_ms = inference.elapsed().as_secs_f64() * 1e3;
         let mut results: Vec<ImageResult> = rows.iter().map(|row| result(classifier, row, input.shape)).collect();
         outcome.top1 = results.first().and_then(|r| r.label.clone());
+        outcome.abstained = results.iter().filter(|r| !r.matched).count();
         let model_version = classifier.version().to_string();
         Ok(match input.kind {
             Kind::Batch => response::json(200, &BatchPredictResponse { results, model_version }),

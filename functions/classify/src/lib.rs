@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod handler;
+pub mod metrics;
 pub mod model_source;
 pub mod refresh;
 pub mod request;

@@ -1,6 +1,7 @@
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use classify::settings::Settings;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
+use tracing::Instrument;
 
 /// mimalloc rather than glibc malloc: under cargo lambda watch's runtime API (bodies
 /// arriving over several reads, long-polled `/next`) glibc's heap grew by 60-120 KB per
@@ -19,7 +20,8 @@ async fn main() -> Result<(), Error> {
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_current_span(false)
+        // Each event's lines carry its request id (the span below), the refresh's included.
+        .with_current_span(true)
         .without_time()
         .init();
     // One clear line and a failed init, rather than an error on every request.
@@ -35,11 +37,20 @@ async fn main() -> Result<(), Error> {
         }
     };
     let app = &app;
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<ApiGatewayV2httpRequest>| async move {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<ApiGatewayV2httpRequest>| {
+        let mut request = event.payload;
+        // API Gateway's id (the one in its access log); the invocation's where an event
+        // carries none, so every answer and log line has one.
+        let request_id = request
+            .request_context
+            .request_id
+            .get_or_insert_with(|| event.context.request_id.clone())
+            .clone();
+        async move {
             app.refresh_if_due().await;
-            Ok::<ApiGatewayV2httpResponse, Error>(app.handle(&event.payload))
-        },
-    ))
+            Ok::<ApiGatewayV2httpResponse, Error>(app.handle(&request))
+        }
+        .instrument(tracing::info_span!("event", request_id))
+    }))
     .await
 }

@@ -15,6 +15,16 @@ pub struct Fetched {
     pub pointer: Option<PointerWatch>,
 }
 
+/// What a look at the pointer found.
+pub enum Poll {
+    /// The version last read (a 304 to the conditional GET).
+    Unchanged,
+    /// No pointer object: nothing published yet (a new stack's empty bucket).
+    Missing,
+    /// A pointer, with its ETag.
+    Found(ModelPointer, Option<String>),
+}
+
 /// A model pointer on S3 and the ETag of the version last read.
 pub struct PointerWatch {
     client: aws_sdk_s3::Client,
@@ -28,16 +38,18 @@ impl PointerWatch {
         format!("s3://{}/{}", self.bucket, self.key)
     }
 
-    /// Conditional GET of the pointer (If-None-Match on the last ETag): `None` when it is
-    /// unchanged, else the pointer with its ETag; the model itself is not fetched yet.
-    pub async fn poll(&self) -> Result<Option<(ModelPointer, Option<String>)>, LoadError> {
+    /// Conditional GET of the pointer (If-None-Match on the last ETag); the model itself is
+    /// not fetched yet.
+    pub async fn poll(&self) -> Result<Poll, LoadError> {
         let mut req = self.client.get_object().bucket(&self.bucket).key(&self.key);
         if let Some(etag) = &self.etag {
             req = req.if_none_match(etag);
         }
         let out = match req.send().await {
             Ok(out) => out,
-            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(304) => return Ok(None),
+            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(304) => return Ok(Poll::Unchanged),
+            // The function may list the bucket, so a missing key is a 404, not a 403.
+            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => return Ok(Poll::Missing),
             Err(e) => {
                 return Err(LoadError::Fetch {
                     uri: self.uri(),
@@ -51,7 +63,7 @@ impl PointerWatch {
             reason: e.to_string(),
         })?;
         let pointer = parse_pointer(&self.uri(), &body.into_bytes())?;
-        Ok(Some((pointer, etag)))
+        Ok(Poll::Found(pointer, etag))
     }
 
     /// The model a pointer names, its sha256 checked.
@@ -77,13 +89,20 @@ fn parse_pointer(uri: &str, bytes: &[u8]) -> Result<ModelPointer, LoadError> {
     })
 }
 
+/// Where the embedded model says it came from.
+pub const EMBEDDED_SOURCE: &str = "embedded:models/cifar10.onnx";
+
+/// The model at `uri` (unset: the embedded one). A `latest.json` pointer that does not
+/// exist yet serves the embedded model and is watched, so a new stack answers at once and
+/// switches to the first model published.
 pub async fn fetch(uri: Option<&str>) -> Result<Fetched, LoadError> {
+    let embedded = |pointer| Fetched {
+        bytes: EMBEDDED_MODEL.to_vec(),
+        source: EMBEDDED_SOURCE.into(),
+        pointer,
+    };
     let Some(uri) = uri else {
-        return Ok(Fetched {
-            bytes: EMBEDDED_MODEL.to_vec(),
-            source: "embedded:models/cifar10.onnx".into(),
-            pointer: None,
-        });
+        return Ok(embedded(None));
     };
     let location: Location = uri.parse().map_err(LoadError::Uri)?;
     match location {
@@ -114,14 +133,24 @@ pub async fn fetch(uri: Option<&str>) -> Result<Fetched, LoadError> {
                 key,
                 etag: None,
             };
-            let (pointer, etag) = watch.poll().await?.expect("an unconditional GET answers");
-            let (bytes, source) = watch.model(&pointer).await?;
-            watch.etag = etag;
-            Ok(Fetched {
-                bytes,
-                source,
-                pointer: Some(watch),
-            })
+            match watch.poll().await? {
+                Poll::Found(pointer, etag) => {
+                    let (bytes, source) = watch.model(&pointer).await?;
+                    watch.etag = etag;
+                    Ok(Fetched {
+                        bytes,
+                        source,
+                        pointer: Some(watch),
+                    })
+                }
+                Poll::Missing | Poll::Unchanged => {
+                    tracing::warn!(
+                        pointer = %watch.uri(),
+                        "no model published yet; serving the embedded model until one is"
+                    );
+                    Ok(embedded(Some(watch)))
+                }
+            }
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use api::{RefreshOutcome, RefreshStatus};
 
 use crate::error::LoadError;
-use crate::model_source::PointerWatch;
+use crate::model_source::{PointerWatch, Poll};
 use crate::served::{ModelSlot, Served};
 
 /// The pointer, when to look at it next, and what the last look found.
@@ -113,8 +113,9 @@ enum Checked {
 /// A failure comes with the pointer ETag it was about, if any.
 async fn check(watch: &PointerWatch, current: &Served) -> Result<Checked, (LoadError, Option<String>)> {
     let (pointer, etag) = match watch.poll().await {
-        Ok(None) => return Ok(Checked::Same(None)),
-        Ok(Some(p)) => p,
+        // Nothing published (yet, or any more): keep serving what serves.
+        Ok(Poll::Unchanged | Poll::Missing) => return Ok(Checked::Same(None)),
+        Ok(Poll::Found(pointer, etag)) => (pointer, etag),
         Err(e) => return Err((e, None)),
     };
     if pointer.sha256 == current.sha256 {

@@ -21,8 +21,11 @@ pub fn json<T: Serialize>(status: u16, body: &T) -> ApiGatewayV2httpResponse {
     plain(status, Some(text), "application/json")
 }
 
-pub fn error(e: &ApiError) -> ApiGatewayV2httpResponse {
-    let mut r = json(e.status(), &ErrorBody::new(e.code, e.message.clone()));
+pub fn error(e: &ApiError, request_id: &str) -> ApiGatewayV2httpResponse {
+    let mut r = json(
+        e.status(),
+        &ErrorBody::new(e.code, e.message.clone()).with_request_id(request_id),
+    );
     if let Some(allow) = e.allow.as_deref().and_then(|a| HeaderValue::from_str(a).ok()) {
         r.headers.insert("allow", allow);
     }
@@ -41,6 +44,13 @@ pub fn cors(headers: &mut HeaderMap, allowed: &[String], origin: Option<&str>, p
         return;
     };
     headers.insert("access-control-allow-origin", value);
+    if !preflight {
+        // Browser code may read these; without the list it sees only the safelisted ones.
+        headers.insert(
+            "access-control-expose-headers",
+            HeaderValue::from_static("x-model-version, x-request-id"),
+        );
+    }
     if preflight {
         headers.insert(
             "access-control-allow-methods",

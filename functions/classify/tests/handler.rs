@@ -101,6 +101,17 @@ fn predict_json(body: Value) -> ApiGatewayV2httpResponse {
     ))
 }
 
+/// A raw-body `POST /predict`.
+fn raw(content_type: &str, bytes: &[u8], query: &str) -> ApiGatewayV2httpResponse {
+    app().handle(&event(
+        "POST",
+        "/predict",
+        json!({"content-type": content_type}),
+        Some(bytes),
+        query,
+    ))
+}
+
 #[test]
 fn health_and_model_describe_the_model() {
     let r = app().handle(&event("GET", "/health", json!({}), None, ""));
@@ -137,15 +148,9 @@ fn json_raw_and_batch_agree() {
     assert!(p.windows(2).all(|w| w[0] >= w[1]), "sorted: {p:?}");
 
     let data_url = format!("data:image/png;base64,{}", STANDARD.encode(&png));
-    let raw = app().handle(&event(
-        "POST",
-        "/predict",
-        json!({"content-type": "image/png"}),
-        Some(&png),
-        "top_k=3",
-    ));
-    assert_eq!(raw.status_code, 200);
-    assert_eq!(body::<PredictResponse>(&raw).result, single.result);
+    let answer = raw("image/png", &png, "top_k=3");
+    assert_eq!(answer.status_code, 200);
+    assert_eq!(body::<PredictResponse>(&answer).result, single.result);
 
     let other = encode(
         RgbaImage::from_pixel(300, 200, image::Rgba([200, 30, 30, 255])).into(),
@@ -185,15 +190,11 @@ fn min_probability_turns_a_weak_top_class_into_no_match() {
     .result;
     assert_eq!(lenient, plain);
     // The raw-body form takes it from the query string.
-    let raw = app().handle(&event(
-        "POST",
-        "/predict",
-        json!({"content-type": "image/png"}),
-        Some(&sample_png()),
-        "min_probability=1",
-    ));
-    let raw = body::<PredictResponse>(&raw).result;
-    assert!(raw.label.is_none() || raw.probability == 1.0, "{raw:?}");
+    let from_query = body::<PredictResponse>(&raw("image/png", &sample_png(), "min_probability=1")).result;
+    assert!(
+        from_query.label.is_none() || from_query.probability == 1.0,
+        "{from_query:?}"
+    );
     for bad in [json!(1.5), json!(-0.1), json!("x"), json!([0.5])] {
         let r = predict_json(json!({"image": png, "min_probability": bad}));
         assert_eq!(error_code(&r), (400, ErrorCode::InvalidMinProbability), "{bad}");
@@ -270,38 +271,28 @@ fn bad_input_gets_a_4xx_json_error() {
         r.body
     );
     let huge = encode(RgbImage::new(5000, 10).into(), ImageFormat::Png);
-    let r = app().handle(&event(
-        "POST",
-        "/predict",
-        json!({"content-type": "image/png"}),
-        Some(&huge),
-        "",
-    ));
-    assert_eq!(error_code(&r), (413, ErrorCode::ImageTooLarge));
-    let r = app().handle(&event(
-        "POST",
-        "/predict",
-        json!({"content-type": "text/csv"}),
-        Some(b"a,b"),
-        "",
-    ));
-    assert_eq!(error_code(&r), (415, ErrorCode::UnsupportedMediaType));
-    let r = app().handle(&event(
-        "POST",
-        "/predict",
-        json!({"content-type": "application/json"}),
-        Some(b"{oops"),
-        "",
-    ));
-    assert_eq!(error_code(&r), (400, ErrorCode::InvalidJson));
-    let r = app().handle(&event(
-        "POST",
-        "/predict",
-        json!({"content-type": "image/png"}),
-        Some(&png),
-        "top_k=99",
-    ));
-    assert_eq!(r.status_code, 400);
+    let raw_cases: [(&str, &str, &[u8], &str, ErrorCode); 4] = [
+        ("over the side limit", "image/png", &huge, "", ErrorCode::ImageTooLarge),
+        (
+            "not an image type",
+            "text/csv",
+            b"a,b",
+            "",
+            ErrorCode::UnsupportedMediaType,
+        ),
+        ("broken JSON", "application/json", b"{oops", "", ErrorCode::InvalidJson),
+        (
+            "top_k in the query",
+            "image/png",
+            &png,
+            "top_k=99",
+            ErrorCode::InvalidTopK,
+        ),
+    ];
+    for (what, content_type, bytes, query, code) in raw_cases {
+        let r = raw(content_type, bytes, query);
+        assert_eq!(error_code(&r), (i64::from(code.status()), code), "{what}");
+    }
 }
 
 #[test]
@@ -431,5 +422,52 @@ fn the_spec_states_what_the_function_enforces() {
     let want: ErrorBody = serde_json::from_value(example.clone()).unwrap();
     let png = STANDARD.encode(sample_png());
     let r = predict_json(json!({"image": png, "top_k": 11}));
-    assert_eq!(body::<ErrorBody>(&r), want);
+    let mut got = body::<ErrorBody>(&r);
+    assert!(got.error.request_id.take().is_some(), "the answer names its request");
+    assert_eq!(got, want);
+}
+
+#[test]
+fn every_answer_names_its_request_and_the_record_names_the_caller_not_the_token() {
+    let mut req = event(
+        "POST",
+        "/predict",
+        json!({"content-type": "image/png", "authorization": "Bearer secret-token", "origin": "https://app.example"}),
+        Some(&sample_png()),
+        "",
+    );
+    req.request_context.request_id = Some("req-42".into());
+    req.request_context.authorizer =
+        Some(serde_json::from_value(json!({"jwt": {"claims": {"sub": "user-123"}, "scopes": null}})).unwrap());
+    let (r, metrics) = app().respond(&req);
+    assert_eq!(r.status_code, 200);
+    assert_eq!(r.headers[api::REQUEST_ID_HEADER], "req-42");
+    assert_eq!(
+        r.headers["access-control-expose-headers"], "x-model-version, x-request-id",
+        "browser code may read both"
+    );
+    assert_eq!(
+        (metrics.route, metrics.caller.as_str(), metrics.images),
+        ("/predict", "user-123", 1)
+    );
+    assert!(metrics.decode_ms > 0.0 && metrics.inference_ms > 0.0);
+    let line = metrics.emf(0).to_string();
+    assert!(line.contains("user-123") && !line.contains("secret-token"), "{line}");
+
+    let mut bad = event(
+        "POST",
+        "/predict",
+        json!({"content-type": "image/png"}),
+        Some(b"nope"),
+        "",
+    );
+    bad.request_context.request_id = Some("req-43".into());
+    let (r, metrics) = app().respond(&bad);
+    let e: ErrorBody = body(&r);
+    assert_eq!(
+        (e.error.code, e.error.request_id.as_deref()),
+        (ErrorCode::InvalidImage, Some("req-43"))
+    );
+    assert_eq!(r.headers[api::REQUEST_ID_HEADER], "req-43");
+    assert_eq!((metrics.status, metrics.caller.as_str()), (400, ""));
 }

@@ -70,8 +70,7 @@ fn row(name: &str, gaps: &mut [f64]) {
 fn main() {
     let requests: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(3000);
     let work = tempfile::tempdir().expect("tempdir");
-    let s3 = S3Server::start(work.path());
-    s3.create_bucket("models");
+    let s3 = S3Server::with_bucket(work.path(), "models");
     let shipped = std::fs::read(root().join("models/cifar10.onnx")).expect("shipped model");
     let (run_a, run_b) = (work.path().join("a"), work.path().join("b"));
     let other = retrained(&shipped);

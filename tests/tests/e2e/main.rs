@@ -7,6 +7,7 @@ mod docs;
 mod init;
 mod load;
 mod notebook;
+mod observability;
 mod onnxruntime;
 mod pipeline;
 mod publish;

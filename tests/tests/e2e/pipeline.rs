@@ -209,17 +209,19 @@ fn the_three_request_forms_agree_with_the_model_file(p: &Pipeline) {
     for (class, name, bytes) in &p.images {
         let file = format!("{class}/{name}");
         let b64 = STANDARD.encode(bytes);
-        let (status, single) = post(
-            &p.agent,
-            &predict,
-            "application/json",
-            json!({"image": b64, "top_k": 10}).to_string().as_bytes(),
-        );
-        assert_eq!(status, 200, "{single}");
-        p.check(&file, &typed::<PredictResponse>(&single).result);
-        let (status, raw) = post(&p.agent, &format!("{predict}?top_k=10"), "image/jpeg", bytes);
-        assert_eq!(status, 200, "{raw}");
-        p.check(&file, &typed::<PredictResponse>(&raw).result);
+        let forms = [
+            (
+                predict.clone(),
+                "application/json",
+                json!({"image": b64, "top_k": 10}).to_string().into_bytes(),
+            ),
+            (format!("{predict}?top_k=10"), "image/jpeg", bytes.clone()),
+        ];
+        for (url, content_type, body) in forms {
+            let (status, answer) = post(&p.agent, &url, content_type, &body);
+            assert_eq!(status, 200, "{content_type}: {answer}");
+            p.check(&file, &typed::<PredictResponse>(&answer).result);
+        }
         batch.push(b64);
     }
     let (status, answer) = post(
@@ -438,7 +440,12 @@ fn the_specs_examples_work_against_the_function(p: &Pipeline) {
     let bad = &spec["components"]["responses"]["Error"]["content"]["application/json"]["examples"]["badTopK"]["value"];
     let body = json!({"image": STANDARD.encode(&p.images[0].2), "top_k": 11});
     let (status, v) = post(&p.agent, &p.predict(), "application/json", body.to_string().as_bytes());
-    assert_eq!((status, typed::<ErrorBody>(&v)), (400, typed::<ErrorBody>(bad)));
+    let mut got = typed::<ErrorBody>(&v);
+    assert!(
+        got.error.request_id.take().is_some(),
+        "the answer names its request: {v}"
+    );
+    assert_eq!((status, got), (400, typed::<ErrorBody>(bad)));
 }
 
 fn every_answer_matches_openapi(p: &Pipeline) {
@@ -470,8 +477,7 @@ fn the_page_in_chromium(p: &Pipeline) {
 #[ignore = "needs `make setup` tools and release binaries; run by `make test`"]
 fn train_publish_serve_and_refuse_bad_input() {
     let work = tempfile::tempdir().expect("tempdir");
-    let s3 = S3Server::start(work.path());
-    s3.create_bucket("models");
+    let s3 = S3Server::with_bucket(work.path(), "models");
     let run = stage("train a tiny model and publish it to S3", || {
         train_and_publish(work.path(), &s3)
     });

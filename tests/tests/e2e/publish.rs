@@ -25,13 +25,13 @@ fn get(s3: &S3Server, key: &str) -> (u16, Vec<u8>) {
 #[ignore = "needs `make setup` tools and release binaries; run by `make test`"]
 fn publish_writes_pointer_last_and_failure_keeps_the_old_one() {
     let work = tempfile::tempdir().unwrap();
-    let s3 = S3Server::start(work.path());
-    s3.create_bucket("bucket");
+    let s3 = S3Server::with_bucket(work.path(), "bucket");
     // The shipped model's run files are a complete run directory.
     let run = root().join("models");
-    let staged = work.path().join("run");
-    std::fs::create_dir_all(&staged).unwrap();
-    std::fs::copy(run.join("cifar10.onnx"), staged.join("model.onnx")).unwrap();
+    let staged = stage_run(
+        &work.path().join("run"),
+        &std::fs::read(run.join("cifar10.onnx")).unwrap(),
+    );
     for f in ["metrics.json", "learning-curves.png", "confusion-matrix.png"] {
         std::fs::copy(run.join(f), staged.join(f)).unwrap();
     }

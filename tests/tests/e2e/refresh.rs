@@ -1,7 +1,8 @@
-//! A published model goes live without a redeploy: the function under `cargo lambda
-//! watch` follows `models/latest.json` on a real S3 server (moto on loopback) while a
+//! A published model goes live without a redeploy: the function behind cargo lambda's
+//! emulator follows `models/latest.json` on a real S3 server (moto on loopback) while a
 //! client keeps sending requests; a pointer with a wrong checksum or to a missing object
-//! leaves the current model serving, and `/health` says why.
+//! leaves the current model serving, and `/health` says why. A new stack's empty bucket
+//! serves the embedded model until the first model is published.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,20 +58,13 @@ fn wait_for(base: &str, what: &str, ok: impl Fn(&Health) -> bool) -> Duration {
 #[ignore = "needs `make setup` tools and release binaries; run by `make test`"]
 fn a_published_model_goes_live_and_bad_pointers_are_refused() {
     let work = tempfile::tempdir().unwrap();
-    let s3 = S3Server::start(work.path());
-    s3.create_bucket("models");
+    let s3 = S3Server::with_bucket(work.path(), "models");
     let shipped = std::fs::read(root().join("models/cifar10.onnx")).unwrap();
-    let (run_a, run_b) = (work.path().join("a"), work.path().join("b"));
-    for (dir, bytes) in [
-        (&run_a, shipped.clone()),
-        (
-            &run_b,
-            with_metadata(&shipped, contract::meta::MODEL_VERSION, "0123456789abcdef"),
-        ),
-    ] {
-        std::fs::create_dir_all(dir).unwrap();
-        std::fs::write(dir.join("model.onnx"), bytes).unwrap();
-    }
+    let run_a = stage_run(&work.path().join("a"), &shipped);
+    let run_b = stage_run(
+        &work.path().join("b"),
+        &with_metadata(&shipped, contract::meta::MODEL_VERSION, "0123456789abcdef"),
+    );
     publish_run(&run_a, "s3://models/live/", &s3);
     let mut env = s3.env();
     env.push(("MODEL_URI", "s3://models/live/models/latest.json".into()));
@@ -173,4 +167,33 @@ fn a_published_model_goes_live_and_bad_pointers_are_refused() {
         2,
         "one log line per bad pointer version:\n{log}"
     );
+}
+
+#[test]
+#[ignore = "needs `make setup` tools and release binaries; run by `make test`"]
+fn a_new_stack_answers_at_once_and_takes_the_first_published_model() {
+    let work = tempfile::tempdir().unwrap();
+    let s3 = S3Server::with_bucket(work.path(), "fresh");
+    let mut env = s3.env();
+    env.push(("MODEL_URI", "s3://fresh/models/latest.json".into()));
+    env.push(("MODEL_REFRESH_SECONDS", REFRESH_SECONDS.to_string()));
+    let watch = start_function(&env, work.path());
+    let first = health(&watch.base);
+    assert_eq!(first.source, "embedded:models/cifar10.onnx", "{first:?}");
+    assert!(first.refresh.enabled, "the missing pointer is watched: {first:?}");
+    // Checks of a pointer that is still missing are not failures.
+    std::thread::sleep(Duration::from_secs(REFRESH_SECONDS + 1));
+    let h = health(&watch.base);
+    assert_ne!(h.refresh.last_outcome, Some(RefreshOutcome::Failed), "{h:?}");
+    assert!(!watch.function.log_text().contains("model refresh failed"));
+
+    let shipped = std::fs::read(root().join("models/cifar10.onnx")).unwrap();
+    let run = stage_run(
+        &work.path().join("first"),
+        &with_metadata(&shipped, contract::meta::MODEL_VERSION, "fedcba9876543210"),
+    );
+    publish_run(&run, "s3://fresh/", &s3);
+    wait_for(&watch.base, "the first published model goes live", |h| {
+        h.model_version == "fedcba9876543210" && h.source.starts_with("s3://fresh/models/latest.json")
+    });
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use trainer::metrics::Confusion;
 
-use super::data::DataArgs;
+use trainer::cli::DataArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -53,13 +53,14 @@ pub fn run(args: Args) -> Result<()> {
     if args.held_out {
         let config: trainer::config::TrainConfig = serde_json::from_str(&classifier.metadata()[contract::meta::CONFIG])
             .context("the model's config metadata")?;
-        let (_, val) = trainer::data::stratified_split(&data.labels, data.classes.len(), config.val_size, config.seed);
+        let (_, val) =
+            trainer::data::stratified_split(&data.labels, data.classes.len(), config.data.val_size, config.data.seed);
         data = data.subset(&val);
         eprintln!(
             "held out: {} validation images (seed {}, val_size {})",
             data.len(),
-            config.seed,
-            config.val_size
+            config.data.seed,
+            config.data.val_size
         );
     }
     if data.classes != classifier.labels() {

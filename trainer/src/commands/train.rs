@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use trainer::config::{ConfigOverrides, Preset, TrainConfig};
 use trainer::run::{DataSource, RunOptions};
 
-use super::data::DataArgs;
+use trainer::cli::DataArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -45,9 +45,9 @@ pub fn run(args: Args) -> Result<()> {
     let mut config = TrainConfig::layered(args.preset, file.as_deref(), args.overrides)
         .with_context(|| format!("parsing {}", args.config.as_deref().unwrap_or(Path::new("")).display()))?;
     if let Some(minutes) = args.time_budget {
-        config.time_budget_minutes = minutes;
+        config.schedule.time_budget_minutes = minutes;
     }
-    config.backend.set_threads(config.threads);
+    config.compute.backend.set_threads(config.compute.threads);
     eprintln!("config: {}", serde_json::to_string_pretty(&config)?);
     let test = match args.test.as_deref() {
         None => None,

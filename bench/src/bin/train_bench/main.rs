@@ -1,16 +1,23 @@
-//! `trainer bench`: training images/s of each architecture and backend, optionally
-//! against PyTorch on the same images and threads.
+//! `train-bench`: training images/s of each architecture and backend, optionally
+//! against PyTorch on the same images and threads, or time to accuracy of both.
+//!
+//!     cargo run --release -p bench --bin train-bench -- --data train.tar.gz [--torch-python PY]
+
+mod profile;
+mod torch;
 
 use std::path::PathBuf;
 
 use anyhow::Result;
+use clap::Parser;
 use trainer::backend::Backend;
-use trainer::config::{Preset, TrainConfig};
+use trainer::cli::DataArgs;
+use trainer::config::{ConfigOverrides, Preset, TrainConfig};
 
-use super::data::DataArgs;
-
-#[derive(clap::Args)]
-pub struct Args {
+/// Training images/s of each net and backend (and PyTorch's, side by side).
+#[derive(Parser)]
+#[command(version)]
+struct Args {
     #[command(flatten)]
     data: DataArgs,
     /// Training images per measurement (one epoch over them, after an untimed warm-up batch).
@@ -47,7 +54,9 @@ pub struct Args {
 /// The shipped net's row, the one `--profile` breaks down.
 const DEFAULT_NET: &str = "airbench (default)";
 
-pub fn run(args: Args) -> Result<()> {
+fn main() -> Result<()> {
+    trainer::memory::keep_freed_memory();
+    let args = Args::parse();
     if let Some(epochs) = args.time_to_accuracy {
         return time_to_accuracy(&args, epochs);
     }
@@ -65,10 +74,11 @@ pub fn run(args: Args) -> Result<()> {
         (DEFAULT_NET.into(), Preset::Default.config()),
         (
             "airbench (default, ReLU)".into(),
-            TrainConfig {
-                activation: trainer::config::Activation::Relu,
-                ..Preset::Default.config()
-            },
+            ConfigOverrides {
+                activation: Some(trainer::config::Activation::Relu),
+                ..Default::default()
+            }
+            .over(Preset::Default.config()),
         ),
     ];
     for w in args.widths {
@@ -77,19 +87,20 @@ pub fn run(args: Args) -> Result<()> {
                 "airbench {}",
                 w.iter().map(ToString::to_string).collect::<Vec<_>>().join("/")
             ),
-            TrainConfig {
-                whiten: w[0] == trainer::model::WHITEN_WIDTH,
-                widths: w,
-                ..Preset::Default.config()
-            },
+            ConfigOverrides {
+                whiten: Some(w[0] == trainer::model::WHITEN_WIDTH),
+                widths: Some(w),
+                ..Default::default()
+            }
+            .over(Preset::Default.config()),
         ));
     }
     for (_, c) in &mut nets {
-        c.epochs = 1;
-        c.batch_size = args.batch_size;
+        c.schedule.epochs = 1;
+        c.schedule.batch_size = args.batch_size;
         // Training-step throughput only: the lookahead's end-of-run batch-norm pass is a
         // one-off that a one-epoch measurement would count as training.
-        c.lookahead = false;
+        c.optimiser.lookahead = false;
     }
     // rows[net][backend]
     let mut rows = vec![Vec::new(); nets.len()];
@@ -97,9 +108,12 @@ pub fn run(args: Args) -> Result<()> {
     for &backend in &args.backends {
         for (row, (name, config)) in rows.iter_mut().zip(&nets) {
             let device = backend.device()?.autodiff();
-            device.seed(config.seed);
+            device.seed(config.data.seed);
             // Timing only: any filters of the right shape cost the same as fitted ones.
-            let whitening = config.whiten.then(|| vec![0.05f32; trainer::model::WHITEN_WIDTH * 12]);
+            let whitening = config
+                .net
+                .whiten
+                .then(|| vec![0.05f32; trainer::model::WHITEN_WIDTH * 12]);
             let model = trainer::model::Net::new(config, full.classes.len(), whitening, &device);
             let (model, _) = trainer::training::fit(config, model, &warm, &probe, &device, |_| {});
             trainer::memory::reset_peak_rss();
@@ -119,7 +133,7 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     let torch = match &args.torch_python {
-        Some(py) => Some(trainer::bench::pytorch_images_per_second(
+        Some(py) => Some(torch::pytorch_images_per_second(
             py,
             &nets,
             &set,
@@ -155,17 +169,13 @@ pub fn run(args: Args) -> Result<()> {
     }
     if let Some((name, entries)) = profile {
         println!("\nflex profile, {name}, batch {}:", args.batch_size);
-        print!(
-            "{}",
-            trainer::bench::profile_table(&entries, n.div_ceil(args.batch_size))
-        );
+        print!("{}", profile::profile_table(&entries, n.div_ceil(args.batch_size)));
     }
     Ok(())
 }
 
-/// Issue 10's comparison: both engines train the same recipe for `epochs` on the same
-/// 45,000 / 5,000 split of the same JPEGs, in one command, so the two rows share a
-/// machine state.
+/// Both engines train the same recipe for `epochs` on a 45,000 / 5,000 split of the same
+/// JPEGs, in one command, so the two rows share a machine state.
 fn time_to_accuracy(args: &Args, epochs: usize) -> Result<()> {
     let python = args
         .torch_python
@@ -178,11 +188,12 @@ fn time_to_accuracy(args: &Args, epochs: usize) -> Result<()> {
         .filter(|p| p.to_string_lossy().ends_with(".tar.gz"))
         .ok_or_else(|| anyhow::anyhow!("--time-to-accuracy needs --data pointing at a .tar.gz"))?;
     let dir = tempfile::tempdir()?;
-    let config = TrainConfig {
-        epochs,
-        threads: args.threads,
-        ..Preset::Default.config()
-    };
+    let config = ConfigOverrides {
+        epochs: Some(epochs),
+        threads: Some(args.threads),
+        ..Default::default()
+    }
+    .over(Preset::Default.config());
     Backend::Flex.set_threads(args.threads);
     let flex = trainer::run::train(trainer::run::RunOptions {
         config,
@@ -191,7 +202,7 @@ fn time_to_accuracy(args: &Args, epochs: usize) -> Result<()> {
         out: dir.path().join("flex"),
         skip_bad_images: false,
     })?;
-    let torch = trainer::bench::pytorch_time_to_accuracy(python, tar, epochs, args.threads)?;
+    let torch = torch::pytorch_time_to_accuracy(python, tar, epochs, args.threads)?;
     println!("| engine | epochs | threads | training s | min per epoch | val accuracy | with mirror TTA |");
     println!("|---|---|---|---|---|---|---|");
     let row = |name: &str, seconds: f64, plain: f64, tta: f64| {

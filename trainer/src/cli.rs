@@ -1,9 +1,10 @@
-//! The labelled-image sources every data-reading command shares.
+//! Command-line arguments shared by the trainer's commands and the benchmarks: where the
+//! labelled images come from.
 
 use std::path::PathBuf;
 
+use crate::run::DataSource;
 use clap::Args;
-use trainer::run::DataSource;
 
 /// Where the labelled images come from; exactly one of these.
 #[derive(Args, Debug, Clone)]

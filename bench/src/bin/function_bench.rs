@@ -1,4 +1,4 @@
-//! `cargo run --release -p classify --bin bench`: whole-handler latency, cold start, and
+//! `cargo run --release -p bench --bin function-bench`: whole-handler latency, cold start, and
 //! tract against ONNX Runtime on the same file, printed as tables (no timed tests).
 
 use std::io::Cursor;
