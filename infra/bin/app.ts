@@ -24,5 +24,6 @@ new ClassifierStack(app, ctx('stackName') ?? 'ImageClassifier', {
   cognito: String(ctx('cognito')) === 'true',
   callbackUrls: ctx('callbackUrls')?.split(','),
   cognitoDomainPrefix: ctx('cognitoDomainPrefix'),
+  tracing: String(ctx('tracing')) === 'true',
 });
 Validations.of(app).addPlugins(new AwsSolutionsChecks(app, { verbose: true }));

@@ -47,6 +47,8 @@ export interface ClassifierStackProps extends StackProps {
   readonly callbackUrls?: string[];
   /** The hosted sign-in's domain prefix (`<prefix>.auth.<region>.amazoncognito.com`). */
   readonly cognitoDomainPrefix?: string;
+  /** X-Ray active tracing of the function. */
+  readonly tracing?: boolean;
 }
 
 /** CodeDeploy's Lambda traffic-shifting configurations, by the name `-c deployment=` takes. */
@@ -161,6 +163,7 @@ export class ClassifierStack extends Stack {
       role,
       logGroup: fnLogs,
       reservedConcurrentExecutions: props.reservedConcurrency,
+      tracing: props.tracing ? lambda.Tracing.ACTIVE : undefined,
       environment: {
         MODEL_URI: `s3://${this.modelBucket.bucketName}/${MODELS_PREFIX}latest.json`,
         ALLOWED_ORIGINS: origins.join(','),
@@ -170,6 +173,13 @@ export class ClassifierStack extends Stack {
       },
       description: 'Classifies POSTed images with the trainer-published ONNX model (tract).',
     });
+    if (props.tracing) {
+      ack(
+        role,
+        'AwsSolutions-IAM5[Resource::*]',
+        'X-Ray trace segments (xray:PutTraceSegments, PutTelemetryRecords) take no resource narrower than *.',
+      );
+    }
     checkovSkip(this.fn, [
       ['CKV_AWS_116', 'Invoked synchronously by API Gateway: a failed request is answered, there is no event to dead-letter.'],
       ['CKV_AWS_117', 'Reaches only S3 and CloudWatch; a VPC would add NAT or endpoints and cold-start time for nothing to protect.'],
@@ -542,7 +552,8 @@ export class ClassifierStack extends Stack {
     ack(pool, 'AwsSolutions-COG8', 'Threat protection is the paid Plus feature plan; move the pool to it when the app needs it.');
     const client = pool.addClient('AppClient', {
       generateSecret: false,
-      authFlows: { userSrp: true },
+      // SRP for app SDKs; the admin flow (IAM credentials only) for scripts and the guide.
+      authFlows: { userSrp: true, adminUserPassword: true },
       preventUserExistenceErrors: true,
       oAuth: {
         flows: { authorizationCodeGrant: true },

@@ -280,8 +280,14 @@ test('IAM and JWT sign-in exclude each other, and an issuer needs its audience',
   assert.throws(() => synth({ ...jwt, cognito: true }), /not both/);
 });
 
+test('X-Ray tracing is opt-in', () => {
+  const fnProps = (t: Template) => (Object.values(t.findResources('AWS::Lambda::Function'))[0] as any).Properties;
+  assert.equal(fnProps(synth().template).TracingConfig, undefined);
+  assert.deepEqual(fnProps(synth({ tracing: true }).template).TracingConfig, { Mode: 'Active' });
+});
+
 test('cdk-nag AwsSolutions: no unacknowledged findings, public default included', () => {
-  for (const props of [{}, { iamAuth: true }, { alarmEmail: 'ops@example.com' }, { deployment: 'AllAtOnce' }, jwt, { cognito: true }]) {
+  for (const props of [{}, { iamAuth: true }, { alarmEmail: 'ops@example.com' }, { deployment: 'AllAtOnce' }, jwt, { cognito: true }, { ...jwt, alarmEmail: 'ops@example.com', tracing: true, reservedConcurrency: 5 }]) {
     const { app, pack } = synth(props);
     const result = pack.validateScope(app);
     assert.deepEqual(result.violations.map((v: any) => v.ruleName), [], JSON.stringify(result.violations, null, 1));

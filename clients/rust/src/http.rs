@@ -16,6 +16,8 @@ pub struct ClientOptions {
     pub top_k: usize,
     /// Sent as `min_probability` when set.
     pub min_probability: Option<f32>,
+    /// Sent as `Authorization: Bearer <token>` when set (stacks deployed with sign-in).
+    pub token: Option<String>,
 }
 
 /// What came back for one request.
@@ -102,7 +104,11 @@ impl Client {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let (status, reply) = match self.agent.post(&url).header("content-type", content_type).send(bytes) {
+            let mut request = self.agent.post(&url).header("content-type", content_type);
+            if let Some(token) = &self.options.token {
+                request = request.header("authorization", format!("Bearer {token}"));
+            }
+            let (status, reply) = match request.send(bytes) {
                 Ok(mut r) => {
                     let status = r.status().as_u16();
                     let text = r.body_mut().read_to_string().unwrap_or_default();
@@ -149,8 +155,39 @@ mod tests {
                 retries: 0,
                 top_k: 1,
                 min_probability: None,
+                token: None,
             },
         )
+    }
+
+    /// A bearer token travels in the Authorization header of every image request.
+    #[test]
+    fn a_token_is_sent_as_a_bearer() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap() == 1 {
+                head.push(byte[0]);
+            }
+            stream
+                .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .unwrap();
+            String::from_utf8(head).unwrap()
+        });
+        let c = Client::new(
+            &url,
+            ClientOptions {
+                token: Some("t0ken".into()),
+                ..client(&url).options
+            },
+        );
+        assert_eq!(c.post_image(Path::new("x.png"), b"png").status, 503);
+        let head = server.join().unwrap().to_ascii_lowercase();
+        assert!(head.contains("authorization: bearer t0ken"), "{head}");
     }
 
     #[test]

@@ -36,6 +36,9 @@ struct EndpointArgs {
     /// Retries of a request answered 429/5xx or lost in transport (exponential backoff).
     #[arg(long, default_value_t = 3)]
     retries: u32,
+    /// Bearer token (a JWT of the stack's issuer) for an API deployed with sign-in.
+    #[arg(long, env = "CLASSIFY_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 impl EndpointArgs {
@@ -47,6 +50,7 @@ impl EndpointArgs {
                 retries: self.retries,
                 top_k,
                 min_probability,
+                token: self.token.clone(),
             },
         )
     }

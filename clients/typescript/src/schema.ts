@@ -13,7 +13,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Classify one image or a batch */
+        /**
+         * Classify one image or a batch
+         * @description Public by default; a stack deployed with sign-in (`jwtIssuer` or `cognito`) requires a bearer JWT here, and one deployed with `iamAuth` a SigV4 signature on every route.
+         */
         post: operations["classify"];
         delete?: never;
         options?: never;
@@ -192,6 +195,17 @@ export interface components {
                 "application/json": components["schemas"]["Error"];
             };
         };
+        /** @description Refused by API Gateway before the function ran (a missing or invalid token, or a request without a valid SigV4 signature); the body is the gateway's own. */
+        Gateway: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": {
+                    message?: string;
+                };
+            };
+        };
         /** @description API Gateway's throttle (the stage's rate and burst) refused the request before it reached the function; retry with backoff. The body is the gateway's own. */
         Throttled: {
             headers: {
@@ -249,6 +263,7 @@ export interface operations {
                 };
             };
             400: components["responses"]["Error"];
+            401: components["responses"]["Gateway"];
             405: components["responses"]["Error"];
             413: components["responses"]["Error"];
             415: components["responses"]["Error"];
