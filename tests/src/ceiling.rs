@@ -13,10 +13,10 @@ use serde_json::{Value, json};
 use crate::soak::event;
 use crate::{Service, bin, runtime_api};
 
-/// The function's limits (its defaults): a side of 4096 and 16.7 M pixels, 6 MB bodies,
+/// The function's limits (its defaults): a side of 4096 and 16.7 M pixels, 4.5 MB bodies,
 /// 64 images a batch.
 pub const SIDE: u32 = 4096;
-pub const BODY: usize = 6_000_000;
+pub const BODY: usize = api::DEFAULT_MAX_BODY_BYTES;
 
 fn encode(img: image::DynamicImage, format: ImageFormat) -> Vec<u8> {
     let mut out = Cursor::new(Vec::new());

@@ -102,7 +102,7 @@ export class Client {
     });
   }
 
-  /** Several images in one request (at most 64, under 6 MB in all), answers in order. */
+  /** Several images in one request (at most 64, under 4.5 MB in all), answers in order. */
   async classifyBatch(images: ImageInput[], options: ClassifyOptions = {}): Promise<BatchResult> {
     const encoded = await Promise.all(images.map(toBase64));
     return this.postJson<BatchResult>({ images: encoded, ...jsonOptions(options) }, options.signal);

@@ -195,7 +195,7 @@ export interface components {
                 "application/json": components["schemas"]["Error"];
             };
         };
-        /** @description Refused by API Gateway before the function ran (a missing or invalid token, or a request without a valid SigV4 signature); the body is the gateway's own. */
+        /** @description Answered by API Gateway itself, in its own shape: 401 for a missing or invalid token (or SigV4 signature); 413 or 500 for a body Lambda cannot carry (raw image bodies over about 4.7 MB travel base64-encoded past its 6 MB payload; the function's own limit, 4.5 MB, answers 413 payload_too_large below that); 502, 503 or 504 when the function failed, was unavailable or timed out. */
         Gateway: {
             headers: {
                 [name: string]: unknown;
@@ -269,6 +269,9 @@ export interface operations {
             415: components["responses"]["Error"];
             429: components["responses"]["Throttled"];
             500: components["responses"]["Error"];
+            502: components["responses"]["Gateway"];
+            503: components["responses"]["Gateway"];
+            504: components["responses"]["Gateway"];
         };
     };
     health: {

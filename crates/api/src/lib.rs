@@ -21,3 +21,10 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// Default `top_k` when a request names none.
 pub const DEFAULT_TOP_K: usize = 5;
+
+/// The largest request body the function takes by default (`MAX_BODY_BYTES`). A raw image
+/// body reaches it base64-encoded, so 4/3 its size, inside Lambda's 6 MB (6,291,456-byte)
+/// invoke payload with the event's headers: 4.5 MB is the largest raw body that always
+/// arrives. Over it, what arrives gets the API's own 413; what cannot arrive (raw bodies
+/// over about 4.7 MB, JSON over about 6.2 MB) gets the gateway's answer.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4_500_000;

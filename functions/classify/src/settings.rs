@@ -24,8 +24,7 @@ pub struct Settings {
     pub model_refresh_seconds: u64,
 }
 
-/// Lambda's synchronous payload limit is 6 MB, so a larger body can never arrive.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 6_000_000;
+pub use api::DEFAULT_MAX_BODY_BYTES;
 pub const DEFAULT_MAX_IMAGES: usize = 64;
 pub const DEFAULT_MAX_SIDE: u32 = 4096;
 pub const DEFAULT_MAX_PIXELS: u64 = 16_777_216;
