@@ -148,8 +148,8 @@ bench-torch: trainer-libtorch
 		--backends flex,libtorch --torch-python $(TORCH_PY)
 
 # The function's latency table, tract beside ONNX Runtime.
+# ONNX Runtime and numpy come with the .venv (scripts/requirements.txt).
 bench-function: setup build
-	$(PY) -m pip install -q onnxruntime numpy
 	target/release/function-bench --model models/cifar10.onnx --iterations 200 --ort-python $(PY)
 
 # RSS of the function per 1,000 requests through the Lambda runtime loop (loopback).

@@ -36,29 +36,20 @@ pub fn fixture_images() -> PathBuf {
     root().join("tests/fixtures/cifar10-val")
 }
 
-/// The first `per_class` fixture images of each class, as (class, file name, bytes).
+/// The first `per_class` fixture images of each class (file-name order), as (class, file
+/// name, bytes).
 pub fn sample_images(per_class: usize) -> Vec<(String, String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut classes: Vec<_> = std::fs::read_dir(fixture_images())
-        .expect("tests/fixtures/cifar10-val")
-        .map(|e| e.expect("dir entry").path())
-        .collect();
-    classes.sort();
-    for class in classes {
-        let mut files: Vec<_> = std::fs::read_dir(&class)
-            .expect("class folder")
-            .map(|e| e.expect("dir entry").path())
-            .collect();
-        files.sort();
-        for file in files.into_iter().take(per_class) {
-            out.push((
-                class.file_name().unwrap().to_string_lossy().into_owned(),
-                file.file_name().unwrap().to_string_lossy().into_owned(),
-                std::fs::read(&file).expect("fixture image"),
-            ));
-        }
-    }
-    out
+    let files = scoring::folder::read_image_files(&fixture_images()).expect("tests/fixtures/cifar10-val");
+    let mut taken = std::collections::BTreeMap::<String, usize>::new();
+    files
+        .into_iter()
+        .filter(|((class, _), _)| {
+            let n = taken.entry(class.clone()).or_default();
+            *n += 1;
+            *n <= per_class
+        })
+        .map(|((class, name), bytes)| (class, name, bytes))
+        .collect()
 }
 
 /// Write images into an image-folder layout under `dir`.

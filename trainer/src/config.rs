@@ -95,9 +95,7 @@ impl ConfigOverrides {
 /// otherwise), unknown keys refused, which `#[serde(flatten)]` would not do.
 impl<'de> Deserialize<'de> for TrainConfig {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let mut config = TrainConfig::default();
-        ConfigOverrides::deserialize(d)?.apply(&mut config);
-        Ok(config)
+        Ok(ConfigOverrides::deserialize(d)?.over(TrainConfig::default()))
     }
 }
 
@@ -318,9 +316,7 @@ impl Preset {
                 ..Default::default()
             },
         };
-        let mut config = TrainConfig::default();
-        overrides.apply(&mut config);
-        config
+        overrides.over(TrainConfig::default())
     }
 }
 

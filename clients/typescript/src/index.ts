@@ -69,13 +69,12 @@ const BASE64 = /^(data:[^;,]+;base64,)?[A-Za-z0-9+/_-]+={0,2}$/;
 
 export class Client {
   private readonly base: string;
-  private readonly opts: Required<Omit<ClientOptions, "token" | "fetch">> & Pick<ClientOptions, "token">;
+  private readonly opts: Required<Omit<ClientOptions, "baseUrl" | "token" | "fetch">> & Pick<ClientOptions, "token">;
   private readonly fetchImpl: typeof fetch;
 
   constructor(options: ClientOptions) {
     this.base = options.baseUrl.replace(/\/+$/, "");
     this.opts = {
-      baseUrl: this.base,
       token: options.token,
       timeoutMs: options.timeoutMs ?? 15_000,
       retries: options.retries ?? 3,

@@ -116,6 +116,7 @@ impl App {
             method == Method::OPTIONS,
         );
         let latency_ms = start.elapsed().as_secs_f64() * 1e3;
+        let route = outcome.route.map_or("unknown", Route::path);
         // Who asked, when a JWT authorizer signed them in: the `sub` claim, never the token.
         let caller = req
             .request_context
@@ -129,7 +130,7 @@ impl App {
             caller,
             model_version = served.classifier.version(),
             method = %method,
-            route = outcome.route.map_or("unknown", Route::path),
+            route,
             path = %path,
             status = resp.status_code,
             latency_ms,
@@ -139,7 +140,7 @@ impl App {
             "request"
         );
         let metrics = RequestMetrics {
-            route: outcome.route.map_or("unknown", Route::path),
+            route,
             status: resp.status_code,
             latency_ms,
             decode_ms: outcome.decode_ms,

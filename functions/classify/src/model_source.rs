@@ -47,14 +47,16 @@ impl PointerWatch {
         }
         let out = match req.send().await {
             Ok(out) => out,
-            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(304) => return Ok(Poll::Unchanged),
-            // The function may list the bucket, so a missing key is a 404, not a 403.
-            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => return Ok(Poll::Missing),
             Err(e) => {
-                return Err(LoadError::Fetch {
-                    uri: self.uri(),
-                    reason: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
-                });
+                return match e.raw_response().map(|r| r.status().as_u16()) {
+                    Some(304) => Ok(Poll::Unchanged),
+                    // The function may list the bucket, so a missing key is a 404, not a 403.
+                    Some(404) => Ok(Poll::Missing),
+                    _ => Err(LoadError::Fetch {
+                        uri: self.uri(),
+                        reason: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
+                    }),
+                };
             }
         };
         let etag = out.e_tag().map(str::to_owned);

@@ -44,13 +44,6 @@ pub fn cors(headers: &mut HeaderMap, allowed: &[String], origin: Option<&str>, p
         return;
     };
     headers.insert("access-control-allow-origin", value);
-    if !preflight {
-        // Browser code may read these; without the list it sees only the safelisted ones.
-        headers.insert(
-            "access-control-expose-headers",
-            HeaderValue::from_static("x-model-version, x-request-id"),
-        );
-    }
     if preflight {
         headers.insert(
             "access-control-allow-methods",
@@ -61,5 +54,11 @@ pub fn cors(headers: &mut HeaderMap, allowed: &[String], origin: Option<&str>, p
             HeaderValue::from_static("content-type, authorization"),
         );
         headers.insert("access-control-max-age", HeaderValue::from_static("600"));
+    } else {
+        // Browser code may read these; without the list it sees only the safelisted ones.
+        headers.insert(
+            "access-control-expose-headers",
+            HeaderValue::from_static("x-model-version, x-request-id"),
+        );
     }
 }
