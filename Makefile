@@ -180,6 +180,8 @@ fuzz:
 # --- AWS (docs/deploy.md): account and region from the usual AWS variables ---
 OUTPUTS := infra/cdk-outputs.json
 CDK     := cd infra && npx cdk
+# One output of the classifier stack (an edge deploy adds a us-east-1 stack beside it).
+OUTPUT  := node -e 'const s = Object.values(require("./$(OUTPUTS)")).find((s) => s.ApiUrl); console.log(s[process.argv[1]])'
 
 infra/node_modules: infra/package-lock.json
 	cd infra && npm ci --no-audit --no-fund
@@ -189,21 +191,21 @@ bootstrap: infra/node_modules
 	$(CDK) bootstrap $(CDK_ARGS)
 
 deploy: setup infra/node_modules build-arm64
-	$(CDK) deploy --require-approval never --outputs-file cdk-outputs.json $(CDK_ARGS)
+	$(CDK) deploy --all --require-approval never --outputs-file cdk-outputs.json $(CDK_ARGS)
 
 url:
 	@test -f $(OUTPUTS) || { echo "no $(OUTPUTS): run make deploy first" >&2; exit 1; }
-	@node -e 'const o = require("./$(OUTPUTS)"); console.log(Object.values(o)[0].ApiUrl)'
+	@$(OUTPUT) ApiUrl
 
 publish-model:
 	@test -f $(OUTPUTS) || { echo "no $(OUTPUTS): run make deploy first" >&2; exit 1; }
-	@bucket=$$(node -e 'const o = require("./$(OUTPUTS)"); console.log(Object.values(o)[0].ModelBucketName)'); \
+	@bucket=$$($(OUTPUT) ModelBucketName); \
 	cargo run --release -p trainer -- publish --model $(MODEL) --to s3://$$bucket/
 	@echo "Warm instances switch within MODEL_REFRESH_SECONDS (60 s by default) of their next request;"
 	@echo "cold starts load it at once. Watch: curl \$$(make -s url)/health (model_version, refresh)."
 
 destroy: infra/node_modules
-	$(CDK) destroy --force $(CDK_ARGS)
+	$(CDK) destroy --all --force $(CDK_ARGS)
 
 clean:
 	cargo clean; rm -rf $(VENV) runs infra/node_modules infra/cdk.out tests/web/node_modules \

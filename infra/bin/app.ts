@@ -1,16 +1,20 @@
 #!/usr/bin/env node
 import { App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { ClassifierStack } from '../lib/classifier-stack';
+import { classifierStacks } from '../lib/stacks';
 
 const app = new App();
 const ctx = (key: string): string | undefined => app.node.tryGetContext(key);
 const num = (key: string): number | undefined => (ctx(key) === undefined ? undefined : Number(ctx(key)));
+const flag = (key: string): boolean => String(ctx(key)) === 'true';
+const account = ctx('account') ?? process.env.CDK_DEFAULT_ACCOUNT;
+const region = ctx('region') ?? process.env.CDK_DEFAULT_REGION;
 
-new ClassifierStack(app, ctx('stackName') ?? 'ImageClassifier', {
+classifierStacks(app, ctx('stackName') ?? 'ImageClassifier', {
+  env: account && region ? { account, region } : undefined,
   functionCodePath: ctx('functionCodePath'),
   allowedOrigins: ctx('allowedOrigins')?.split(','),
-  iamAuth: String(ctx('iamAuth')) === 'true',
+  iamAuth: flag('iamAuth'),
   reservedConcurrency: num('reservedConcurrency'),
   memorySize: num('memorySize'),
   minProbability: num('minProbability'),
@@ -21,9 +25,13 @@ new ClassifierStack(app, ctx('stackName') ?? 'ImageClassifier', {
   deployment: ctx('deployment'),
   jwtIssuer: ctx('jwtIssuer'),
   jwtAudience: ctx('jwtAudience')?.split(','),
-  cognito: String(ctx('cognito')) === 'true',
+  cognito: flag('cognito'),
   callbackUrls: ctx('callbackUrls')?.split(','),
   cognitoDomainPrefix: ctx('cognitoDomainPrefix'),
-  tracing: String(ctx('tracing')) === 'true',
+  tracing: flag('tracing'),
+  domainName: ctx('domainName'),
+  certificateArn: ctx('certificateArn'),
+  edge: flag('edge'),
+  edgeRateLimit: num('edgeRateLimit'),
 });
 Validations.of(app).addPlugins(new AwsSolutionsChecks(app, { verbose: true }));

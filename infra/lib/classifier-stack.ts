@@ -1,8 +1,11 @@
 import * as path from 'node:path';
 import { CfnOutput, CfnResource, Duration, RemovalPolicy, Stack, StackProps, Validations } from 'aws-cdk-lib';
+import * as acm from 'aws-cdk-lib/aws-certificatemanager';
 import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpIamAuthorizer, HttpJwtAuthorizer, HttpUserPoolAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
 import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
+import * as cloudfront from 'aws-cdk-lib/aws-cloudfront';
+import * as origins from 'aws-cdk-lib/aws-cloudfront-origins';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as codedeploy from 'aws-cdk-lib/aws-codedeploy';
@@ -12,6 +15,7 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
@@ -49,7 +53,19 @@ export interface ClassifierStackProps extends StackProps {
   readonly cognitoDomainPrefix?: string;
   /** X-Ray active tracing of the function. */
   readonly tracing?: boolean;
+  /** A host name to serve the API under (with `certificateArn`): on API Gateway, or on
+   * CloudFront with `edge`. Point its DNS at the `DomainTarget` output. */
+  readonly domainName?: string;
+  /** ACM certificate for `domainName`: in this stack's region, or us-east-1 with `edge`. */
+  readonly certificateArn?: string;
+  /** CloudFront with the web ACL of `EdgeStack` in front; the execute-api URL then refuses
+   * callers that bypass it. Set by `edgeStacks` together with the ACL. */
+  readonly edge?: { readonly webAclArn: string };
 }
+
+/** The header CloudFront adds for the function to tell its requests from ones that
+ * bypass it (the function's `ORIGIN_VERIFY_HEADER`). */
+export const ORIGIN_VERIFY_HEADER = 'x-origin-verify';
 
 /** CodeDeploy's Lambda traffic-shifting configurations, by the name `-c deployment=` takes. */
 export const RELEASE_CONFIGS: Record<string, codedeploy.ILambdaDeploymentConfig> = {
@@ -68,13 +84,13 @@ export const RELEASE_CONFIGS: Record<string, codedeploy.ILambdaDeploymentConfig>
 export const METRICS_NAMESPACE = 'Classifier';
 
 /** Acknowledge one cdk-nag finding on a construct, with the reason it is accepted. */
-function ack(scope: Construct, id: string, reason: string): void {
+export function ack(scope: Construct, id: string, reason: string): void {
   Validations.of(scope).acknowledge({ id, reason });
 }
 
 /** Tell checkov (run on the synthesized template by the infra tests) why a check does not apply. */
-function checkovSkip(scope: Construct, checks: [id: string, reason: string][]): void {
-  const resource = scope.node.defaultChild as CfnResource;
+export function checkovSkip(scope: Construct, checks: [id: string, reason: string][]): void {
+  const resource = (CfnResource.isCfnResource(scope) ? scope : scope.node.defaultChild) as CfnResource;
   resource.addMetadata('checkov', { skip: checks.map(([id, comment]) => ({ id, comment })) });
 }
 
@@ -101,8 +117,15 @@ export class ClassifierStack extends Stack {
     if (props.jwtIssuer && !props.jwtAudience?.length) {
       throw new Error('jwtIssuer needs jwtAudience: the app client ids its tokens are issued to');
     }
+    if (Boolean(props.domainName) !== Boolean(props.certificateArn)) {
+      throw new Error('domainName and certificateArn go together: the certificate must cover the name');
+    }
+    const certRegion = props.certificateArn?.split(':')[3];
+    if (props.edge && certRegion && certRegion !== 'us-east-1') {
+      throw new Error(`with edge=true the domain is CloudFront's, whose certificate must be in us-east-1 (got ${certRegion})`);
+    }
     // A signed-in API names the browser origins it serves; no wildcard by default.
-    const origins = props.allowedOrigins ?? (signIn ? [] : ['*']);
+    const allowedOrigins = props.allowedOrigins ?? (signIn ? [] : ['*']);
 
     const logBucket = new s3.Bucket(this, 'AccessLogBucket', {
       encryption: s3.BucketEncryption.S3_MANAGED,
@@ -117,7 +140,7 @@ export class ClassifierStack extends Stack {
 
     // Logs are encrypted with a key of this account, rotated yearly.
     const logKey = new kms.Key(this, 'LogKey', {
-      description: 'Encrypts the function and API access log groups',
+      description: 'Encrypts the log groups (and, with edge, the origin secret and the function environment)',
       enableKeyRotation: true,
       removalPolicy: RemovalPolicy.RETAIN,
     });
@@ -164,9 +187,11 @@ export class ClassifierStack extends Stack {
       logGroup: fnLogs,
       reservedConcurrentExecutions: props.reservedConcurrency,
       tracing: props.tracing ? lambda.Tracing.ACTIVE : undefined,
+      // With edge the environment holds the origin secret: encrypted with a key of this account.
+      environmentEncryption: props.edge ? logKey : undefined,
       environment: {
         MODEL_URI: `s3://${this.modelBucket.bucketName}/${MODELS_PREFIX}latest.json`,
-        ALLOWED_ORIGINS: origins.join(','),
+        ALLOWED_ORIGINS: allowedOrigins.join(','),
         MIN_PROBABILITY: String(props.minProbability ?? 0),
         MODEL_REFRESH_SECONDS: String(props.modelRefreshSeconds ?? 60),
         RUST_LOG: 'info',
@@ -184,7 +209,9 @@ export class ClassifierStack extends Stack {
       ['CKV_AWS_116', 'Invoked synchronously by API Gateway: a failed request is answered, there is no event to dead-letter.'],
       ['CKV_AWS_117', 'Reaches only S3 and CloudWatch; a VPC would add NAT or endpoints and cold-start time for nothing to protect.'],
       ['CKV_AWS_115', 'Concurrency is bounded by the API throttle; reservedConcurrency (stack prop) caps it per account when wanted.'],
-      ['CKV_AWS_173', 'The environment holds no secrets: a model URI, allowed origins and numeric limits.'],
+      ...(props.edge
+        ? []
+        : [['CKV_AWS_173', 'The environment holds no secrets: a model URI, allowed origins and numeric limits.'] as [string, string]]),
     ]);
     this.modelBucket.grantRead(this.fn, `${MODELS_PREFIX}*`);
     for (const finding of ['Action::s3:GetBucket*', 'Action::s3:GetObject*', 'Action::s3:List*', `Resource::<${this.getLogicalId(this.modelBucket.node.defaultChild as s3.CfnBucket)}.Arn>/models/*`]) {
@@ -203,9 +230,9 @@ export class ClassifierStack extends Stack {
     this.api = new apigwv2.HttpApi(this, 'HttpApi', {
       description: 'Image classification API',
       corsPreflight:
-        origins.length > 0
+        allowedOrigins.length > 0
           ? {
-              allowOrigins: origins,
+              allowOrigins: allowedOrigins,
               allowMethods: [apigwv2.CorsHttpMethod.GET, apigwv2.CorsHttpMethod.POST, apigwv2.CorsHttpMethod.OPTIONS],
               allowHeaders: ['content-type', 'authorization'],
               exposeHeaders: ['x-model-version', 'x-request-id'],
@@ -214,7 +241,8 @@ export class ClassifierStack extends Stack {
           : undefined,
       defaultAuthorizer: props.iamAuth ? new HttpIamAuthorizer() : undefined,
     });
-    const signedIn = signIn ? this.signIn(props) : undefined;
+    const front = this.front(props, logBucket, logKey);
+    const signedIn = signIn ? this.signIn(props, front.pageUrl) : undefined;
     // The API invokes the `live` alias; a deploy publishes a version and CodeDeploy moves
     // the alias to it step by step (below), rolling back on the alarms.
     this.live = new lambda.Alias(this, 'LiveAlias', { aliasName: 'live', version: this.fn.currentVersion });
@@ -440,7 +468,13 @@ export class ClassifierStack extends Stack {
 
     this.dashboard(fnLogs, coldStarts.metric({ statistic: 'Sum', period: fiveMinutes }));
 
-    new CfnOutput(this, 'ApiUrl', { value: this.api.apiEndpoint, description: 'POST images to <ApiUrl>/predict' });
+    new CfnOutput(this, 'ApiUrl', { value: front.url, description: 'POST images to <ApiUrl>/predict (make url prints it)' });
+    if (front.url !== this.api.apiEndpoint) {
+      new CfnOutput(this, 'ExecuteApiUrl', {
+        value: this.api.apiEndpoint,
+        description: props.edge ? 'The API behind CloudFront: refuses callers without the origin header (403)' : 'The API without its custom domain',
+      });
+    }
     new CfnOutput(this, 'ModelBucketName', { value: this.modelBucket.bucketName });
     new CfnOutput(this, 'PublisherPolicyArn', { value: publisher.managedPolicyArn });
     new CfnOutput(this, 'ReleaseDeploymentGroup', {
@@ -526,9 +560,71 @@ export class ClassifierStack extends Stack {
     return dashboard;
   }
 
+  /** Where clients reach the API: its execute-api URL, a custom domain on API Gateway, or
+   * CloudFront with a web ACL (and the custom domain there). With CloudFront, a secret
+   * origin header that only CloudFront sends closes the execute-api URL to other callers:
+   * an HTTP API has no resource policy to do it. */
+  private front(props: ClassifierStackProps, logBucket: s3.IBucket, key: kms.IKey): { url: string; pageUrl: string } {
+    const certificate = props.certificateArn ? acm.Certificate.fromCertificateArn(this, 'Certificate', props.certificateArn) : undefined;
+    if (!props.edge) {
+      if (!props.domainName || !certificate) {
+        return { url: this.api.apiEndpoint, pageUrl: `${this.api.apiEndpoint}/` };
+      }
+      const domain = new apigwv2.DomainName(this, 'Domain', { domainName: props.domainName, certificate });
+      new apigwv2.ApiMapping(this, 'DomainMapping', { api: this.api, domainName: domain });
+      new CfnOutput(this, 'DomainTarget', { value: domain.regionalDomainName, description: `Point ${props.domainName} (CNAME or alias) here` });
+      return { url: `https://${props.domainName}`, pageUrl: `https://${props.domainName}/` };
+    }
+    const secret = new secretsmanager.Secret(this, 'OriginVerify', {
+      description: 'Sent by CloudFront to the API as x-origin-verify; the function refuses requests without it',
+      generateSecretString: { passwordLength: 48, excludePunctuation: true },
+      encryptionKey: key,
+    });
+    ack(secret, 'AwsSolutions-SMG4', 'Rotating means redeploying (CloudFront and the function read it at deploy time): `make deploy` after `aws secretsmanager put-secret-value`, see docs/deploy.md.');
+    // CloudFormation resolves the reference at deploy time; the template holds only its name.
+    const value = secret.secretValue.unsafeUnwrap();
+    this.fn.addEnvironment('ORIGIN_VERIFY', value);
+    const distribution = new cloudfront.Distribution(this, 'Edge', {
+      comment: 'Image classifier API behind a web ACL',
+      defaultBehavior: {
+        origin: new origins.HttpOrigin(`${this.api.apiId}.execute-api.${this.region}.${this.urlSuffix}`, {
+          protocolPolicy: cloudfront.OriginProtocolPolicy.HTTPS_ONLY,
+          originSslProtocols: [cloudfront.OriginSslPolicy.TLS_V1_2],
+          customHeaders: { [ORIGIN_VERIFY_HEADER]: value },
+        }),
+        viewerProtocolPolicy: cloudfront.ViewerProtocolPolicy.REDIRECT_TO_HTTPS,
+        allowedMethods: cloudfront.AllowedMethods.ALLOW_ALL,
+        // Every answer depends on its body; with caching off, this policy forwards all
+        // viewer headers (Authorization included) but Host, which API Gateway needs its own.
+        cachePolicy: cloudfront.CachePolicy.CACHING_DISABLED,
+        originRequestPolicy: cloudfront.OriginRequestPolicy.ALL_VIEWER_EXCEPT_HOST_HEADER,
+        responseHeadersPolicy: cloudfront.ResponseHeadersPolicy.SECURITY_HEADERS,
+      },
+      webAclId: props.edge.webAclArn,
+      domainNames: props.domainName ? [props.domainName] : undefined,
+      certificate,
+      minimumProtocolVersion: certificate ? cloudfront.SecurityPolicyProtocol.TLS_V1_2_2021 : undefined,
+      httpVersion: cloudfront.HttpVersion.HTTP2_AND_3,
+      priceClass: cloudfront.PriceClass.PRICE_CLASS_100,
+      enableLogging: true,
+      logBucket,
+      logFilePrefix: 'cloudfront/',
+    });
+    ack(distribution, 'AwsSolutions-CFR1', 'A photo classifier has no country it must refuse; add geoRestriction where law requires.');
+    if (!props.domainName) {
+      ack(distribution, 'AwsSolutions-CFR4', "The default *.cloudfront.net certificate allows TLS 1.0 viewers; set domainName and certificateArn for TLS 1.2 at least.");
+      checkovSkip(distribution, [['CKV_AWS_174', 'The default *.cloudfront.net certificate fixes its own TLS floor; set domainName and certificateArn for TLSv1.2_2021.']]);
+    } else {
+      new CfnOutput(this, 'DomainTarget', { value: distribution.distributionDomainName, description: `Point ${props.domainName} (CNAME or alias) here` });
+    }
+    const host = props.domainName ?? distribution.distributionDomainName;
+    return { url: `https://${host}`, pageUrl: `https://${host}/` };
+  }
+
   /** The JWT authorizer for signed-in app users: an external issuer, or a Cognito user
-   * pool with a public app client (authorization code with PKCE, no secret). */
-  private signIn(props: ClassifierStackProps): apigwv2.IHttpRouteAuthorizer {
+   * pool with a public app client (authorization code with PKCE, no secret) whose hosted
+   * sign-in the page offers. */
+  private signIn(props: ClassifierStackProps, pageUrl: string): apigwv2.IHttpRouteAuthorizer {
     if (props.jwtIssuer) {
       return new HttpJwtAuthorizer('JwtAuthorizer', props.jwtIssuer, { jwtAudience: props.jwtAudience ?? [] });
     }
@@ -558,12 +654,16 @@ export class ClassifierStack extends Stack {
       oAuth: {
         flows: { authorizationCodeGrant: true },
         scopes: [cognito.OAuthScope.OPENID, cognito.OAuthScope.EMAIL],
-        callbackUrls: props.callbackUrls?.length ? props.callbackUrls : ['http://localhost:8080/'],
+        // The app's own URLs, and the page this stack serves.
+        callbackUrls: [...(props.callbackUrls ?? []), pageUrl],
+        logoutUrls: [...(props.callbackUrls ?? []), pageUrl],
       },
     });
     const domain = pool.addDomain('SignIn', {
       cognitoDomain: { domainPrefix: props.cognitoDomainPrefix ?? `classifier-${this.account}` },
     });
+    this.fn.addEnvironment('SIGN_IN_URL', domain.baseUrl());
+    this.fn.addEnvironment('SIGN_IN_CLIENT_ID', client.userPoolClientId);
     new CfnOutput(this, 'UserPoolId', { value: pool.userPoolId });
     new CfnOutput(this, 'AppClientId', { value: client.userPoolClientId });
     new CfnOutput(this, 'SignInUrl', { value: domain.baseUrl(), description: 'Cognito hosted sign-in (authorization code with PKCE)' });

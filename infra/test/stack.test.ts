@@ -7,6 +7,7 @@ import { App, Validations } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { ClassifierStack, ClassifierStackProps } from '../lib/classifier-stack';
+import { Deployment, classifierStacks } from '../lib/stacks';
 
 // Synth needs a code folder; the real one comes from `cargo lambda build --arm64`.
 const code = fs.mkdtempSync(path.join(os.tmpdir(), 'bootstrap-'));
@@ -263,10 +264,21 @@ test('cognito=true creates the pool, a public PKCE client and its authorizer', (
     Policies: { PasswordPolicy: Match.objectLike({ MinimumLength: 12 }) },
     MfaConfiguration: 'OPTIONAL',
   });
-  template.hasResourceProperties('AWS::Cognito::UserPoolClient', {
-    GenerateSecret: false,
-    AllowedOAuthFlows: ['code'],
-    CallbackURLs: ['https://app.example.com/callback'],
+  const client = (Object.values(template.findResources('AWS::Cognito::UserPoolClient'))[0] as any).Properties;
+  assert.equal(client.GenerateSecret, false);
+  assert.deepEqual(client.AllowedOAuthFlows, ['code']);
+  // The app's URL and the stack's own page (the API URL), where the page's sign-in returns.
+  assert.equal(client.CallbackURLs[0], 'https://app.example.com/callback');
+  assert.match(JSON.stringify(client.CallbackURLs[1]), /HttpApi/);
+  assert.deepEqual(client.LogoutURLs, client.CallbackURLs);
+  // The page offers the pool's hosted sign-in as that client.
+  template.hasResourceProperties('AWS::Lambda::Function', {
+    Environment: {
+      Variables: Match.objectLike({
+        SIGN_IN_URL: Match.objectLike({ 'Fn::Join': Match.anyValue() }),
+        SIGN_IN_CLIENT_ID: { Ref: Match.stringLikeRegexp('AppClient') },
+      }),
+    },
   });
   template.hasResourceProperties('AWS::ApiGatewayV2::Authorizer', { AuthorizerType: 'JWT' });
   template.resourceCountIs('AWS::Cognito::UserPoolDomain', 1);
@@ -305,4 +317,107 @@ test('cdk-nag would flag the public routes without their acknowledgement', () =>
   const pack = new AwsSolutionsChecks(app);
   const ids = pack.validateScope(app).violations.map((v: any) => v.ruleName);
   assert.ok(ids.includes('AwsSolutions-APIG4'), ids.join(','));
+});
+
+const env = { account: '123456789012', region: 'eu-west-1' };
+
+/** Both stacks of an edge deployment, and cdk-nag over the whole app. */
+function synthEdge(props: Partial<Deployment> = {}) {
+  const app = new App();
+  const { main, edge } = classifierStacks(app, 'Test', { functionCodePath: code, env, edge: true, ...props });
+  const pack = new AwsSolutionsChecks(app);
+  Validations.of(app).addPlugins(pack);
+  return { app, pack, main: Template.fromStack(main), edge: Template.fromStack(edge!), edgeStack: edge! };
+}
+
+test('edge is opt-in: no CloudFront, web ACL, origin secret or custom domain by default', () => {
+  const { template } = synth();
+  for (const type of ['AWS::CloudFront::Distribution', 'AWS::WAFv2::WebACL', 'AWS::SecretsManager::Secret', 'AWS::ApiGatewayV2::DomainName']) {
+    template.resourceCountIs(type, 0);
+  }
+  const fn = (Object.values(template.findResources('AWS::Lambda::Function'))[0] as any).Properties;
+  assert.equal(fn.Environment.Variables.ORIGIN_VERIFY, undefined);
+  assert.equal(fn.Environment.Variables.SIGN_IN_URL, undefined);
+  assert.equal(fn.KmsKeyArn, undefined);
+  assert.match(JSON.stringify(template.findOutputs('ApiUrl').ApiUrl.Value), /HttpApi.*ApiEndpoint/);
+});
+
+test('edge: a us-east-1 web ACL with a rate limit per client IP and AWS managed rules, logged without tokens', () => {
+  const { edge, edgeStack } = synthEdge({ edgeRateLimit: 500 });
+  assert.equal(edgeStack.region, 'us-east-1');
+  const acl = (Object.values(edge.findResources('AWS::WAFv2::WebACL'))[0] as any).Properties;
+  assert.equal(acl.Scope, 'CLOUDFRONT');
+  const rules = Object.fromEntries(acl.Rules.map((r: any) => [r.Name, r]));
+  assert.deepEqual(rules.RatePerClientIp.Statement.RateBasedStatement, { Limit: 500, AggregateKeyType: 'IP', EvaluationWindowSec: 300 });
+  assert.equal(rules.RatePerClientIp.Action.Block.CustomResponse.ResponseCode, 429);
+  const common = rules.AWSManagedRulesCommonRuleSet.Statement.ManagedRuleGroupStatement;
+  // Uploads are binary and larger than 8 KB: the body rules count instead of blocking them.
+  assert.deepEqual(
+    common.RuleActionOverrides.map((o: any) => [o.Name, Object.keys(o.ActionToUse)[0]]),
+    [['SizeRestrictions_BODY', 'Count'], ['CrossSiteScripting_BODY', 'Count'], ['GenericLFI_BODY', 'Count'], ['GenericRFI_BODY', 'Count']],
+  );
+  assert.ok(rules.AWSManagedRulesKnownBadInputsRuleSet && rules.AWSManagedRulesAmazonIpReputationList);
+  edge.hasResourceProperties('AWS::WAFv2::LoggingConfiguration', {
+    RedactedFields: [{ SingleHeader: { Name: 'authorization' } }],
+  });
+  edge.hasResourceProperties('AWS::Logs::LogGroup', { LogGroupName: Match.stringLikeRegexp('^aws-waf-logs-') });
+});
+
+test('edge: CloudFront with the web ACL in front; the function refuses callers without its origin secret', () => {
+  const { main } = synthEdge();
+  const dist = (Object.values(main.findResources('AWS::CloudFront::Distribution'))[0] as any).Properties.DistributionConfig;
+  // The ACL's ARN arrives from us-east-1 through an SSM parameter CDK writes and reads.
+  assert.match(JSON.stringify(dist.WebACLId), /ExportsReader.*\/cdk\/exports\/.*WebAclArn/);
+  const origin = dist.Origins[0];
+  assert.match(JSON.stringify(origin.DomainName), /execute-api/);
+  assert.deepEqual(origin.CustomOriginConfig.OriginSSLProtocols, ['TLSv1.2']);
+  assert.equal(origin.CustomOriginConfig.OriginProtocolPolicy, 'https-only');
+  const header = origin.OriginCustomHeaders.find((h: any) => h.HeaderName === 'x-origin-verify');
+  const fn = (Object.values(main.findResources('AWS::Lambda::Function', { Properties: { Runtime: 'provided.al2023' } }))[0] as any).Properties;
+  // One secret, resolved by CloudFormation for both sides: never in the template itself.
+  assert.match(JSON.stringify(header.HeaderValue), /resolve:secretsmanager/);
+  assert.deepEqual(fn.Environment.Variables.ORIGIN_VERIFY, header.HeaderValue);
+  assert.ok(fn.KmsKeyArn, 'the environment holding the secret is encrypted with the stack key');
+  const behavior = dist.DefaultCacheBehavior;
+  assert.equal(behavior.ViewerProtocolPolicy, 'redirect-to-https');
+  assert.deepEqual(behavior.AllowedMethods.sort(), ['DELETE', 'GET', 'HEAD', 'OPTIONS', 'PATCH', 'POST', 'PUT']);
+  // Caching disabled (its managed id) and every viewer header but Host, so Authorization arrives.
+  assert.equal(behavior.CachePolicyId, '4135ea2d-6df8-44a3-9df3-4b5a84be39ad');
+  assert.equal(behavior.OriginRequestPolicyId, 'b689b0a8-53d0-40ab-baf2-68738e2966ac');
+  assert.ok(dist.Logging.Bucket, 'access-logged');
+  assert.match(JSON.stringify(main.findOutputs('ApiUrl').ApiUrl.Value), /Edge.*DomainName/);
+  assert.ok(main.findOutputs('ExecuteApiUrl').ExecuteApiUrl);
+});
+
+test('a custom domain: on API Gateway, or on CloudFront with edge; the certificate must fit', () => {
+  const cert = 'arn:aws:acm:eu-west-1:123456789012:certificate/abc';
+  const { template } = synth({ env, domainName: 'api.example.com', certificateArn: cert });
+  template.hasResourceProperties('AWS::ApiGatewayV2::DomainName', {
+    DomainName: 'api.example.com',
+    DomainNameConfigurations: [Match.objectLike({ CertificateArn: cert })],
+  });
+  template.resourceCountIs('AWS::ApiGatewayV2::ApiMapping', 1);
+  assert.equal(template.findOutputs('ApiUrl').ApiUrl.Value, 'https://api.example.com');
+  assert.ok(template.findOutputs('DomainTarget').DomainTarget);
+
+  const global = 'arn:aws:acm:us-east-1:123456789012:certificate/def';
+  const { main } = synthEdge({ domainName: 'img.example.com', certificateArn: global });
+  const dist = (Object.values(main.findResources('AWS::CloudFront::Distribution'))[0] as any).Properties.DistributionConfig;
+  assert.deepEqual(dist.Aliases, ['img.example.com']);
+  assert.equal(dist.ViewerCertificate.AcmCertificateArn, global);
+  assert.equal(dist.ViewerCertificate.MinimumProtocolVersion, 'TLSv1.2_2021');
+  main.resourceCountIs('AWS::ApiGatewayV2::DomainName', 0);
+  assert.equal(main.findOutputs('ApiUrl').ApiUrl.Value, 'https://img.example.com');
+
+  assert.throws(() => synth({ domainName: 'api.example.com' }), /go together/);
+  assert.throws(() => synthEdge({ domainName: 'img.example.com', certificateArn: cert }), /us-east-1/);
+  assert.throws(() => classifierStacks(new App(), 'NoEnv', { functionCodePath: code, edge: true }), /account and region/);
+});
+
+test('cdk-nag AwsSolutions: no unacknowledged findings with edge, a custom domain and Cognito', () => {
+  for (const props of [{}, { cognito: true }, { domainName: 'img.example.com', certificateArn: 'arn:aws:acm:us-east-1:123456789012:certificate/def', ...jwt }]) {
+    const { app, pack } = synthEdge(props);
+    const result = pack.validateScope(app);
+    assert.deepEqual(result.violations.map((v: any) => v.ruleName), [], JSON.stringify(result.violations, null, 1));
+  }
 });

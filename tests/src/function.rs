@@ -19,7 +19,8 @@ pub struct Watch {
     pub base: String,
 }
 
-/// Start the function with `env`, waiting until `/health` answers.
+/// Start the function with `env`, waiting until `/health` answers (200, or 403 where
+/// `ORIGIN_VERIFY` makes it refuse callers without the origin header).
 pub fn start_function(env: &[(&'static str, String)], logs: &Path) -> Watch {
     let port = free_port();
     let mut cmd = Command::new("bash");
@@ -46,7 +47,7 @@ pub fn start_function(env: &[(&'static str, String)], logs: &Path) -> Watch {
         agent
             .get(&health)
             .call()
-            .map(|r| r.status().as_u16() == 200)
+            .map(|r| matches!(r.status().as_u16(), 200 | 403))
             .unwrap_or(false)
     });
     Watch { function, base }

@@ -6,7 +6,7 @@ import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { chromium } from 'playwright-core';
+import { launch } from './browser.mjs';
 
 const base = process.env.BASE_URL;
 const image = process.env.IMAGE;
@@ -19,14 +19,11 @@ test('page classifies an uploaded photo and explains a bad file', async () => {
     body: readFileSync(image),
   }).then((r) => r.json());
   const profile = mkdtempSync(join(tmpdir(), 'chromium-'));
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
-  });
+  const browser = await launch();
   try {
     const page = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true });
     await page.goto(`${base}/`);
+    assert.equal(await page.isVisible('#account'), false, 'no sign-in on a stack without it');
     await page.setInputFiles('#file', image);
     await page.waitForSelector('#top-label', { timeout: 30000 });
     assert.equal(await page.textContent('#top-label'), api.label);

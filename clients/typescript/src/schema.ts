@@ -175,7 +175,7 @@ export interface components {
         Error: {
             error: {
                 /** @enum {string} */
-                code: "invalid_json" | "missing_image" | "ambiguous_request" | "invalid_image_field" | "empty_batch" | "invalid_base64" | "invalid_body_encoding" | "invalid_image" | "empty_body" | "invalid_top_k" | "invalid_min_probability" | "not_found" | "method_not_allowed" | "payload_too_large" | "too_many_images" | "image_too_large" | "unsupported_media_type" | "missing_content_type" | "unsupported_image_format" | "inference_failed";
+                code: "invalid_json" | "missing_image" | "ambiguous_request" | "invalid_image_field" | "empty_batch" | "invalid_base64" | "invalid_body_encoding" | "invalid_image" | "empty_body" | "invalid_top_k" | "invalid_min_probability" | "forbidden" | "not_found" | "method_not_allowed" | "payload_too_large" | "too_many_images" | "image_too_large" | "unsupported_media_type" | "missing_content_type" | "unsupported_image_format" | "inference_failed";
                 /** @description What to fix. */
                 message: string;
                 /** @description The request's id, as in the x-request-id header and the logs: quote it when reporting a problem. */
@@ -264,6 +264,7 @@ export interface operations {
             };
             400: components["responses"]["Error"];
             401: components["responses"]["Gateway"];
+            403: components["responses"]["Error"];
             405: components["responses"]["Error"];
             413: components["responses"]["Error"];
             415: components["responses"]["Error"];
@@ -292,6 +293,7 @@ export interface operations {
                     "application/json": components["schemas"]["Health"];
                 };
             };
+            403: components["responses"]["Error"];
             405: components["responses"]["Error"];
             429: components["responses"]["Throttled"];
         };
@@ -314,6 +316,7 @@ export interface operations {
                     "application/json": components["schemas"]["ModelInfo"];
                 };
             };
+            403: components["responses"]["Error"];
             405: components["responses"]["Error"];
             429: components["responses"]["Throttled"];
         };
@@ -336,6 +339,7 @@ export interface operations {
                     "text/html": string;
                 };
             };
+            403: components["responses"]["Error"];
             405: components["responses"]["Error"];
             429: components["responses"]["Throttled"];
         };

@@ -17,6 +17,7 @@ pub enum ErrorCode {
     EmptyBody,
     InvalidTopK,
     InvalidMinProbability,
+    Forbidden,
     NotFound,
     MethodNotAllowed,
     PayloadTooLarge,
@@ -30,7 +31,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// All codes, in the order `openapi.yaml` lists them.
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 21] = [
         Self::InvalidJson,
         Self::MissingImage,
         Self::AmbiguousRequest,
@@ -42,6 +43,7 @@ impl ErrorCode {
         Self::EmptyBody,
         Self::InvalidTopK,
         Self::InvalidMinProbability,
+        Self::Forbidden,
         Self::NotFound,
         Self::MethodNotAllowed,
         Self::PayloadTooLarge,
@@ -67,6 +69,7 @@ impl ErrorCode {
             | EmptyBody
             | InvalidTopK
             | InvalidMinProbability => 400,
+            Forbidden => 403,
             NotFound => 404,
             MethodNotAllowed => 405,
             PayloadTooLarge | TooManyImages | ImageTooLarge => 413,
@@ -90,6 +93,7 @@ impl ErrorCode {
             EmptyBody => "empty_body",
             InvalidTopK => "invalid_top_k",
             InvalidMinProbability => "invalid_min_probability",
+            Forbidden => "forbidden",
             NotFound => "not_found",
             MethodNotAllowed => "method_not_allowed",
             PayloadTooLarge => "payload_too_large",

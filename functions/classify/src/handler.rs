@@ -20,13 +20,15 @@ use crate::request::{AnswerShape, Kind};
 use crate::response;
 use crate::routes::{Route, normalise_path};
 use crate::served::{ModelSlot, Served};
-use crate::settings::Settings;
+use crate::settings::{ORIGIN_VERIFY_HEADER, Settings, SignIn};
 
 /// State built once per cold start; only the served model changes, swapped whole.
 pub struct App {
     model: ModelSlot,
     pub settings: Settings,
     refresher: Option<Refresher>,
+    /// `INDEX_HTML` with this deployment's sign-in, if any.
+    page: String,
 }
 
 /// What one request did, for the log line and the metric record.
@@ -44,10 +46,42 @@ struct Outcome {
 /// The page clients on phones and browsers use, served at `GET /`.
 pub static INDEX_HTML: &str = include_str!("../static/index.html");
 
+/// Where the page's sign-in settings go: the page reads them from `<meta>` tags, so one
+/// static file serves stacks with and without sign-in.
+const SIGN_IN_SLOT: &str = "<!--sign-in-->";
+
+/// The page with `sign_in`'s server and client in its head (HTML-escaped).
+pub fn page(sign_in: Option<&SignIn>) -> String {
+    let Some(s) = sign_in else {
+        return INDEX_HTML.to_string();
+    };
+    let escape = |v: &str| {
+        v.replace('&', "&amp;")
+            .replace('"', "&quot;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    INDEX_HTML.replacen(
+        SIGN_IN_SLOT,
+        &format!(
+            "<meta name=\"sign-in-url\" content=\"{}\">\n<meta name=\"sign-in-client\" content=\"{}\">",
+            escape(&s.url),
+            escape(&s.client_id)
+        ),
+        1,
+    )
+}
+
+/// Equal without saying where they differ: the shared origin value is a secret.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 impl App {
     pub fn new(served: Served, settings: Settings, refresher: Option<Refresher>) -> Self {
         Self {
             model: ModelSlot::new(served),
+            page: page(settings.sign_in.as_ref()),
             settings,
             refresher,
         }
@@ -163,6 +197,15 @@ impl App {
         req: &ApiGatewayV2httpRequest,
         outcome: &mut Outcome,
     ) -> Result<ApiGatewayV2httpResponse, ApiError> {
+        if let Some(expected) = &self.settings.origin_verify {
+            let given = req.headers.get(ORIGIN_VERIFY_HEADER).map_or(&[][..], |v| v.as_bytes());
+            if !same_secret(given, expected.as_bytes()) {
+                return Err(ApiError::new(
+                    ErrorCode::Forbidden,
+                    "this API is served through its CloudFront distribution; call that URL instead",
+                ));
+            }
+        }
         let route = Route::from_path(path).ok_or_else(|| {
             ApiError::new(
                 ErrorCode::NotFound,
@@ -184,7 +227,7 @@ impl App {
             });
         }
         Ok(match route {
-            Route::Index => response::plain(200, Some(INDEX_HTML.to_string()), "text/html; charset=utf-8"),
+            Route::Index => response::plain(200, Some(self.page.clone()), "text/html; charset=utf-8"),
             Route::Health => response::json(200, &self.health(served)),
             Route::Model => response::json(200, &self.model_info(served)),
             Route::Predict => self.predict(served, req, outcome)?,

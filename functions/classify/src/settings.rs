@@ -22,6 +22,64 @@ pub struct Settings {
     /// Seconds between checks of the model pointer on a warm instance (0: never; only an
     /// `s3://.../latest.json` MODEL_URI is followed).
     pub model_refresh_seconds: u64,
+    /// The shared value CloudFront adds as `x-origin-verify` in an `edge` stack: a request
+    /// without it came around CloudFront and its web ACL, and is refused.
+    pub origin_verify: Option<String>,
+    /// The hosted sign-in the page offers (a Cognito stack); none: the page has no sign-in.
+    pub sign_in: Option<SignIn>,
+}
+
+/// Where the page sends users to sign in (authorization code with PKCE) and as whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignIn {
+    /// The OAuth 2.0 server's base URL (`https://<prefix>.auth.<region>.amazoncognito.com`),
+    /// holding `/oauth2/authorize` and `/oauth2/token`.
+    pub url: String,
+    /// The public app client (no secret) the page signs in as.
+    pub client_id: String,
+}
+
+/// The request header that proves a request came through the stack's CloudFront.
+pub const ORIGIN_VERIFY_HEADER: &str = "x-origin-verify";
+
+fn non_empty_env(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+impl SignIn {
+    /// From `SIGN_IN_URL` and `SIGN_IN_CLIENT_ID`: both or neither. Tokens travel to the
+    /// URL, so it is https, except on loopback for tests and `make run`.
+    fn from_env() -> Result<Option<Self>, LoadError> {
+        match (non_empty_env("SIGN_IN_URL"), non_empty_env("SIGN_IN_CLIENT_ID")) {
+            (None, None) => Ok(None),
+            (Some(url), Some(client_id)) => {
+                let url = url.trim_end_matches('/').to_string();
+                let loopback = ["http://127.0.0.1:", "http://localhost:"]
+                    .iter()
+                    .any(|p| url.starts_with(p));
+                if !url.starts_with("https://") && !loopback {
+                    return Err(LoadError::Setting {
+                        name: "SIGN_IN_URL",
+                        value: url,
+                        reason: "must be an https URL (http only on loopback)".into(),
+                    });
+                }
+                Ok(Some(Self { url, client_id }))
+            }
+            (url, _) => Err(LoadError::Setting {
+                name: if url.is_some() {
+                    "SIGN_IN_CLIENT_ID"
+                } else {
+                    "SIGN_IN_URL"
+                },
+                value: String::new(),
+                reason: "SIGN_IN_URL and SIGN_IN_CLIENT_ID go together".into(),
+            }),
+        }
+    }
 }
 
 pub use api::DEFAULT_MAX_BODY_BYTES;
@@ -46,7 +104,7 @@ where
 
 impl Settings {
     pub fn from_env() -> Result<Self, LoadError> {
-        let model_uri = std::env::var("MODEL_URI").ok().filter(|v| !v.trim().is_empty());
+        let model_uri = non_empty_env("MODEL_URI");
         let allowed_origins = std::env::var("ALLOWED_ORIGINS")
             .unwrap_or_else(|_| "*".into())
             .split(',')
@@ -66,6 +124,8 @@ impl Settings {
                 max_alloc: max_pixels * 4 + (64 << 20),
             },
             model_refresh_seconds: parse_env("MODEL_REFRESH_SECONDS", DEFAULT_MODEL_REFRESH_SECONDS)?,
+            origin_verify: non_empty_env("ORIGIN_VERIFY"),
+            sign_in: SignIn::from_env()?,
             min_probability: {
                 let p: f32 = parse_env("MIN_PROBABILITY", 0.0)?;
                 if !(0.0..=1.0).contains(&p) {
@@ -95,6 +155,8 @@ impl Default for Settings {
             },
             min_probability: 0.0,
             model_refresh_seconds: DEFAULT_MODEL_REFRESH_SECONDS,
+            origin_verify: None,
+            sign_in: None,
         }
     }
 }

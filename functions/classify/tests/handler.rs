@@ -471,3 +471,67 @@ fn every_answer_names_its_request_and_the_record_names_the_caller_not_the_token(
     assert_eq!(r.headers[api::REQUEST_ID_HEADER], "req-43");
     assert_eq!((metrics.status, metrics.caller.as_str()), (400, ""));
 }
+
+fn app_with(settings: Settings) -> App {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(classify::init(settings)).expect("embedded model loads")
+}
+
+#[test]
+fn an_edge_stack_refuses_requests_that_bypass_cloudfront() {
+    let app = app_with(Settings {
+        origin_verify: Some("s3cret-value".into()),
+        ..Settings::default()
+    });
+    for headers in [
+        json!({}),
+        json!({"x-origin-verify": "s3cret-valuf"}),
+        json!({"x-origin-verify": "s3cret"}),
+    ] {
+        for (method, path) in [
+            ("GET", "/health"),
+            ("GET", "/"),
+            ("POST", "/predict"),
+            ("GET", "/nowhere"),
+        ] {
+            let r = app.handle(&event(method, path, headers.clone(), None, ""));
+            assert_eq!(error_code(&r), (403, ErrorCode::Forbidden), "{method} {path} {headers}");
+        }
+    }
+    let through = json!({"x-origin-verify": "s3cret-value", "content-type": "image/png"});
+    let r = app.handle(&event("GET", "/health", through.clone(), None, ""));
+    assert_eq!(r.status_code, 200);
+    let r = app.handle(&event("POST", "/predict", through, Some(&sample_png()), ""));
+    assert_eq!(r.status_code, 200);
+}
+
+#[test]
+fn the_page_names_its_sign_in_only_when_configured() {
+    let page = |app: &App| match app.handle(&event("GET", "/", json!({}), None, "")).body {
+        Some(Body::Text(t)) => t,
+        other => panic!("{other:?}"),
+    };
+    let plain = page(app());
+    assert!(
+        !plain.contains("<meta name=\"sign-in"),
+        "no sign-in meta without SIGN_IN_URL"
+    );
+    let signed = page(&app_with(Settings {
+        sign_in: Some(classify::settings::SignIn {
+            url: "https://demo.auth.eu-west-1.amazoncognito.com".into(),
+            client_id: "abc\"><script>".into(),
+        }),
+        ..Settings::default()
+    }));
+    assert!(
+        signed.contains(r#"<meta name="sign-in-url" content="https://demo.auth.eu-west-1.amazoncognito.com">"#),
+        "{signed}"
+    );
+    assert!(
+        signed.contains(r#"<meta name="sign-in-client" content="abc&quot;&gt;&lt;script&gt;">"#),
+        "escaped: {signed}"
+    );
+}

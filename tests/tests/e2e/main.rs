@@ -1,6 +1,7 @@
 //! End-to-end tests, one binary (each test file would otherwise link its own copy of
 //! the AWS SDK and tract).
 
+mod access;
 mod arm64;
 mod ceiling;
 mod docs;
