@@ -33,5 +33,7 @@ classifierStacks(app, ctx('stackName') ?? 'ImageClassifier', {
   certificateArn: ctx('certificateArn'),
   edge: flag('edge'),
   edgeRateLimit: num('edgeRateLimit'),
+  candidateAbstainMargin: num('candidateAbstainMargin'),
+  candidateErrorMargin: num('candidateErrorMargin'),
 });
 Validations.of(app).addPlugins(new AwsSolutionsChecks(app, { verbose: true }));

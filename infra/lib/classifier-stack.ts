@@ -53,6 +53,11 @@ export interface ClassifierStackProps extends StackProps {
   readonly cognitoDomainPrefix?: string;
   /** X-Ray active tracing of the function. */
   readonly tracing?: boolean;
+  /** Percentage points by which a candidate model's abstain rate may exceed the current
+   * model's before its alarm fires (`trainer models canary`). */
+  readonly candidateAbstainMargin?: number;
+  /** How many more 5xx a candidate may answer than the current model in 5 minutes. */
+  readonly candidateErrorMargin?: number;
   /** A host name to serve the API under (with `certificateArn`): on API Gateway, or on
    * CloudFront with `edge`. Point its DNS at the `DomainTarget` output. */
   readonly domainName?: string;
@@ -444,6 +449,40 @@ export class ClassifierStack extends Stack {
       );
     }
 
+    // A candidate model (trainer models canary) against the current one, from the metric
+    // records' Variant dimension: it must not abstain or fail more than the model it may replace.
+    const byVariant = (metricName: string, variant: string) =>
+      new cloudwatch.Metric({ namespace: METRICS_NAMESPACE, metricName, statistic: 'Sum', period: fiveMinutes, dimensionsMap: { Variant: variant } });
+    alarm(
+      'CandidateAbstainAlarm',
+      new cloudwatch.MathExpression({
+        // Judged only on 20 or more candidate images in the period, so a few odd photos do not page anyone.
+        expression: 'IF(ci >= 20, 100 * ca / MAX([ci, 1]) - 100 * ua / MAX([ui, 1]), 0)',
+        usingMetrics: {
+          ca: byVariant('Abstained', 'candidate'),
+          ci: byVariant('Images', 'candidate'),
+          ua: byVariant('Abstained', 'current'),
+          ui: byVariant('Images', 'current'),
+        },
+        label: 'candidate abstain % minus current abstain %',
+        period: fiveMinutes,
+      }),
+      props.candidateAbstainMargin ?? 10,
+      'The candidate model abstains ("none of these") more than the current one by the stack\'s margin: end the canary (trainer models canary --percent 0) and look at what it misses (docs/operations.md).',
+      2,
+    );
+    alarm(
+      'CandidateErrorsAlarm',
+      new cloudwatch.MathExpression({
+        expression: 'ce - ue',
+        usingMetrics: { ce: byVariant('ServerErrors', 'candidate'), ue: byVariant('ServerErrors', 'current') },
+        label: 'candidate 5xx minus current 5xx',
+        period: fiveMinutes,
+      }),
+      props.candidateErrorMargin ?? 5,
+      'The candidate model answered more 5xx than the current one by the stack\'s margin: end the canary (trainer models canary --percent 0) and find the request_id in the log (docs/operations.md).',
+    );
+
     const refreshFailures = new logs.MetricFilter(this, 'ModelRefreshFailures', {
       logGroup: fnLogs,
       filterPattern: logs.FilterPattern.stringValue('$.fields.message', '=', 'model refresh failed*'),
@@ -547,6 +586,31 @@ export class ClassifierStack extends Stack {
           this.fn.metric('ConcurrentExecutions', { period, statistic: 'Maximum' }),
           this.fn.metricThrottles({ period }),
         ],
+      }),
+    );
+    const variant = (metricName: string, v: string, statistic = 'Sum') =>
+      new cloudwatch.Metric({ namespace: METRICS_NAMESPACE, metricName, statistic, period, dimensionsMap: { Variant: v }, label: `${v} ${metricName}` });
+    const rate = (label: string, numerator: string, denominator: string, v: string) =>
+      new cloudwatch.MathExpression({
+        // Ids are unique within a graph, which shows both variants.
+        expression: `100 * ${v}_n / MAX([${v}_d, 1])`,
+        usingMetrics: { [`${v}_n`]: variant(numerator, v), [`${v}_d`]: variant(denominator, v) },
+        label: `${v} ${label}`,
+        period,
+      });
+    dashboard.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'Current vs candidate model: images answered',
+        left: [variant('Images', 'current'), variant('Images', 'candidate')],
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Current vs candidate: abstain %, 5xx, mean top-1 probability',
+        left: [rate('abstain %', 'Abstained', 'Images', 'current'), rate('abstain %', 'Abstained', 'Images', 'candidate')],
+        right: [variant('Top1Probability', 'current', 'Average'), variant('Top1Probability', 'candidate', 'Average')],
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Shadow: % of compared images where the candidate agrees',
+        left: [rate('agreement %', 'ShadowAgreed', 'ShadowCompared', 'current')],
       }),
     );
     dashboard.addWidgets(

@@ -421,3 +421,29 @@ test('cdk-nag AwsSolutions: no unacknowledged findings with edge, a custom domai
     assert.deepEqual(result.violations.map((v: any) => v.ruleName), [], JSON.stringify(result.violations, null, 1));
   }
 });
+
+test('a candidate model is watched beside the current one: dashboard by variant, alarms on its margins', () => {
+  const { template } = synth({ candidateAbstainMargin: 7, candidateErrorMargin: 3 });
+  const alarms = template.findResources('AWS::CloudWatch::Alarm');
+  const byId = (prefix: string) => Object.entries(alarms).find(([id]) => id.startsWith(prefix))![1] as any;
+  const abstain = byId('CandidateAbstainAlarm').Properties;
+  assert.equal(abstain.Threshold, 7);
+  const expression = abstain.Metrics.find((m: any) => m.Expression).Expression;
+  assert.match(expression, /IF\(ci >= 20/, 'judged only on enough candidate images');
+  const variants = abstain.Metrics.filter((m: any) => m.MetricStat).map((m: any) => [
+    m.MetricStat.Metric.MetricName,
+    m.MetricStat.Metric.Dimensions[0].Value,
+  ]);
+  assert.deepEqual(variants.sort(), [['Abstained', 'candidate'], ['Abstained', 'current'], ['Images', 'candidate'], ['Images', 'current']]);
+  const errors = byId('CandidateErrorsAlarm').Properties;
+  assert.equal(errors.Threshold, 3);
+  assert.ok(errors.AlarmActions.length > 0 && abstain.AlarmActions.length > 0, 'both notify the topic');
+  assert.equal(byId('CandidateAbstainAlarm').Properties.AlarmDescription.includes('--percent 0'), true);
+  const body = JSON.stringify((Object.values(template.findResources('AWS::CloudWatch::Dashboard'))[0] as any).Properties.DashboardBody);
+  for (const needle of ['Variant', 'candidate', 'ShadowAgreed', 'Top1Probability']) {
+    assert.ok(body.includes(needle), `dashboard lacks ${needle}`);
+  }
+  const defaults = synth().template.findResources('AWS::CloudWatch::Alarm');
+  const threshold = (id: string) => (Object.entries(defaults).find(([k]) => k.startsWith(id))![1] as any).Properties.Threshold;
+  assert.deepEqual([threshold('CandidateAbstainAlarm'), threshold('CandidateErrorsAlarm')], [10, 5]);
+});

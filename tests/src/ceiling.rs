@@ -119,14 +119,48 @@ pub fn cases() -> Vec<(String, Value)> {
 
 /// `(status code, peak RSS KiB)` of a fresh function process that answers `event`.
 pub fn peak(event: Value) -> (u16, u64) {
+    peak_with(event, &[])
+}
+
+/// [`peak`] with `env` added (a model pointer, say).
+pub fn peak_with(event: Value, env: &[(&'static str, String)]) -> (u16, u64) {
     let (port, rx) = runtime_api::start(vec![event]);
     let work = tempfile::tempdir().expect("tempdir");
     let mut cmd = Command::new(bin("classify"));
     cmd.envs(runtime_api::lambda_env(port)).env("RUST_LOG", "warn");
+    cmd.envs(env.iter().cloned());
     let service = Service::spawn("classify-ceiling", cmd, work.path());
     let (_, answer) = rx
         .recv_timeout(Duration::from_secs(120))
         .unwrap_or_else(|_| panic!("no answer:\n{}", service.log_text()));
     let status = answer["statusCode"].as_u64().unwrap_or(0) as u16;
     (status, crate::soak::status_kib(service.pid(), "VmHWM:"))
+}
+
+/// A loopback S3 whose pointer names the shipped model with a second one (other version,
+/// same weights) as a shadow candidate on every request: both loaded, both run on each
+/// image. Returns the server (kept alive by the caller) and the function's environment.
+pub fn two_models(work: &std::path::Path) -> (crate::S3Server, Vec<(&'static str, String)>) {
+    let s3 = crate::S3Server::with_bucket(work, "models");
+    let shipped = std::fs::read(crate::root().join("models/cifar10.onnx")).expect("shipped model");
+    let b = crate::with_metadata(&shipped, contract::meta::MODEL_VERSION, "bbbbbbbbbbbbbbbb");
+    crate::publish_run(&crate::stage_run(&work.join("b"), &b), "s3://models/", &s3);
+    crate::publish_run(&crate::stage_run(&work.join("a"), &shipped), "s3://models/", &s3);
+    let (_, bytes) = s3.get_object("models", "models/latest.json");
+    let mut pointer: contract::ModelPointer = serde_json::from_slice(&bytes).expect("pointer");
+    let candidate = pointer.previous.take().expect("B published before A");
+    pointer.candidate = Some(Box::new(contract::Candidate {
+        model: *candidate,
+        percent: 100,
+        mode: contract::Split::Shadow,
+        since: contract::pointer::now_rfc3339(),
+    }));
+    s3.put_object(
+        "models",
+        "models/latest.json",
+        serde_json::to_vec(&pointer).expect("json"),
+    );
+    let mut env = s3.env();
+    env.push(("MODEL_URI", "s3://models/models/latest.json".into()));
+    (s3, env)
 }

@@ -235,7 +235,11 @@ fn main() {
         for (i, n) in BATCHES.into_iter().enumerate() {
             let images = vec![[7u8; contract::IMAGE_BYTES]; n];
             let t = time_ms(args.iterations / n.clamp(1, 8), || {
-                app.served().classifier.probabilities(&images).expect("inference");
+                app.served()
+                    .current
+                    .classifier
+                    .probabilities(&images)
+                    .expect("inference");
             });
             tract_rounds[i].push(percentile(&t, 0.5));
         }

@@ -122,6 +122,21 @@ export interface components {
             /** @description Where it came from: s3://..., file://..., or embedded:models/cifar10.onnx (also while the pointer has nothing published yet) */
             source: string;
             refresh: components["schemas"]["Refresh"];
+            candidate?: components["schemas"]["Candidate"];
+        };
+        /** @description A model tried beside the serving one (`trainer models canary`), present while the pointer names one. Its share of requests is picked by the signed-in caller (JWT sub), else by the first image, so each caller or image sticks to one side. In `canary` mode it answers its share (`x-model-version` names it); in `shadow` mode it runs beside the current model, which still answers. */
+        Candidate: {
+            model_version: string;
+            sha256: string;
+            percent: number;
+            /** @enum {unknown} */
+            mode: "canary" | "shadow";
+            /** @description RFC 3339 */
+            since: string;
+            /** @description False when it failed to load; the current model then answers every request */
+            serving: boolean;
+            /** @description Why it does not serve */
+            error: string | null;
         };
         /** @description How the function follows the published models/latest.json (MODEL_REFRESH_SECONDS); a failed check keeps the current model serving. */
         Refresh: {
@@ -166,6 +181,7 @@ export interface components {
             /** @description Where the model was loaded from: s3://..., file://... or embedded */
             source: string;
             refresh: components["schemas"]["Refresh"];
+            candidate?: components["schemas"]["Candidate"];
         };
         Range: {
             default: number;

@@ -11,6 +11,26 @@ pub struct Health {
     /// `embedded:models/cifar10.onnx` (also while a pointer has nothing published yet).
     pub source: String,
     pub refresh: RefreshStatus,
+    /// A model tried beside the serving one on a share of requests, if the pointer names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate: Option<CandidateStatus>,
+}
+
+/// The pointer's candidate (`trainer models canary`) and whether it serves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CandidateStatus {
+    /// The version the pointer names for it.
+    pub model_version: String,
+    pub sha256: String,
+    /// Share of requests, 0 to 100, by caller (JWT `sub`) or else by first image.
+    pub percent: u8,
+    /// `canary` (it answers its share) or `shadow` (it runs beside; the current model answers).
+    pub mode: String,
+    /// When the pointer named it.
+    pub since: String,
+    /// Loaded and taking its share; false when it failed to load (see `error`).
+    pub serving: bool,
+    pub error: Option<String>,
 }
 
 /// How the served model follows the published pointer (`MODEL_REFRESH_SECONDS`).
@@ -54,6 +74,8 @@ pub struct ModelInfo {
     /// Where the model was loaded from (`s3://...`, `file://...`, `embedded`).
     pub source: String,
     pub refresh: RefreshStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate: Option<CandidateStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

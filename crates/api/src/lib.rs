@@ -8,7 +8,9 @@ pub mod media;
 pub mod predict;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
-pub use info::{FloatRange, Health, InputSpec, IntRange, Limits, ModelInfo, RefreshOutcome, RefreshStatus};
+pub use info::{
+    CandidateStatus, FloatRange, Health, InputSpec, IntRange, Limits, ModelInfo, RefreshOutcome, RefreshStatus,
+};
 pub use predict::{
     BatchPredictResponse, ImageResult, Images, PredictAnswer, PredictRequest, PredictResponse, Prediction, RequestError,
 };

@@ -199,6 +199,18 @@ fn refresh() -> RefreshStatus {
     }
 }
 
+fn candidate() -> Option<CandidateStatus> {
+    Some(CandidateStatus {
+        model_version: "fedcba9876543210".into(),
+        sha256: "ab".repeat(32),
+        percent: 10,
+        mode: "shadow".into(),
+        since: "2026-12-04T00:00:00Z".into(),
+        serving: false,
+        error: Some("labels differ".into()),
+    })
+}
+
 fn model_info() -> ModelInfo {
     ModelInfo {
         labels: vec!["cat".into(), "ship".into()],
@@ -234,6 +246,7 @@ fn model_info() -> ModelInfo {
         },
         source: "s3://bucket/models/latest.json".into(),
         refresh: refresh(),
+        candidate: candidate(),
     }
 }
 
@@ -260,6 +273,7 @@ fn every_answer_type_matches_its_schema_both_ways() {
         model_version: "v1".into(),
         source: "embedded:models/cifar10.onnx".into(),
         refresh: refresh(),
+        candidate: candidate(),
     })
     .unwrap();
     let info = serde_json::to_value(model_info()).unwrap();

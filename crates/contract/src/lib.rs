@@ -11,7 +11,7 @@ pub mod scores;
 
 pub use error::ImageError;
 pub use location::Location;
-pub use pointer::{ModelPointer, sha256_hex};
+pub use pointer::{Candidate, ModelPointer, Split, sha256_hex};
 pub use preprocess::{DecodeLimits, Rgb32, decode_rgb32};
 pub use scores::{argmax, top_k};
 

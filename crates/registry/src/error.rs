@@ -19,6 +19,8 @@ pub enum RegistryError {
     },
     #[error("`{query}` matches {matches} under {at}; give more of the version or sha256")]
     AmbiguousModel { at: String, query: String, matches: String },
+    #[error("{at}: {reason}; the pointer was left alone")]
+    Release { at: String, reason: String },
     #[error("{uri}: sha256 {actual} does not match the published {expected}; the pointer was left alone")]
     PublishedChecksum {
         uri: String,

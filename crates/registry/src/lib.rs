@@ -10,6 +10,6 @@ pub mod s3;
 pub mod store;
 
 pub use error::{RegistryError, Result};
-pub use publish::{Published, publish, publish_model};
+pub use publish::{Pointer, Published, publish, publish_model};
 pub use releases::{PublishedModel, list, promote};
 pub use store::Store;

@@ -23,18 +23,29 @@ pub const RUN_FILES: [(&str, &str); 3] = [
 pub struct Published {
     pub model_uri: String,
     pub pointer_uri: String,
+    /// The pointer as written; with [`Pointer::Leave`], the model's manifest (the pointer
+    /// was not touched).
     pub pointer: ModelPointer,
+}
+
+/// Whether publishing moves `latest.json` to the new model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pointer {
+    /// Point at it (publishing is promoting).
+    Move,
+    /// Upload only: it serves once promoted, or as a canary, by `models`.
+    Leave,
 }
 
 /// Upload `run_dir`'s `model.onnx` (and whichever of [`RUN_FILES`] exist) to `dest`, a
 /// `s3://bucket/prefix/` or `file://dir/` location, and point `latest.json` at it.
 pub async fn publish(run_dir: &Path, dest: &str) -> Result<Published> {
-    publish_model(&run_dir.join("model.onnx"), dest).await
+    publish_model(&run_dir.join("model.onnx"), dest, Pointer::Move).await
 }
 
 /// Upload a model file, with whichever of [`RUN_FILES`] lie beside it (the shipped
-/// `models/cifar10.onnx` has its own), and point `latest.json` at it.
-pub async fn publish_model(model_path: &Path, dest: &str) -> Result<Published> {
+/// `models/cifar10.onnx` has its own), and point `latest.json` at it unless told to leave it.
+pub async fn publish_model(model_path: &Path, dest: &str, move_pointer: Pointer) -> Result<Published> {
     let store = Store::open(dest).await?;
     let run_dir = model_path.parent().unwrap_or(Path::new("."));
     let model = std::fs::read(model_path).map_err(io(model_path))?;
@@ -62,15 +73,37 @@ pub async fn publish_model(model_path: &Path, dest: &str) -> Result<Published> {
         val_accuracy: classifier.val_accuracy().unwrap_or(f64::NAN),
         test_accuracy,
         published_at: now_rfc3339(),
+        candidate: None,
+        previous: None,
     };
-    let pointer_bytes = serde_json::to_vec_pretty(&pointer).expect("pointer serialises");
     // The manifest lets `models list` describe a model without downloading it.
-    objects.push((manifest_key(&prefix, &sha), pointer_bytes.clone(), "application/json"));
+    objects.push((
+        manifest_key(&prefix, &sha),
+        serde_json::to_vec_pretty(&pointer).expect("pointer serialises"),
+        "application/json",
+    ));
     for (k, bytes, content_type) in objects {
         store.put(&k, bytes, content_type).await?;
     }
     let pkey = pointer_key(&prefix);
-    store.put(&pkey, pointer_bytes, "application/json").await?;
+    if move_pointer == Pointer::Leave {
+        return Ok(Published {
+            model_uri: store.uri(&key),
+            pointer_uri: store.uri(&pkey),
+            pointer,
+        });
+    }
+    // Publishing is promoting: it ends any candidate and remembers what served before. A
+    // pointer that does not parse is replaced (publishing is how it gets fixed).
+    let old = crate::releases::read_pointer(&store).await.ok().flatten();
+    let pointer = crate::releases::succeed(old, pointer);
+    store
+        .put(
+            &pkey,
+            serde_json::to_vec_pretty(&pointer).expect("pointer serialises"),
+            "application/json",
+        )
+        .await?;
     Ok(Published {
         model_uri: store.uri(&key),
         pointer_uri: store.uri(&pkey),

@@ -9,7 +9,7 @@ use api::{
     PredictResponse, Prediction,
 };
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
-use contract::IMAGE_SIDE;
+use contract::{IMAGE_SIDE, Split};
 use http::Method;
 use inference::Classifier;
 
@@ -41,6 +41,30 @@ struct Outcome {
     decode_ms: f64,
     inference_ms: f64,
     abstained: usize,
+    /// The version that answered a prediction (the candidate's, in its canary share).
+    answered_by: Option<String>,
+    variant: Variant,
+    /// Mean top-1 probability of the answer's images.
+    top1_probability: Option<f32>,
+    /// In the shadow share: images whose top-1 the candidate agreed on, of those compared.
+    shadow: Option<(usize, usize)>,
+}
+
+/// Which model answered: the pointer's current one, or its candidate (canary share).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    #[default]
+    Current,
+    Candidate,
+}
+
+impl Variant {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Variant::Current => "current",
+            Variant::Candidate => "candidate",
+        }
+    }
 }
 
 /// The page clients on phones and browsers use, served at `GET /`.
@@ -128,7 +152,15 @@ impl App {
         let path = normalise_path(req);
         let mut outcome = Outcome::default();
         let origin = req.headers.get("origin").and_then(|v| v.to_str().ok());
-        let mut resp = match self.dispatch(&served, &method, &path, req, &mut outcome) {
+        // Who asked, when a JWT authorizer signed them in: the `sub` claim, never the token.
+        let caller = req
+            .request_context
+            .authorizer
+            .as_ref()
+            .and_then(|a| a.jwt.as_ref())
+            .and_then(|jwt| jwt.claims.get("sub"))
+            .map_or("", String::as_str);
+        let mut resp = match self.dispatch(&served, &method, &path, req, caller, &mut outcome) {
             Ok(r) => r,
             Err(e) => {
                 outcome.error = Some(e.code);
@@ -138,8 +170,12 @@ impl App {
         if let Ok(v) = http::HeaderValue::from_str(request_id) {
             resp.headers.insert(api::REQUEST_ID_HEADER, v);
         }
+        let model_version = outcome
+            .answered_by
+            .clone()
+            .unwrap_or_else(|| served.current.classifier.version().to_string());
         if outcome.route == Some(Route::Predict)
-            && let Ok(v) = http::HeaderValue::from_str(served.classifier.version())
+            && let Ok(v) = http::HeaderValue::from_str(&model_version)
         {
             resp.headers.insert(api::MODEL_VERSION_HEADER, v);
         }
@@ -151,18 +187,11 @@ impl App {
         );
         let latency_ms = start.elapsed().as_secs_f64() * 1e3;
         let route = outcome.route.map_or("unknown", Route::path);
-        // Who asked, when a JWT authorizer signed them in: the `sub` claim, never the token.
-        let caller = req
-            .request_context
-            .authorizer
-            .as_ref()
-            .and_then(|a| a.jwt.as_ref())
-            .and_then(|jwt| jwt.claims.get("sub"))
-            .map_or("", String::as_str);
         tracing::info!(
             request_id,
             caller,
-            model_version = served.classifier.version(),
+            model_version,
+            variant = outcome.variant.as_str(),
             method = %method,
             route,
             path = %path,
@@ -182,7 +211,10 @@ impl App {
             images: outcome.images,
             abstained: outcome.abstained,
             size_class: size_class(req.body.as_ref().map_or(0, |b| b.len())),
-            model_version: served.classifier.version().to_string(),
+            model_version,
+            variant: outcome.variant.as_str(),
+            top1_probability: outcome.top1_probability,
+            shadow: outcome.shadow,
             request_id: request_id.to_string(),
             caller: caller.to_string(),
         };
@@ -195,6 +227,7 @@ impl App {
         method: &Method,
         path: &str,
         req: &ApiGatewayV2httpRequest,
+        caller: &str,
         outcome: &mut Outcome,
     ) -> Result<ApiGatewayV2httpResponse, ApiError> {
         if let Some(expected) = &self.settings.origin_verify {
@@ -230,21 +263,22 @@ impl App {
             Route::Index => response::plain(200, Some(self.page.clone()), "text/html; charset=utf-8"),
             Route::Health => response::json(200, &self.health(served)),
             Route::Model => response::json(200, &self.model_info(served)),
-            Route::Predict => self.predict(served, req, outcome)?,
+            Route::Predict => self.predict(served, req, caller, outcome)?,
         })
     }
 
     pub fn health(&self, served: &Served) -> Health {
         Health {
             status: "ok".into(),
-            model_version: served.classifier.version().into(),
-            source: served.source.clone(),
+            model_version: served.current.classifier.version().into(),
+            source: served.current.source.clone(),
             refresh: self.refresh_status(),
+            candidate: candidate_status(served),
         }
     }
 
     pub fn model_info(&self, served: &Served) -> ModelInfo {
-        let classifier = &served.classifier;
+        let classifier = &served.current.classifier;
         let meta = classifier.metadata();
         let number = |key: &str| meta.get(key).and_then(|t| t.parse::<f64>().ok());
         let s = &self.settings;
@@ -280,31 +314,59 @@ impl App {
                     max: 1.0,
                 },
             },
-            source: served.source.clone(),
+            source: served.current.source.clone(),
             refresh: self.refresh_status(),
+            candidate: candidate_status(served),
         }
     }
 
+    /// Answer with the current model, or the candidate in its canary share; in a shadow
+    /// share the candidate also runs and its agreement is recorded, but never answers.
     fn predict(
         &self,
         served: &Served,
         req: &ApiGatewayV2httpRequest,
+        caller: &str,
         outcome: &mut Outcome,
     ) -> Result<ApiGatewayV2httpResponse, ApiError> {
-        let classifier = &served.classifier;
+        let labels = served.current.classifier.labels().len();
         let decode = Instant::now();
-        let input = crate::request::predict_input(req, &self.settings, classifier.labels().len())?;
+        let input = crate::request::predict_input(req, &self.settings, labels)?;
         outcome.decode_ms = decode.elapsed().as_secs_f64() * 1e3;
         outcome.images = input.images.len();
+        // Sticky: the signed-in caller, else the first image, picks the side.
+        let key = if caller.is_empty() {
+            input.images.first().map_or(&[][..], |i| &i[..])
+        } else {
+            caller.as_bytes()
+        };
+        let in_share = served.candidate.as_ref().filter(|c| c.terms.takes(key));
+        let (answering, shadow) = match in_share {
+            Some(c) if c.terms.mode == Split::Canary => (&c.model, None),
+            Some(c) => (&served.current, Some(&c.model)),
+            None => (&served.current, None),
+        };
+        outcome.variant = if shadow.is_none() && in_share.is_some() {
+            Variant::Candidate
+        } else {
+            Variant::Current
+        };
+        let classifier = &answering.classifier;
         let inference = Instant::now();
         let rows = classifier
             .probabilities(&input.images)
             .map_err(|e| ApiError::new(ErrorCode::InferenceFailed, e.to_string()))?;
         outcome.inference_ms = inference.elapsed().as_secs_f64() * 1e3;
+        if let Some(shadow) = shadow {
+            outcome.shadow = shadow_agreement(&shadow.classifier, &input.images, &rows);
+        }
         let mut results: Vec<ImageResult> = rows.iter().map(|row| result(classifier, row, input.shape)).collect();
         outcome.top1 = results.first().and_then(|r| r.label.clone());
         outcome.abstained = results.iter().filter(|r| !r.matched).count();
+        outcome.top1_probability =
+            Some(results.iter().map(|r| r.predictions[0].probability).sum::<f32>() / results.len().max(1) as f32);
         let model_version = classifier.version().to_string();
+        outcome.answered_by = Some(model_version.clone());
         Ok(match input.kind {
             Kind::Batch => response::json(200, &BatchPredictResponse { results, model_version }),
             Kind::Single => response::json(
@@ -316,6 +378,39 @@ impl App {
             ),
         })
     }
+}
+
+/// The shadow candidate's top-1 against the answer's, image by image: (agreeing, compared).
+/// A shadow that fails is logged and leaves no figure; the answer never depends on it.
+fn shadow_agreement(shadow: &Classifier, images: &[contract::Rgb32], answered: &[Vec<f32>]) -> Option<(usize, usize)> {
+    match shadow.probabilities(images) {
+        Ok(rows) => {
+            let agree = rows
+                .iter()
+                .zip(answered)
+                .filter(|(s, a)| contract::top_k(s, 1) == contract::top_k(a, 1))
+                .count();
+            Some((agree, rows.len()))
+        }
+        Err(e) => {
+            tracing::warn!(candidate = shadow.version(), error = %e, "shadow inference failed");
+            None
+        }
+    }
+}
+
+/// The pointer's candidate as `/health` and `/model` show it: serving, or why not.
+fn candidate_status(served: &Served) -> Option<api::CandidateStatus> {
+    let terms = served.pointer.as_ref()?.candidate.as_ref()?;
+    Some(api::CandidateStatus {
+        model_version: terms.model.version.clone(),
+        sha256: terms.model.sha256.clone(),
+        percent: terms.percent,
+        mode: terms.mode.as_str().into(),
+        since: terms.since.clone(),
+        serving: served.candidate.is_some(),
+        error: served.candidate_error.clone(),
+    })
 }
 
 fn result(classifier: &Classifier, row: &[f32], shape: AnswerShape) -> ImageResult {

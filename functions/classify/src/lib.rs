@@ -36,10 +36,30 @@ pub async fn init(settings: Settings) -> Result<App, LoadError> {
         refresh_seconds = settings.model_refresh_seconds,
         "model loaded"
     );
-    let served = served::Served {
+    let current = served::Loaded {
         sha256: contract::sha256_hex(&fetched.bytes),
         classifier,
         source: fetched.source,
+    };
+    let served = match (&fetched.pointer, fetched.named) {
+        (Some(watch), Some(pointer)) => {
+            let (candidate, candidate_error) = refresh::candidate(watch, &pointer, &current, None).await;
+            if let Some(c) = &candidate {
+                tracing::info!(
+                    candidate = c.model.classifier.version(),
+                    percent = c.terms.percent,
+                    mode = c.terms.mode.as_str(),
+                    "candidate loaded"
+                );
+            }
+            served::Served {
+                current: std::sync::Arc::new(current),
+                candidate,
+                candidate_error,
+                pointer: Some(pointer),
+            }
+        }
+        _ => served::Served::only(current),
     };
     let refresher = match (fetched.pointer, settings.model_refresh_seconds) {
         (Some(watch), secs) if secs > 0 => Some(refresh::Refresher::new(watch, std::time::Duration::from_secs(secs))),

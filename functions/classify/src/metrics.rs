@@ -27,7 +27,14 @@ pub struct RequestMetrics {
     pub abstained: usize,
     /// The request body's size: `small` (< 64 KiB), `medium` (< 1 MiB) or `large`.
     pub size_class: &'static str,
+    /// The version that answered (on /predict, the candidate's in its canary share).
     pub model_version: String,
+    /// `current` or `candidate`: which of the pointer's models answered (predict only).
+    pub variant: &'static str,
+    /// Mean top-1 probability of the answer's images (predict only).
+    pub top1_probability: Option<f32>,
+    /// In a shadow share: images the candidate agreed with the answer on, of those compared.
+    pub shadow: Option<(usize, usize)>,
     pub request_id: String,
     /// The signed-in caller's `sub` claim (JWT authorizer), never the token; empty if none.
     pub caller: String,
@@ -65,7 +72,23 @@ impl RequestMetrics {
                 ("Images", "Count", json!(self.images)),
                 ("Abstained", "Count", json!(self.abstained)),
             ]);
+            if let Some(p) = self.top1_probability {
+                metrics.push(("Top1Probability", "None", json!(p)));
+            }
+            if let Some((agree, compared)) = self.shadow {
+                metrics.extend([
+                    ("ShadowAgreed", "Count", json!(agree)),
+                    ("ShadowCompared", "Count", json!(compared)),
+                ]);
+            }
         }
+        // By route, over all routes (what the stack's alarms read), and on /predict by
+        // variant, so a candidate's abstain and error rates stand beside the current model's.
+        let dimensions = if predict {
+            json!([["Route"], [], ["Variant"]])
+        } else {
+            json!([["Route"], []])
+        };
         let mut line = Map::new();
         line.insert(
             "_aws".into(),
@@ -73,13 +96,15 @@ impl RequestMetrics {
                 "Timestamp": timestamp_ms,
                 "CloudWatchMetrics": [{
                     "Namespace": NAMESPACE,
-                    // By route, and over all routes (what the stack's alarms read).
-                    "Dimensions": [["Route"], []],
+                    "Dimensions": dimensions,
                     "Metrics": metrics.iter().map(|(name, unit, _)| json!({"Name": name, "Unit": unit})).collect::<Vec<_>>(),
                 }],
             }),
         );
         line.insert("Route".into(), json!(self.route));
+        if predict {
+            line.insert("Variant".into(), json!(self.variant));
+        }
         for (name, _, value) in metrics {
             line.insert(name.into(), value);
         }
@@ -118,6 +143,9 @@ mod tests {
             abstained: 1,
             size_class: size_class(70_000),
             model_version: "v1".into(),
+            variant: "candidate",
+            top1_probability: Some(0.75),
+            shadow: None,
             request_id: "r-1".into(),
             caller: String::new(),
         };
@@ -144,6 +172,23 @@ mod tests {
         }
         assert!(names.contains(&"DecodeLatency") && names.contains(&"Abstained"));
         assert_eq!(
+            (line["Variant"].as_str(), line["Top1Probability"].as_f64()),
+            (Some("candidate"), Some(0.75))
+        );
+        assert!(
+            line.get("ShadowAgreed").is_none(),
+            "shadow figures only in a shadow share"
+        );
+        let shadowed = RequestMetrics {
+            shadow: Some((1, 2)),
+            ..m.clone()
+        }
+        .emf(0);
+        assert_eq!(
+            (shadowed["ShadowAgreed"].as_u64(), shadowed["ShadowCompared"].as_u64()),
+            (Some(1), Some(2))
+        );
+        assert_eq!(
             (line["Abstained"].as_u64(), line["size_class"].as_str()),
             (Some(1), Some("medium"))
         );
@@ -155,8 +200,8 @@ mod tests {
         .emf(0);
         assert_eq!(health["ServerErrors"], 1);
         assert!(
-            health.get("DecodeLatency").is_none(),
-            "predict-only metrics on predict only"
+            health.get("DecodeLatency").is_none() && health.get("Variant").is_none(),
+            "predict-only metrics and dimension on predict only"
         );
         assert_eq!((size_class(10), size_class(5 << 20)), ("small", "large"));
     }

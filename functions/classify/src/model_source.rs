@@ -8,11 +8,13 @@ use crate::error::LoadError;
 /// The model compiled into the binary: what `make run` and the arm64 smoke test serve.
 pub static EMBEDDED_MODEL: &[u8] = include_bytes!("../../../models/cifar10.onnx");
 
-/// Model bytes, where they came from, and the pointer to watch when there is one.
+/// Model bytes, where they came from, and the pointer to watch (with what it said) when
+/// there is one.
 pub struct Fetched {
     pub bytes: Vec<u8>,
     pub source: String,
     pub pointer: Option<PointerWatch>,
+    pub named: Option<ModelPointer>,
 }
 
 /// What a look at the pointer found.
@@ -36,6 +38,11 @@ pub struct PointerWatch {
 impl PointerWatch {
     pub fn uri(&self) -> String {
         format!("s3://{}/{}", self.bucket, self.key)
+    }
+
+    /// Where the model a pointer names lies.
+    pub fn object_uri(&self, pointer: &ModelPointer) -> String {
+        format!("s3://{}/{}", self.bucket, pointer.key)
     }
 
     /// Conditional GET of the pointer (If-None-Match on the last ETag); the model itself is
@@ -70,7 +77,7 @@ impl PointerWatch {
 
     /// The model a pointer names, its sha256 checked.
     pub async fn model(&self, pointer: &ModelPointer) -> Result<(Vec<u8>, String), LoadError> {
-        let model_uri = format!("s3://{}/{}", self.bucket, pointer.key);
+        let model_uri = self.object_uri(pointer);
         let model = get(&self.client, &self.bucket, &pointer.key).await?;
         let actual = sha256_hex(&model);
         if actual != pointer.sha256 {
@@ -85,10 +92,15 @@ impl PointerWatch {
 }
 
 fn parse_pointer(uri: &str, bytes: &[u8]) -> Result<ModelPointer, LoadError> {
-    serde_json::from_slice(bytes).map_err(|e| LoadError::Pointer {
+    let pointer: ModelPointer = serde_json::from_slice(bytes).map_err(|e| LoadError::Pointer {
         uri: uri.into(),
         reason: e.to_string(),
-    })
+    })?;
+    pointer.check().map_err(|reason| LoadError::Pointer {
+        uri: uri.into(),
+        reason,
+    })?;
+    Ok(pointer)
 }
 
 /// Where the embedded model says it came from.
@@ -102,6 +114,7 @@ pub async fn fetch(uri: Option<&str>) -> Result<Fetched, LoadError> {
         bytes: EMBEDDED_MODEL.to_vec(),
         source: EMBEDDED_SOURCE.into(),
         pointer,
+        named: None,
     };
     let Some(uri) = uri else {
         return Ok(embedded(None));
@@ -117,6 +130,7 @@ pub async fn fetch(uri: Option<&str>) -> Result<Fetched, LoadError> {
                 bytes,
                 source: uri.into(),
                 pointer: None,
+                named: None,
             })
         }
         Location::S3 { bucket, key } => {
@@ -127,6 +141,7 @@ pub async fn fetch(uri: Option<&str>) -> Result<Fetched, LoadError> {
                     bytes,
                     source: uri.into(),
                     pointer: None,
+                    named: None,
                 });
             }
             let mut watch = PointerWatch {
@@ -143,6 +158,7 @@ pub async fn fetch(uri: Option<&str>) -> Result<Fetched, LoadError> {
                         bytes,
                         source,
                         pointer: Some(watch),
+                        named: Some(pointer),
                     })
                 }
                 Poll::Missing | Poll::Unchanged => {

@@ -117,7 +117,7 @@ fn health_and_model_describe_the_model() {
     let r = app().handle(&event("GET", "/health", json!({}), None, ""));
     assert_eq!(r.status_code, 200);
     let health: Health = body(&r);
-    assert_eq!(health.model_version, app().served().classifier.version());
+    assert_eq!(health.model_version, app().served().current.classifier.version());
     assert!(!health.refresh.enabled, "an embedded model has no pointer to follow");
     let m: ModelInfo = body(&app().handle(&event("GET", "/model", json!({}), None, "")));
     assert_eq!(m.labels.len(), 10);
@@ -138,11 +138,11 @@ fn json_raw_and_batch_agree() {
     let single: PredictResponse = body(&single);
     assert_eq!(single.result.predictions.len(), 3);
     assert_eq!(single.result.label.as_ref(), Some(&single.result.predictions[0].label));
-    assert_eq!(single.model_version, app().served().classifier.version());
+    assert_eq!(single.model_version, app().served().current.classifier.version());
     let r = predict_json(json!({"image": STANDARD.encode(&png)}));
     assert_eq!(
         r.headers[api::MODEL_VERSION_HEADER],
-        app().served().classifier.version()
+        app().served().current.classifier.version()
     );
     let p: Vec<f32> = single.result.predictions.iter().map(|p| p.probability).collect();
     assert!(p.windows(2).all(|w| w[0] >= w[1]), "sorted: {p:?}");
@@ -410,7 +410,7 @@ fn the_spec_states_what_the_function_enforces() {
         schemas["BatchRequest"]["properties"]["images"]["maxItems"].as_u64(),
         Some(defaults.max_images as u64)
     );
-    let labels = app().served().classifier.labels().len() as u64;
+    let labels = app().served().current.classifier.labels().len() as u64;
     assert_eq!(schemas["TopK"]["maximum"].as_u64(), Some(labels));
     assert_eq!(schemas["TopK"]["default"].as_u64(), Some(api::DEFAULT_TOP_K as u64));
     assert_eq!(schemas["Base64Image"]["contentEncoding"], "base64");
@@ -534,4 +534,71 @@ fn the_page_names_its_sign_in_only_when_configured() {
         signed.contains(r#"<meta name="sign-in-client" content="abc&quot;&gt;&lt;script&gt;">"#),
         "escaped: {signed}"
     );
+}
+
+/// A signed-in caller sticks to one side of a canary, whatever the image: the JWT `sub`
+/// picks it, by the same buckets the pointer's share is cut in.
+#[test]
+fn a_signed_in_caller_picks_the_side_of_a_canary() {
+    use classify::model_source::EMBEDDED_MODEL;
+    use classify::served::{CandidateModel, Loaded, Served};
+    use contract::pointer::split_bucket;
+    use std::sync::Arc;
+    let loaded = |bytes: &[u8]| Loaded {
+        classifier: inference::Classifier::from_bytes(bytes).unwrap(),
+        source: "test".into(),
+        sha256: contract::sha256_hex(bytes),
+    };
+    let mut b = EMBEDDED_MODEL.to_vec();
+    let at = b.windows(13).position(|w| w == b"model_version").unwrap() + 15;
+    b[at..at + 16].copy_from_slice(b"bbbbbbbbbbbbbbbb");
+    let current = loaded(EMBEDDED_MODEL);
+    let candidate = loaded(&b);
+    let terms = contract::Candidate {
+        model: contract::ModelPointer {
+            key: "models/b.onnx".into(),
+            sha256: candidate.sha256.clone(),
+            version: "bbbbbbbbbbbbbbbb".into(),
+            val_accuracy: 0.9,
+            test_accuracy: None,
+            published_at: "t".into(),
+            candidate: None,
+            previous: None,
+        },
+        percent: 50,
+        mode: contract::Split::Canary,
+        since: "t".into(),
+    };
+    let a_version = current.classifier.version().to_string();
+    let app = App::new(
+        Served {
+            current: Arc::new(current),
+            candidate: Some(CandidateModel {
+                model: Arc::new(candidate),
+                terms,
+            }),
+            candidate_error: None,
+            pointer: None,
+        },
+        Settings::default(),
+        None,
+    );
+    let subs: Vec<String> = (0..40).map(|i| format!("user-{i}")).collect();
+    let inside = subs.iter().find(|s| split_bucket(s.as_bytes()) < 50).unwrap();
+    let outside = subs.iter().find(|s| split_bucket(s.as_bytes()) >= 50).unwrap();
+    for (sub, expected) in [(inside, "bbbbbbbbbbbbbbbb"), (outside, a_version.as_str())] {
+        for shade in [0u8, 90, 200] {
+            let png = encode(
+                RgbImage::from_pixel(32, 32, image::Rgb([shade, 40, 90])).into(),
+                ImageFormat::Png,
+            );
+            let mut req = event("POST", "/predict", json!({"content-type": "image/png"}), Some(&png), "");
+            req.request_context.authorizer =
+                Some(serde_json::from_value(json!({"jwt": {"claims": {"sub": sub}, "scopes": null}})).unwrap());
+            let (r, metrics) = app.respond(&req);
+            assert_eq!(r.headers[api::MODEL_VERSION_HEADER], expected, "{sub}, shade {shade}");
+            let variant = if expected == a_version { "current" } else { "candidate" };
+            assert_eq!((metrics.model_version.as_str(), metrics.variant), (expected, variant));
+        }
+    }
 }

@@ -3,6 +3,7 @@
 
 mod access;
 mod arm64;
+mod canary;
 mod ceiling;
 mod docs;
 mod init;

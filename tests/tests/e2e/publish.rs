@@ -130,12 +130,25 @@ fn publish_writes_pointer_last_and_failure_keeps_the_old_one() {
     let (_, now) = get(&s3, "prod/models/latest.json");
     let now: contract::ModelPointer = serde_json::from_slice(&now).unwrap();
     assert_eq!(now.sha256, b_sha);
-    // Roll back.
+    // Back to A by promoting it: B is remembered as the model a rollback returns to.
     let out = models(&["promote", &sha[..12]]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let (_, back) = get(&s3, "prod/models/latest.json");
     let back: contract::ModelPointer = serde_json::from_slice(&back).unwrap();
-    assert_eq!(back, pointer, "promoting A again restores its pointer");
+    assert_eq!(
+        back.model_only(),
+        pointer.model_only(),
+        "promoting A again restores its pointer"
+    );
+    assert_eq!(back.previous.map(|p| p.sha256), Some(b_sha.clone()));
+    let out = models(&["rollback"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (_, rolled) = get(&s3, "prod/models/latest.json");
+    let rolled: contract::ModelPointer = serde_json::from_slice(&rolled).unwrap();
+    assert_eq!(
+        (rolled.sha256.as_str(), rolled.previous.is_none()),
+        (b_sha.as_str(), true)
+    );
 
     // ...and a broken run directory never touches the pointer.
     std::fs::write(staged.join("model.onnx"), b"not a model").unwrap();
@@ -143,5 +156,5 @@ fn publish_writes_pointer_last_and_failure_keeps_the_old_one() {
     assert!(!out.status.success());
     let (_, after) = get(&s3, "prod/models/latest.json");
     let after: contract::ModelPointer = serde_json::from_slice(&after).unwrap();
-    assert_eq!(after, pointer, "old pointer kept");
+    assert_eq!(after, rolled, "old pointer kept");
 }

@@ -1,7 +1,9 @@
-//! `trainer models list|promote`: the published models of a store, and moving the pointer.
+//! `trainer models list|canary|promote|rollback`: the published models of a store, and
+//! moving the pointer.
 
 use anyhow::Result;
 use clap::Subcommand;
+use contract::Split;
 use registry::store::Store;
 
 #[derive(clap::Args)]
@@ -22,10 +24,30 @@ enum Command {
         json: bool,
     },
     /// Point models/latest.json at a published model (its model version or a sha256
-    /// prefix) after checking the object and its checksum. Rollback is promoting the
-    /// previous model. Functions switch within MODEL_REFRESH_SECONDS.
+    /// prefix) after checking the object and its checksum; any candidate ends, and the
+    /// model that served is kept as the one `rollback` returns to. Functions switch within
+    /// MODEL_REFRESH_SECONDS.
     Promote {
         version: String,
+        #[arg(long)]
+        at: String,
+    },
+    /// Try a published model beside the current one on a share of requests, picked by
+    /// caller (JWT sub) or else by image, so each sticks to one side: it answers them, or
+    /// with --shadow runs beside the current model, which still answers, and agreement is
+    /// recorded. It must have the current model's labels. --percent 0 ends it.
+    Canary {
+        /// Model version or sha256 prefix (not needed with --percent 0).
+        version: Option<String>,
+        #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
+        percent: u8,
+        #[arg(long)]
+        shadow: bool,
+        #[arg(long)]
+        at: String,
+    },
+    /// Back to the model the pointer named before the last promote or publish.
+    Rollback {
         #[arg(long)]
         at: String,
     },
@@ -41,14 +63,19 @@ pub fn run(args: Args) -> Result<()> {
                 return Ok(());
             }
             println!(
-                "{:<4} {:<18} {:<14} {:>8} {:>8}  published",
+                "{:<11} {:<18} {:<14} {:>8} {:>8}  published",
                 "live", "version", "sha256", "val acc", "test acc"
             );
             for m in &models {
                 let test = m.test_accuracy.map(|t| format!("{t:.4}")).unwrap_or_else(|| "-".into());
+                let role = match (&m.candidate, m.live) {
+                    (Some(c), _) => c.clone(),
+                    (None, true) => "*".into(),
+                    (None, false) => String::new(),
+                };
                 println!(
-                    "{:<4} {:<18} {:<14} {:>8.4} {:>8}  {}",
-                    if m.live { "*" } else { "" },
+                    "{:<11} {:<18} {:<14} {:>8.4} {:>8}  {}",
+                    role,
                     m.version,
                     &m.sha256[..12],
                     m.val_accuracy,
@@ -64,6 +91,34 @@ pub fn run(args: Args) -> Result<()> {
             let pointer =
                 rt.block_on(async { registry::releases::promote(&Store::open(&at).await?, &version, &at).await })?;
             println!("pointer now names {} ({})", pointer.version, pointer.sha256);
+            println!("warm functions switch within MODEL_REFRESH_SECONDS (60 s by default)");
+        }
+        Command::Canary {
+            version,
+            percent,
+            shadow,
+            at,
+        } => {
+            let mode = if shadow { Split::Shadow } else { Split::Canary };
+            let pointer = rt.block_on(async {
+                let query = version.unwrap_or_default();
+                registry::releases::canary(&Store::open(&at).await?, &query, percent, mode, &at).await
+            })?;
+            match &pointer.candidate {
+                Some(c) => println!(
+                    "{} {} on {}% of requests beside {}",
+                    c.model.version,
+                    c.mode.as_str(),
+                    c.percent,
+                    pointer.version
+                ),
+                None => println!("no candidate: {} answers every request", pointer.version),
+            }
+            println!("warm functions switch within MODEL_REFRESH_SECONDS (60 s by default)");
+        }
+        Command::Rollback { at } => {
+            let pointer = rt.block_on(async { registry::releases::rollback(&Store::open(&at).await?, &at).await })?;
+            println!("pointer back on {} ({})", pointer.version, pointer.sha256);
             println!("warm functions switch within MODEL_REFRESH_SECONDS (60 s by default)");
         }
     }

@@ -1,4 +1,4 @@
-//! `trainer publish`: upload a run to S3 or a folder and move the pointer.
+//! `trainer publish`: upload a run to S3 or a folder and (unless told not to) move the pointer.
 
 use std::path::PathBuf;
 
@@ -17,14 +17,30 @@ pub struct Args {
     /// credential chain; AWS_ENDPOINT_URL_S3 points it at an S3-compatible server.
     #[arg(long)]
     to: String,
+    /// Upload only, leaving models/latest.json as it is: the model serves once promoted,
+    /// or as a canary (`trainer models canary`).
+    #[arg(long)]
+    no_promote: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let model = args.model.unwrap_or_else(|| args.run.join("model.onnx"));
-    let p = rt.block_on(registry::publish_model(&model, &args.to))?;
+    let pointer = if args.no_promote {
+        registry::Pointer::Leave
+    } else {
+        registry::Pointer::Move
+    };
+    let p = rt.block_on(registry::publish_model(&model, &args.to, pointer))?;
     println!("model   {}", p.model_uri);
-    println!("pointer {}", p.pointer_uri);
+    if args.no_promote {
+        println!(
+            "pointer {} left as it was; promote or canary it with `trainer models`",
+            p.pointer_uri
+        );
+    } else {
+        println!("pointer {}", p.pointer_uri);
+    }
     println!("{}", serde_json::to_string_pretty(&p.pointer)?);
     Ok(())
 }
