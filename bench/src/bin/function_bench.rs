@@ -207,6 +207,37 @@ fn main() {
         println!("| {name} | {:.2} | {:.2} |", percentile(&t, 0.5), percentile(&t, 0.99));
     }
 
+    // Capture (CAPTURE_PERCENT=100): every image's 32x32 PNG and answer serialised as a
+    // log line, against capture off, on the same events and the same model.
+    let capturing = rt
+        .block_on(classify::init(Settings {
+            model_uri: Some(format!("file://{}", args.model.display())),
+            capture_percent: 100,
+            ..Settings::default()
+        }))
+        .expect("init");
+    println!("\n| capture | event | p50 ms | p99 ms |\n|---|---|---|---|");
+    for (name, ev) in cases
+        .iter()
+        .filter(|(n, _)| n.starts_with("32x32") || n.starts_with("1024") || n.starts_with("batch"))
+    {
+        for (label, app) in [("off", &app), ("100 %", &capturing)] {
+            let t = time_ms(args.iterations, || {
+                let (r, metrics) = app.respond(ev);
+                for record in &metrics.captured {
+                    std::hint::black_box(serde_json::to_string(record).unwrap());
+                }
+                std::hint::black_box(metrics.emf(0).to_string());
+                assert_eq!(r.status_code, 200);
+            });
+            println!(
+                "| {label} | {name} | {:.2} | {:.2} |",
+                percentile(&t, 0.5),
+                percentile(&t, 0.99)
+            );
+        }
+    }
+
     // Where a photo's time goes: decoding to 32x32 alone (the rest is the model).
     println!("\n| decode + resize to 32x32 only | p50 ms | p99 ms |\n|---|---|---|");
     for (name, jpeg) in [

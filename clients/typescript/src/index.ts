@@ -14,6 +14,7 @@ export type ClassifyResult = Schemas["SingleResponse"];
 export type BatchResult = Schemas["BatchResponse"];
 export type Health = Schemas["Health"];
 export type ModelInfo = Schemas["ModelInfo"];
+export type FeedbackResult = Schemas["FeedbackResponse"];
 /** Every refusal the API answers with (`error.code`). */
 export type ErrorCode = Schemas["Error"]["error"]["code"];
 
@@ -105,6 +106,21 @@ export class Client {
   async classifyBatch(images: ImageInput[], options: ClassifyOptions = {}): Promise<BatchResult> {
     const encoded = await Promise.all(images.map(toBase64));
     return this.postJson<BatchResult>({ images: encoded, ...jsonOptions(options) }, options.signal);
+  }
+
+  /**
+   * Correct an answer: the label it should have had, for the answer's request (its
+   * `x-request-id`, or `ClassifyError.requestId`) or for the image itself. Deployments
+   * without feedback answer 404 `not_found`.
+   */
+  async feedback(label: string, of: { requestId: string } | { image: ImageInput }, signal?: AbortSignal): Promise<FeedbackResult> {
+    const payload = "requestId" in of ? { label, request_id: of.requestId } : { label, image: await toBase64(of.image) };
+    return this.request<FeedbackResult>("/feedback", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(payload),
+      signal,
+    });
   }
 
   /** The serving model's version and how it follows published models. */

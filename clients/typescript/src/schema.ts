@@ -24,6 +24,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/feedback": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Correct an answer
+         * @description Stores a user's correction for retraining (`trainer train --feedback`): the label the image should have had, with either the `request_id` of the answer being corrected (a prediction the service captured; capture is sampled, so the trainer counts the ones it cannot find) or the image itself (decoded as in `/predict`, stored as the 32x32 image the model sees). Enabled by the stack's `feedback` option (404 otherwise); the same authentication as `/predict`.
+         */
+        post: operations["feedback"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/health": {
         parameters: {
             query?: never;
@@ -124,6 +144,19 @@ export interface components {
             refresh: components["schemas"]["Refresh"];
             candidate?: components["schemas"]["Candidate"];
         };
+        /** @description One of `request_id` and `image`, not both. */
+        FeedbackRequest: {
+            /** @description One of the model's labels (GET /model) */
+            label: string;
+            /** @description The x-request-id of the answer being corrected */
+            request_id?: string;
+            image?: components["schemas"]["Base64Image"];
+        };
+        FeedbackResponse: {
+            feedback_id: string;
+            /** @description The model serving when the correction arrived */
+            model_version: string;
+        };
         /** @description A model tried beside the serving one (`trainer models canary`), present while the pointer names one. Its share of requests is picked by the signed-in caller (JWT sub), else by the first image, so each caller or image sticks to one side. In `canary` mode it answers its share (`x-model-version` names it); in `shadow` mode it runs beside the current model, which still answers. */
         Candidate: {
             model_version: string;
@@ -191,7 +224,7 @@ export interface components {
         Error: {
             error: {
                 /** @enum {string} */
-                code: "invalid_json" | "missing_image" | "ambiguous_request" | "invalid_image_field" | "empty_batch" | "invalid_base64" | "invalid_body_encoding" | "invalid_image" | "empty_body" | "invalid_top_k" | "invalid_min_probability" | "forbidden" | "not_found" | "method_not_allowed" | "payload_too_large" | "too_many_images" | "image_too_large" | "unsupported_media_type" | "missing_content_type" | "unsupported_image_format" | "inference_failed";
+                code: "invalid_json" | "missing_image" | "ambiguous_request" | "invalid_image_field" | "empty_batch" | "invalid_base64" | "invalid_body_encoding" | "invalid_image" | "empty_body" | "invalid_top_k" | "invalid_min_probability" | "invalid_label" | "invalid_feedback" | "forbidden" | "not_found" | "method_not_allowed" | "payload_too_large" | "too_many_images" | "image_too_large" | "unsupported_media_type" | "missing_content_type" | "unsupported_image_format" | "inference_failed" | "feedback_unavailable";
                 /** @description What to fix. */
                 message: string;
                 /** @description The request's id, as in the x-request-id header and the logs: quote it when reporting a problem. */
@@ -288,6 +321,43 @@ export interface operations {
             500: components["responses"]["Error"];
             502: components["responses"]["Gateway"];
             503: components["responses"]["Gateway"];
+            504: components["responses"]["Gateway"];
+        };
+    };
+    feedback: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["FeedbackRequest"];
+            };
+        };
+        responses: {
+            /** @description Stored. */
+            201: {
+                headers: {
+                    /** @description This correction's id, also `feedback_id` */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FeedbackResponse"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Gateway"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            405: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Throttled"];
+            502: components["responses"]["Gateway"];
+            503: components["responses"]["Error"];
             504: components["responses"]["Gateway"];
         };
     };

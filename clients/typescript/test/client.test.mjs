@@ -112,3 +112,27 @@ test('a bearer token is sent when given', async () => {
 function readdir(dir) {
   return readdirSync(dir).sort();
 }
+
+test('feedback stores a correction by request id or by image, and refuses a foreign label', async () => {
+  const { mkdtempSync, readdirSync: list, readFileSync: read } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const store = mkdtempSync(join(tmpdir(), 'feedback-'));
+  const withFeedback = await startFunction({ FEEDBACK_URI: `file://${store}/` });
+  try {
+    const c = new Client({ baseUrl: withFeedback.baseUrl });
+    const byId = await c.feedback('cat', { requestId: 'req-123' });
+    const image = readFileSync(join(cat, readdirSync(cat)[0]));
+    const byImage = await c.feedback('dog', { image });
+    assert.ok(byId.feedback_id && byImage.feedback_id && byId.feedback_id !== byImage.feedback_id);
+    const days = list(store);
+    const records = days.flatMap((d) => list(join(store, d)).map((f) => JSON.parse(read(join(store, d, f), 'utf8'))));
+    assert.deepEqual(records.map((r) => r.label).sort(), ['cat', 'dog']);
+    assert.equal(records.find((r) => r.label === 'cat').request_id, 'req-123');
+    assert.ok(records.find((r) => r.label === 'dog').image.length > 100, 'the 32x32 image is kept');
+    await assert.rejects(c.feedback('unicorn', { requestId: 'req-1' }), (e) => e instanceof ClassifyError && e.code === 'invalid_label');
+    // Without FEEDBACK_URI the route is not there.
+    await assert.rejects(client.feedback('cat', { requestId: 'req-1' }), (e) => e.status === 404 && e.code === 'not_found');
+  } finally {
+    withFeedback.stop();
+  }
+});

@@ -17,6 +17,8 @@ pub enum ErrorCode {
     EmptyBody,
     InvalidTopK,
     InvalidMinProbability,
+    InvalidLabel,
+    InvalidFeedback,
     Forbidden,
     NotFound,
     MethodNotAllowed,
@@ -27,11 +29,12 @@ pub enum ErrorCode {
     MissingContentType,
     UnsupportedImageFormat,
     InferenceFailed,
+    FeedbackUnavailable,
 }
 
 impl ErrorCode {
     /// All codes, in the order `openapi.yaml` lists them.
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 24] = [
         Self::InvalidJson,
         Self::MissingImage,
         Self::AmbiguousRequest,
@@ -43,6 +46,8 @@ impl ErrorCode {
         Self::EmptyBody,
         Self::InvalidTopK,
         Self::InvalidMinProbability,
+        Self::InvalidLabel,
+        Self::InvalidFeedback,
         Self::Forbidden,
         Self::NotFound,
         Self::MethodNotAllowed,
@@ -53,6 +58,7 @@ impl ErrorCode {
         Self::MissingContentType,
         Self::UnsupportedImageFormat,
         Self::InferenceFailed,
+        Self::FeedbackUnavailable,
     ];
 
     pub fn status(self) -> u16 {
@@ -68,13 +74,16 @@ impl ErrorCode {
             | InvalidImage
             | EmptyBody
             | InvalidTopK
-            | InvalidMinProbability => 400,
+            | InvalidMinProbability
+            | InvalidLabel
+            | InvalidFeedback => 400,
             Forbidden => 403,
             NotFound => 404,
             MethodNotAllowed => 405,
             PayloadTooLarge | TooManyImages | ImageTooLarge => 413,
             UnsupportedMediaType | MissingContentType | UnsupportedImageFormat => 415,
             InferenceFailed => 500,
+            FeedbackUnavailable => 503,
         }
     }
 
@@ -93,6 +102,8 @@ impl ErrorCode {
             EmptyBody => "empty_body",
             InvalidTopK => "invalid_top_k",
             InvalidMinProbability => "invalid_min_probability",
+            InvalidLabel => "invalid_label",
+            InvalidFeedback => "invalid_feedback",
             Forbidden => "forbidden",
             NotFound => "not_found",
             MethodNotAllowed => "method_not_allowed",
@@ -103,6 +114,7 @@ impl ErrorCode {
             MissingContentType => "missing_content_type",
             UnsupportedImageFormat => "unsupported_image_format",
             InferenceFailed => "inference_failed",
+            FeedbackUnavailable => "feedback_unavailable",
         }
     }
 }

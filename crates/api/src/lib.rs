@@ -3,11 +3,13 @@
 //! `openapi.yaml`. serde only, so a client links no model runtime.
 
 pub mod error;
+pub mod feedback;
 pub mod info;
 pub mod media;
 pub mod predict;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use feedback::{DEFAULT_MAX_FEEDBACK_BYTES, FeedbackRequest, FeedbackResponse};
 pub use info::{
     CandidateStatus, FloatRange, Health, InputSpec, IntRange, Limits, ModelInfo, RefreshOutcome, RefreshStatus,
 };

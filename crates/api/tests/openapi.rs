@@ -277,7 +277,13 @@ fn every_answer_type_matches_its_schema_both_ways() {
     })
     .unwrap();
     let info = serde_json::to_value(model_info()).unwrap();
+    let stored = serde_json::to_value(FeedbackResponse {
+        feedback_id: "fb-1".into(),
+        model_version: "v1".into(),
+    })
+    .unwrap();
     let cases = [
+        ("FeedbackResponse", &stored),
         ("SingleResponse", &single),
         ("SingleResponse", &unmatched),
         ("BatchResponse", &batch),
@@ -299,6 +305,20 @@ fn every_answer_type_matches_its_schema_both_ways() {
     check(&spec, "SingleRequest", &serde_json::to_value(&one).unwrap());
     let many = PredictRequest::batch(vec!["aGk=".into(); 2]);
     check(&spec, "BatchRequest", &serde_json::to_value(&many).unwrap());
+    for feedback in [
+        FeedbackRequest {
+            label: "cat".into(),
+            request_id: Some("r-1".into()),
+            image: None,
+        },
+        FeedbackRequest {
+            label: "cat".into(),
+            request_id: None,
+            image: Some("aGk=".into()),
+        },
+    ] {
+        check(&spec, "FeedbackRequest", &serde_json::to_value(&feedback).unwrap());
+    }
 }
 
 #[test]
@@ -382,5 +402,10 @@ fn spec_is_fit_for_client_generators() {
             );
         }
     }
-    assert_eq!(ids, ["classify", "health", "model", "page"].map(String::from).into());
+    assert_eq!(
+        ids,
+        ["classify", "feedback", "health", "model", "page"]
+            .map(String::from)
+            .into()
+    );
 }

@@ -3,6 +3,7 @@
 //! model pointer and model locations. Running a model is `inference`'s; talking to S3 is
 //! `registry`'s.
 
+pub mod capture;
 pub mod error;
 pub mod location;
 pub mod pointer;

@@ -9,9 +9,11 @@ use api::{
     PredictResponse, Prediction,
 };
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use contract::capture::{CAPTURE_VERSION, CaptureRecord, FeedbackRecord, feedback_key};
 use contract::{IMAGE_SIDE, Split};
 use http::Method;
 use inference::Classifier;
+use registry::store::Store;
 
 use crate::error::ApiError;
 use crate::metrics::{RequestMetrics, size_class};
@@ -27,6 +29,8 @@ pub struct App {
     model: ModelSlot,
     pub settings: Settings,
     refresher: Option<Refresher>,
+    /// Where corrections go (`FEEDBACK_URI`); none: `POST /feedback` answers 404.
+    feedback: Option<Store>,
     /// `INDEX_HTML` with this deployment's sign-in, if any.
     page: String,
 }
@@ -48,6 +52,10 @@ struct Outcome {
     top1_probability: Option<f32>,
     /// In the shadow share: images whose top-1 the candidate agreed on, of those compared.
     shadow: Option<(usize, usize)>,
+    /// The capture records of a request in the capture sample.
+    captured: Vec<CaptureRecord>,
+    /// A checked correction, for [`App::serve`] to store.
+    feedback: Option<FeedbackRecord>,
 }
 
 /// Which model answered: the pointer's current one, or its candidate (canary share).
@@ -108,7 +116,14 @@ impl App {
             page: page(settings.sign_in.as_ref()),
             settings,
             refresher,
+            feedback: None,
         }
+    }
+
+    /// Store corrections in `store` (`POST /feedback`).
+    pub fn with_feedback(mut self, store: Store) -> Self {
+        self.feedback = Some(store);
+        self
     }
 
     /// The model now; a request keeps the one it started with.
@@ -136,15 +151,53 @@ impl App {
         }
     }
 
-    /// Answer one event, log it, and print its metric record.
+    /// Answer one event, log it, and print its metric record. A correction is checked and
+    /// answered but not stored: that needs [`App::serve`].
     pub fn handle(&self, req: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
         let (resp, metrics) = self.respond(req);
         metrics.emit();
         resp
     }
 
+    /// What the runtime loop calls: [`App::handle`], and a correction stored before it is
+    /// answered (one S3 PUT; a failure answers 503 `feedback_unavailable`, nothing kept).
+    pub async fn serve(&self, req: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
+        let (mut resp, mut metrics, feedback) = self.answer(req);
+        if let (Some(record), Some(store)) = (feedback, &self.feedback) {
+            let key = format!("{}{}", store.prefix(), feedback_key(&record.time, &record.id));
+            let body = serde_json::to_vec(&record).expect("feedback record serialises");
+            if let Err(e) = store.put(&key, body, "application/json").await {
+                tracing::error!(request_id = %record.id, error = %e, "feedback not stored");
+                let origin = req.headers.get("origin").and_then(|v| v.to_str().ok());
+                resp = response::error(
+                    &ApiError::new(
+                        ErrorCode::FeedbackUnavailable,
+                        "the correction could not be stored; retry later",
+                    ),
+                    &record.id,
+                );
+                if let Ok(v) = http::HeaderValue::from_str(&record.id) {
+                    resp.headers.insert(api::REQUEST_ID_HEADER, v);
+                }
+                response::cors(&mut resp.headers, &self.settings.allowed_origins, origin, false);
+                metrics.status = resp.status_code;
+            }
+        }
+        metrics.emit();
+        resp
+    }
+
     /// The answer and what the request did, for [`RequestMetrics::emit`].
     pub fn respond(&self, req: &ApiGatewayV2httpRequest) -> (ApiGatewayV2httpResponse, RequestMetrics) {
+        let (resp, metrics, _) = self.answer(req);
+        (resp, metrics)
+    }
+
+    /// [`App::respond`], with the correction to store, if the request brought one.
+    fn answer(
+        &self,
+        req: &ApiGatewayV2httpRequest,
+    ) -> (ApiGatewayV2httpResponse, RequestMetrics, Option<FeedbackRecord>) {
         let start = Instant::now();
         let request_id = req.request_context.request_id.as_deref().unwrap_or("-");
         let served = self.served();
@@ -215,10 +268,11 @@ impl App {
             variant: outcome.variant.as_str(),
             top1_probability: outcome.top1_probability,
             shadow: outcome.shadow,
+            captured: std::mem::take(&mut outcome.captured),
             request_id: request_id.to_string(),
             caller: caller.to_string(),
         };
-        (resp, metrics)
+        (resp, metrics, outcome.feedback.take())
     }
 
     fn dispatch(
@@ -264,6 +318,23 @@ impl App {
             Route::Health => response::json(200, &self.health(served)),
             Route::Model => response::json(200, &self.model_info(served)),
             Route::Predict => self.predict(served, req, caller, outcome)?,
+            Route::Feedback => {
+                if self.feedback.is_none() {
+                    return Err(ApiError::new(
+                        ErrorCode::NotFound,
+                        "feedback is not enabled on this deployment (FEEDBACK_URI)",
+                    ));
+                }
+                let classifier = &served.current.classifier;
+                let record =
+                    crate::request::feedback_record(req, &self.settings, classifier.labels(), classifier.version())?;
+                let answer = api::FeedbackResponse {
+                    feedback_id: record.id.clone(),
+                    model_version: record.model_version.clone(),
+                };
+                outcome.feedback = Some(record);
+                response::json(201, &answer)
+            }
         })
     }
 
@@ -366,6 +437,27 @@ impl App {
         outcome.top1_probability =
             Some(results.iter().map(|r| r.predictions[0].probability).sum::<f32>() / results.len().max(1) as f32);
         let model_version = classifier.version().to_string();
+        let request_id = req.request_context.request_id.as_deref().unwrap_or("-");
+        if contract::pointer::split_bucket(request_id.as_bytes()) < self.settings.capture_percent {
+            let time = contract::pointer::now_rfc3339();
+            outcome.captured = input
+                .images
+                .iter()
+                .zip(&results)
+                .enumerate()
+                .map(|(index, (pixels, r))| CaptureRecord {
+                    capture: CAPTURE_VERSION,
+                    request_id: request_id.to_string(),
+                    index,
+                    time: time.clone(),
+                    model_version: model_version.clone(),
+                    variant: outcome.variant.as_str().into(),
+                    label: r.label.clone(),
+                    probability: r.predictions[0].probability,
+                    image: contract::capture::encode_image(pixels),
+                })
+                .collect();
+        }
         outcome.answered_by = Some(model_version.clone());
         Ok(match input.kind {
             Kind::Batch => response::json(200, &BatchPredictResponse { results, model_version }),

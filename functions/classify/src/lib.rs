@@ -65,5 +65,21 @@ pub async fn init(settings: Settings) -> Result<App, LoadError> {
         (Some(watch), secs) if secs > 0 => Some(refresh::Refresher::new(watch, std::time::Duration::from_secs(secs))),
         _ => None,
     };
-    Ok(App::new(served, settings, refresher))
+    let feedback = match settings.feedback_uri.clone() {
+        Some(uri) => Some(
+            registry::store::Store::open(&uri)
+                .await
+                .map_err(|e| LoadError::Setting {
+                    name: "FEEDBACK_URI",
+                    value: uri.clone(),
+                    reason: e.to_string(),
+                })?,
+        ),
+        None => None,
+    };
+    let app = App::new(served, settings, refresher);
+    Ok(match feedback {
+        Some(store) => app.with_feedback(store),
+        None => app,
+    })
 }

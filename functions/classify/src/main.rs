@@ -48,7 +48,7 @@ async fn main() -> Result<(), Error> {
             .clone();
         async move {
             app.refresh_if_due().await;
-            Ok::<ApiGatewayV2httpResponse, Error>(app.handle(&request))
+            Ok::<ApiGatewayV2httpResponse, Error>(app.serve(&request).await)
         }
         .instrument(tracing::info_span!("event", request_id))
     }))

@@ -4,6 +4,7 @@
 //! the line, as the format requires; every metric and dimension it names is a top-level
 //! member beside it.
 
+use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
@@ -38,6 +39,9 @@ pub struct RequestMetrics {
     pub request_id: String,
     /// The signed-in caller's `sub` claim (JWT authorizer), never the token; empty if none.
     pub caller: String,
+    /// Capture records of a request in the capture sample (`CAPTURE_PERCENT`), printed
+    /// before the metric record: the log subscription carries them to S3.
+    pub captured: Vec<contract::capture::CaptureRecord>,
 }
 
 /// Size classes by body bytes: thumbnails and 32x32 images, downscaled photos, camera
@@ -118,12 +122,21 @@ impl RequestMetrics {
         Value::Object(line)
     }
 
-    /// Print the record as one line on stdout, where Lambda's log capture picks it up.
+    /// Print any capture records and the metric record, one line each on stdout, where
+    /// Lambda's log capture picks them up.
     pub fn emit(&self) {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        println!("{}", self.emf(now));
+        let mut out = std::io::stdout().lock();
+        for record in &self.captured {
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::to_string(record).expect("capture record serialises")
+            );
+        }
+        let _ = writeln!(out, "{}", self.emf(now));
     }
 }
 
@@ -148,6 +161,7 @@ mod tests {
             shadow: None,
             request_id: "r-1".into(),
             caller: String::new(),
+            captured: Vec::new(),
         };
         let line = m.emf(1_700_000_000_000);
         let directive = &line["_aws"]["CloudWatchMetrics"][0];

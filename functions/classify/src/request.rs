@@ -1,12 +1,14 @@
-//! Turning an API Gateway event into what `POST /predict` scores: the body's bytes, its
-//! media type, and the decoded images with how to shape their answers.
+//! Turning an API Gateway event into what `POST /predict` scores (the body's bytes, its
+//! media type, and the decoded images with how to shape their answers) and what
+//! `POST /feedback` stores.
 
 use api::media;
-use api::{ErrorCode, Images, PredictRequest};
+use api::{ErrorCode, FeedbackRequest, Images, PredictRequest};
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use contract::Rgb32;
+use contract::capture::FeedbackRecord;
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -113,6 +115,89 @@ pub fn predict_input(
             ),
         )),
     }
+}
+
+/// A `POST /feedback` body checked against the serving labels and the decoding limits:
+/// the correction as it will be stored, under the id of the request that brought it.
+pub fn feedback_record(
+    req: &ApiGatewayV2httpRequest,
+    settings: &Settings,
+    labels: &[String],
+    model_version: &str,
+) -> Result<FeedbackRecord, ApiError> {
+    let body = body_bytes(req, settings.max_feedback_bytes)?;
+    match media_type(req).as_str() {
+        media::JSON => {}
+        "" => {
+            return Err(ApiError::new(
+                ErrorCode::MissingContentType,
+                "set Content-Type: application/json",
+            ));
+        }
+        other => {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                format!("Content-Type {other} is not accepted; send application/json"),
+            ));
+        }
+    }
+    let request: FeedbackRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidJson,
+            format!("expected {{\"label\": ..., and \"request_id\" or \"image\"}}: {e}"),
+        )
+    })?;
+    if !labels.contains(&request.label) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidLabel,
+            format!(
+                "label {:?} is not one of the model's: {}",
+                request.label,
+                labels.join(", ")
+            ),
+        ));
+    }
+    let image = match (&request.request_id, &request.image) {
+        (Some(id), None) => {
+            let ok = !id.is_empty()
+                && id.len() <= 128
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_=.:".contains(&b));
+            if !ok {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidFeedback,
+                    "request_id must be the x-request-id of an answer (1 to 128 letters, digits, - _ = . :)",
+                ));
+            }
+            None
+        }
+        (None, Some(text)) => Some(contract::capture::encode_image(&decode_item(
+            text,
+            "image",
+            Kind::Single,
+            settings,
+        )?)),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidFeedback,
+                "give request_id or image, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidFeedback,
+                "give the request_id of the answer to correct, or the image",
+            ));
+        }
+    };
+    Ok(FeedbackRecord {
+        feedback: contract::capture::FEEDBACK_VERSION,
+        id: req.request_context.request_id.clone().unwrap_or_else(|| "-".into()),
+        time: contract::pointer::now_rfc3339(),
+        label: request.label,
+        request_id: request.request_id,
+        image,
+        model_version: model_version.into(),
+    })
 }
 
 /// The media type without parameters, lower case; empty when absent.

@@ -10,10 +10,18 @@ pub enum Route {
     Health,
     Model,
     Predict,
+    /// `POST /feedback`: a correction (404 unless `FEEDBACK_URI` is set).
+    Feedback,
 }
 
 impl Route {
-    pub const ALL: [Route; 4] = [Route::Predict, Route::Health, Route::Model, Route::Index];
+    pub const ALL: [Route; 5] = [
+        Route::Predict,
+        Route::Feedback,
+        Route::Health,
+        Route::Model,
+        Route::Index,
+    ];
 
     pub fn path(self) -> &'static str {
         match self {
@@ -21,12 +29,13 @@ impl Route {
             Route::Health => "/health",
             Route::Model => "/model",
             Route::Predict => "/predict",
+            Route::Feedback => "/feedback",
         }
     }
 
     pub fn method(self) -> Method {
         match self {
-            Route::Predict => Method::POST,
+            Route::Predict | Route::Feedback => Method::POST,
             Route::Index | Route::Health | Route::Model => Method::GET,
         }
     }
@@ -35,7 +44,7 @@ impl Route {
         Self::ALL.into_iter().find(|r| r.path() == path)
     }
 
-    /// "POST /predict, GET /health, GET /model or GET /" for the 404 message.
+    /// "POST /predict, POST /feedback, GET /health, GET /model or GET /" for the 404 message.
     pub fn listing() -> String {
         let names: Vec<String> = Self::ALL
             .iter()
@@ -81,6 +90,9 @@ mod tests {
             assert_eq!(Route::from_path(r.path()), Some(r));
         }
         assert_eq!(Route::from_path("/nope"), None);
-        assert_eq!(Route::listing(), "POST /predict, GET /health, GET /model or GET /");
+        assert_eq!(
+            Route::listing(),
+            "POST /predict, POST /feedback, GET /health, GET /model or GET /"
+        );
     }
 }

@@ -27,6 +27,14 @@ pub struct Settings {
     pub origin_verify: Option<String>,
     /// The hosted sign-in the page offers (a Cognito stack); none: the page has no sign-in.
     pub sign_in: Option<SignIn>,
+    /// Where `POST /feedback` stores corrections (`s3://bucket/prefix/` or `file://dir/`);
+    /// none: the route answers 404.
+    pub feedback_uri: Option<String>,
+    /// Largest `POST /feedback` body in bytes.
+    pub max_feedback_bytes: usize,
+    /// Share of predictions, 0 to 100, whose images and answers are printed as capture
+    /// records (picked by request id); 0 keeps nothing.
+    pub capture_percent: u8,
 }
 
 /// Where the page sends users to sign in (authorization code with PKCE) and as whom.
@@ -126,6 +134,19 @@ impl Settings {
             model_refresh_seconds: parse_env("MODEL_REFRESH_SECONDS", DEFAULT_MODEL_REFRESH_SECONDS)?,
             origin_verify: non_empty_env("ORIGIN_VERIFY"),
             sign_in: SignIn::from_env()?,
+            feedback_uri: non_empty_env("FEEDBACK_URI"),
+            max_feedback_bytes: parse_env("MAX_FEEDBACK_BYTES", api::DEFAULT_MAX_FEEDBACK_BYTES)?,
+            capture_percent: {
+                let p: u8 = parse_env("CAPTURE_PERCENT", 0)?;
+                if p > 100 {
+                    return Err(LoadError::Setting {
+                        name: "CAPTURE_PERCENT",
+                        value: p.to_string(),
+                        reason: "must be from 0 to 100".into(),
+                    });
+                }
+                p
+            },
             min_probability: {
                 let p: f32 = parse_env("MIN_PROBABILITY", 0.0)?;
                 if !(0.0..=1.0).contains(&p) {
@@ -157,6 +178,9 @@ impl Default for Settings {
             model_refresh_seconds: DEFAULT_MODEL_REFRESH_SECONDS,
             origin_verify: None,
             sign_in: None,
+            capture_percent: 0,
+            feedback_uri: None,
+            max_feedback_bytes: api::DEFAULT_MAX_FEEDBACK_BYTES,
         }
     }
 }

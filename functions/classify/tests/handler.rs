@@ -305,11 +305,13 @@ fn routes_methods_and_cors() {
     let r = app().handle(&event("DELETE", "/health", json!({}), None, ""));
     assert_eq!(error_code(&r), (405, ErrorCode::MethodNotAllowed));
     assert_eq!(r.headers["allow"], "GET");
-    // Every route answers its own method (with no body, predict refuses the body only).
+    // Every route answers its own method (with no body, predict refuses the body only;
+    // feedback is off without FEEDBACK_URI).
     for route in classify::routes::Route::ALL {
         let r = app().handle(&event(route.method().as_str(), route.path(), json!({}), None, ""));
         match route {
             classify::routes::Route::Predict => assert_eq!(error_code(&r), (400, ErrorCode::EmptyBody)),
+            classify::routes::Route::Feedback => assert_eq!(error_code(&r), (404, ErrorCode::NotFound)),
             _ => assert_eq!(r.status_code, 200, "{route:?}"),
         }
     }
@@ -601,4 +603,111 @@ fn a_signed_in_caller_picks_the_side_of_a_canary() {
             assert_eq!((metrics.model_version.as_str(), metrics.variant), (expected, variant));
         }
     }
+}
+
+/// `POST /feedback`: checked like `/predict`, answered 201 with its id, and stored by
+/// `serve`; every refusal names its problem and stores nothing.
+#[test]
+fn feedback_is_checked_answered_and_stored() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = rt
+        .block_on(registry::store::Store::open(&format!(
+            "file://{}/",
+            dir.path().display()
+        )))
+        .unwrap();
+    let with_store = app_with(Settings {
+        max_feedback_bytes: 50_000,
+        ..Settings::default()
+    })
+    .with_feedback(store);
+    let send = |body: Value, id: &str| {
+        let mut req = event(
+            "POST",
+            "/feedback",
+            json!({"content-type": "application/json"}),
+            Some(body.to_string().as_bytes()),
+            "",
+        );
+        req.request_context.request_id = Some(id.into());
+        rt.block_on(with_store.serve(&req))
+    };
+    let png = STANDARD.encode(sample_png());
+    let refusals = [
+        (json!({"label": "unicorn", "request_id": "r1"}), ErrorCode::InvalidLabel),
+        (json!({"label": "cat"}), ErrorCode::InvalidFeedback),
+        (
+            json!({"label": "cat", "request_id": "r1", "image": png}),
+            ErrorCode::InvalidFeedback,
+        ),
+        (
+            json!({"label": "cat", "request_id": "has space"}),
+            ErrorCode::InvalidFeedback,
+        ),
+        (
+            json!({"label": "cat", "image": "bm90IGFuIGltYWdl"}),
+            ErrorCode::InvalidImage,
+        ),
+        (json!({"label": "cat", "image": "***"}), ErrorCode::InvalidBase64),
+        (
+            json!({"label": "cat", "request_id": "r1", "extra": 1}),
+            ErrorCode::InvalidJson,
+        ),
+        (
+            json!({"label": "cat", "image": "A".repeat(80_000)}),
+            ErrorCode::PayloadTooLarge,
+        ),
+    ];
+    for (body, code) in refusals {
+        let r = send(body.clone(), "refused");
+        assert_eq!(error_code(&r).1, code, "{body}");
+    }
+    let r = with_store.handle(&event(
+        "POST",
+        "/feedback",
+        json!({"content-type": "image/png"}),
+        Some(b"x"),
+        "",
+    ));
+    assert_eq!(error_code(&r).1, ErrorCode::UnsupportedMediaType);
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "nothing stored"
+    );
+
+    let r = send(json!({"label": "cat", "request_id": "Jq3xLhC0oAMEbNw="}), "fb-1");
+    assert_eq!(r.status_code, 201);
+    let answer: api::FeedbackResponse = body(&r);
+    assert_eq!(answer.feedback_id, "fb-1");
+    let r = send(json!({"label": "ship", "image": png}), "fb-2");
+    assert_eq!(r.status_code, 201);
+    let stored: Vec<contract::capture::FeedbackRecord> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flat_map(|day| std::fs::read_dir(day.unwrap().path()).unwrap())
+        .map(|f| serde_json::from_slice(&std::fs::read(f.unwrap().path()).unwrap()).unwrap())
+        .collect();
+    assert_eq!(stored.len(), 2);
+    let by_id = stored.iter().find(|r| r.id == "fb-1").unwrap();
+    assert_eq!(
+        (by_id.label.as_str(), by_id.request_id.as_deref(), by_id.image.is_none()),
+        ("cat", Some("Jq3xLhC0oAMEbNw="), true)
+    );
+    let by_image = stored.iter().find(|r| r.id == "fb-2").unwrap();
+    let pixels = contract::capture::decode_image(by_image.image.as_deref().unwrap()).unwrap();
+    assert_eq!(pixels.len(), 32 * 32 * 3, "stored as the 32x32 image the model sees");
+    assert_eq!(by_image.model_version, with_store.served().current.classifier.version());
+
+    // Without FEEDBACK_URI the route answers 404.
+    let r = app().handle(&event(
+        "POST",
+        "/feedback",
+        json!({"content-type": "application/json"}),
+        Some(br#"{"label":"cat","request_id":"r"}"#),
+        "",
+    ));
+    assert_eq!(error_code(&r), (404, ErrorCode::NotFound));
 }
