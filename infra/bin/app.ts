@@ -35,5 +35,9 @@ classifierStacks(app, ctx('stackName') ?? 'ImageClassifier', {
   edgeRateLimit: num('edgeRateLimit'),
   candidateAbstainMargin: num('candidateAbstainMargin'),
   candidateErrorMargin: num('candidateErrorMargin'),
+  capturePercent: num('capturePercent'),
+  captureRetentionDays: num('captureRetentionDays'),
+  feedback: flag('feedback'),
+  feedbackRetentionDays: num('feedbackRetentionDays'),
 });
 Validations.of(app).addPlugins(new AwsSolutionsChecks(app, { verbose: true }));

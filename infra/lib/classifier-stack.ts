@@ -11,9 +11,11 @@ import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as codedeploy from 'aws-cdk-lib/aws-codedeploy';
 import * as cognito from 'aws-cdk-lib/aws-cognito';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as firehose from 'aws-cdk-lib/aws-kinesisfirehose';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import * as logsDestinations from 'aws-cdk-lib/aws-logs-destinations';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sns from 'aws-cdk-lib/aws-sns';
@@ -58,6 +60,14 @@ export interface ClassifierStackProps extends StackProps {
   readonly candidateAbstainMargin?: number;
   /** How many more 5xx a candidate may answer than the current model in 5 minutes. */
   readonly candidateErrorMargin?: number;
+  /** Share of predictions (0-100) whose 32x32 images and answers are kept under `capture/`. */
+  readonly capturePercent?: number;
+  /** Days captured traffic is kept. */
+  readonly captureRetentionDays?: number;
+  /** `POST /feedback` stores users' corrections under `feedback/`. */
+  readonly feedback?: boolean;
+  /** Days corrections are kept. */
+  readonly feedbackRetentionDays?: number;
   /** A host name to serve the API under (with `certificateArn`): on API Gateway, or on
    * CloudFront with `edge`. Point its DNS at the `DomainTarget` output. */
   readonly domainName?: string;
@@ -101,6 +111,9 @@ export function checkovSkip(scope: Construct, checks: [id: string, reason: strin
 
 /** Prefix readers may see and publishers may write. */
 export const MODELS_PREFIX = 'models/';
+/** Where Firehose delivers captured traffic, and where corrections are stored. */
+export const CAPTURE_PREFIX = 'capture/';
+export const FEEDBACK_PREFIX = 'feedback/';
 
 export class ClassifierStack extends Stack {
   readonly modelBucket: s3.Bucket;
@@ -256,13 +269,14 @@ export class ClassifierStack extends Stack {
     });
     const routes: [string, apigwv2.HttpMethod][] = [
       ['/predict', apigwv2.HttpMethod.POST],
+      ...(props.feedback ? [['/feedback', apigwv2.HttpMethod.POST] as [string, apigwv2.HttpMethod]] : []),
       ['/health', apigwv2.HttpMethod.GET],
       ['/model', apigwv2.HttpMethod.GET],
       ['/', apigwv2.HttpMethod.GET],
     ];
     for (const [routePath, method] of routes) {
-      // With sign-in, the data route needs a token; health, model info and the page stay public.
-      const authorizer = routePath === '/predict' ? signedIn : undefined;
+      // With sign-in, the data routes need a token; health, model info and the page stay public.
+      const authorizer = routePath === '/predict' || routePath === '/feedback' ? signedIn : undefined;
       const created = this.api.addRoutes({ path: routePath, methods: [method], integration, authorizer });
       if (!props.iamAuth && !authorizer) {
         for (const r of created) {
@@ -483,6 +497,8 @@ export class ClassifierStack extends Stack {
       'The candidate model answered more 5xx than the current one by the stack\'s margin: end the canary (trainer models canary --percent 0) and find the request_id in the log (docs/operations.md).',
     );
 
+    this.traffic(props, fnLogs, logKey);
+
     const refreshFailures = new logs.MetricFilter(this, 'ModelRefreshFailures', {
       logGroup: fnLogs,
       filterPattern: logs.FilterPattern.stringValue('$.fields.message', '=', 'model refresh failed*'),
@@ -622,6 +638,113 @@ export class ClassifierStack extends Stack {
       }),
     );
     return dashboard;
+  }
+
+  /** The loop back from traffic, both opt-in. Capture: the function prints a record per
+   * sampled image; a subscription on its log group hands those lines to Firehose, which
+   * writes them under `capture/` as CloudWatch Logs delivers them (gzipped JSON envelopes,
+   * see docs/operations.md), with no S3 call in the request. Feedback: the function writes
+   * each correction under `feedback/`. Both expire by lifecycle rules. */
+  private traffic(props: ClassifierStackProps, fnLogs: logs.LogGroup, logKey: kms.IKey): void {
+    const percent = props.capturePercent ?? 0;
+    if (percent < 0 || percent > 100 || !Number.isInteger(percent)) {
+      throw new Error(`capturePercent must be a whole number from 0 to 100, got ${percent}`);
+    }
+    if (percent > 0) {
+      this.fn.addEnvironment('CAPTURE_PERCENT', String(percent));
+      const key = new kms.Key(this, 'CaptureKey', {
+        description: 'Encrypts captured traffic in the Firehose stream',
+        enableKeyRotation: true,
+        removalPolicy: RemovalPolicy.RETAIN,
+      });
+      const deliveryLogs = new logs.LogGroup(this, 'CaptureDeliveryLogs', {
+        retention: logs.RetentionDays.ONE_MONTH,
+        encryptionKey: logKey,
+        removalPolicy: RemovalPolicy.DESTROY,
+      });
+      // Firehose may write under capture/ and nothing else (the L2 destination grants the
+      // whole bucket, models included, so the stream is declared here with its own role).
+      const deliveryRole = new iam.Role(this, 'CaptureDeliveryRole', {
+        assumedBy: new iam.ServicePrincipal('firehose.amazonaws.com'),
+        description: 'Firehose: write captured traffic under capture/ in the model bucket',
+      });
+      deliveryRole.addToPolicy(
+        new iam.PolicyStatement({
+          actions: ['s3:PutObject', 's3:AbortMultipartUpload'],
+          resources: [this.modelBucket.arnForObjects(`${CAPTURE_PREFIX}*`)],
+        }),
+      );
+      deliveryRole.addToPolicy(
+        new iam.PolicyStatement({
+          actions: ['s3:GetBucketLocation', 's3:ListBucket', 's3:ListBucketMultipartUploads'],
+          resources: [this.modelBucket.bucketArn],
+        }),
+      );
+      deliveryLogs.grantWrite(deliveryRole);
+      key.grantEncryptDecrypt(deliveryRole);
+      ack(
+        deliveryRole,
+        `AwsSolutions-IAM5[Resource::<${this.getLogicalId(this.modelBucket.node.defaultChild as s3.CfnBucket)}.Arn>/capture/*]`,
+        'Firehose names the objects it writes (date and stream in the key): capture/ only.',
+      );
+      for (const action of ['kms:ReEncrypt*', 'kms:GenerateDataKey*']) {
+        ack(deliveryRole, `AwsSolutions-IAM5[Action::${action}]`, "grantEncryptDecrypt on the stream's own key, which encrypts nothing else.");
+      }
+      const deliveryStream = new logs.LogStream(this, 'CaptureDeliveryStreamLog', { logGroup: deliveryLogs, logStreamName: 'S3Delivery' });
+      const cfnStream = new firehose.CfnDeliveryStream(this, 'CaptureStream', {
+        deliveryStreamType: 'DirectPut',
+        deliveryStreamEncryptionConfigurationInput: { keyType: 'CUSTOMER_MANAGED_CMK', keyArn: key.keyArn },
+        extendedS3DestinationConfiguration: {
+          bucketArn: this.modelBucket.bucketArn,
+          roleArn: deliveryRole.roleArn,
+          prefix: CAPTURE_PREFIX,
+          errorOutputPrefix: `${CAPTURE_PREFIX}errors/!{firehose:error-output-type}/`,
+          bufferingHints: { intervalInSeconds: 300, sizeInMBs: 5 },
+          // CloudWatch Logs already gzips each record; compressing again would nest gzip.
+          compressionFormat: 'UNCOMPRESSED',
+          cloudWatchLoggingOptions: { enabled: true, logGroupName: deliveryLogs.logGroupName, logStreamName: deliveryStream.logStreamName },
+        },
+      });
+      cfnStream.node.addDependency(deliveryRole);
+      const stream = firehose.DeliveryStream.fromDeliveryStreamAttributes(this, 'CaptureStreamRef', {
+        deliveryStreamArn: cfnStream.attrArn,
+        deliveryStreamName: cfnStream.ref,
+      });
+      new logs.SubscriptionFilter(this, 'CaptureSubscription', {
+        logGroup: fnLogs,
+        destination: new logsDestinations.FirehoseDestination(stream),
+        // The capture records only: their top-level `capture` field is the format version.
+        filterPattern: logs.FilterPattern.numberValue('$.capture', '>=', 1),
+      });
+      this.modelBucket.addLifecycleRule({
+        id: 'CaptureRetention',
+        prefix: CAPTURE_PREFIX,
+        expiration: Duration.days(props.captureRetentionDays ?? 30),
+        noncurrentVersionExpiration: Duration.days(1),
+      });
+      new CfnOutput(this, 'CaptureUri', { value: `s3://${this.modelBucket.bucketName}/${CAPTURE_PREFIX}`, description: 'trainer drift --capture / train --capture read here' });
+    }
+    if (props.feedback) {
+      this.fn.addEnvironment('FEEDBACK_URI', `s3://${this.modelBucket.bucketName}/${FEEDBACK_PREFIX}`);
+      this.fn.addToRolePolicy(
+        new iam.PolicyStatement({
+          actions: ['s3:PutObject'],
+          resources: [this.modelBucket.arnForObjects(`${FEEDBACK_PREFIX}*`)],
+        }),
+      );
+      ack(
+        this.fn.role!,
+        `AwsSolutions-IAM5[Resource::<${this.getLogicalId(this.modelBucket.node.defaultChild as s3.CfnBucket)}.Arn>/feedback/*]`,
+        'Each correction is a new object named by its day and request id: feedback/ only, write only.',
+      );
+      this.modelBucket.addLifecycleRule({
+        id: 'FeedbackRetention',
+        prefix: FEEDBACK_PREFIX,
+        expiration: Duration.days(props.feedbackRetentionDays ?? 365),
+        noncurrentVersionExpiration: Duration.days(1),
+      });
+      new CfnOutput(this, 'FeedbackUri', { value: `s3://${this.modelBucket.bucketName}/${FEEDBACK_PREFIX}`, description: 'trainer train --feedback reads here' });
+    }
   }
 
   /** Where clients reach the API: its execute-api URL, a custom domain on API Gateway, or

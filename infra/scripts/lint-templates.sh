@@ -10,7 +10,7 @@ variants=(
   "default|"
   "cognito-edge|-c cognito=true -c callbackUrls=https://app.example.com/callback -c edge=true -c account=123456789012 -c region=eu-west-2"
   "domain|-c domainName=api.example.com -c certificateArn=arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d -c account=123456789012 -c region=eu-west-1"
-  "all-options|-c edge=true -c domainName=img.example.com -c certificateArn=arn:aws:acm:us-east-1:123456789012:certificate/4e5f6a7b -c account=123456789012 -c region=eu-west-1 -c edgeRateLimit=500 -c jwtIssuer=https://issuer.example.com -c jwtAudience=app-1,app-2 -c allowedOrigins=https://app.example.com -c alarmEmail=ops@example.com -c tracing=true -c reservedConcurrency=5 -c deployment=Linear10PercentEvery1Minute -c memorySize=2048"
+  "all-options|-c edge=true -c domainName=img.example.com -c certificateArn=arn:aws:acm:us-east-1:123456789012:certificate/4e5f6a7b -c account=123456789012 -c region=eu-west-1 -c edgeRateLimit=500 -c jwtIssuer=https://issuer.example.com -c jwtAudience=app-1,app-2 -c allowedOrigins=https://app.example.com -c alarmEmail=ops@example.com -c tracing=true -c reservedConcurrency=5 -c deployment=Linear10PercentEvery1Minute -c memorySize=2048 -c capturePercent=10 -c feedback=true"
 )
 for entry in "${variants[@]}"; do
   name=${entry%%|*}

@@ -447,3 +447,59 @@ test('a candidate model is watched beside the current one: dashboard by variant,
   const threshold = (id: string) => (Object.entries(defaults).find(([k]) => k.startsWith(id))![1] as any).Properties.Threshold;
   assert.deepEqual([threshold('CandidateAbstainAlarm'), threshold('CandidateErrorsAlarm')], [10, 5]);
 });
+
+test('captured traffic is opt-in: the function prints it, a log subscription hands it to Firehose, which writes capture/ only', () => {
+  const none = synth().template;
+  for (const type of ['AWS::KinesisFirehose::DeliveryStream', 'AWS::Logs::SubscriptionFilter']) none.resourceCountIs(type, 0);
+  const fnOf = (t: Template) => (Object.values(t.findResources('AWS::Lambda::Function', { Properties: { Runtime: 'provided.al2023' } }))[0] as any).Properties;
+  assert.equal(fnOf(none).Environment.Variables.CAPTURE_PERCENT, undefined);
+
+  const { template } = synth({ capturePercent: 5, captureRetentionDays: 14 });
+  assert.equal(fnOf(template).Environment.Variables.CAPTURE_PERCENT, '5');
+  const stream = (Object.values(template.findResources('AWS::KinesisFirehose::DeliveryStream'))[0] as any).Properties;
+  const dest = stream.ExtendedS3DestinationConfiguration;
+  assert.equal(dest.Prefix, 'capture/');
+  assert.equal(dest.CompressionFormat, 'UNCOMPRESSED', 'records arrive gzipped by CloudWatch Logs');
+  assert.equal(stream.DeliveryStreamEncryptionConfigurationInput.KeyType, 'CUSTOMER_MANAGED_CMK');
+  template.hasResourceProperties('AWS::Logs::SubscriptionFilter', {
+    FilterPattern: '{ $.capture >= 1 }',
+    LogGroupName: { Ref: Match.stringLikeRegexp('FunctionLogs') },
+  });
+  // The delivery role writes capture/ and nothing else in the bucket.
+  const policies = Object.entries(template.findResources('AWS::IAM::Policy')).filter(([id]) => id.startsWith('CaptureDeliveryRole'));
+  const s3 = policies.flatMap(([, p]: any) => p.Properties.PolicyDocument.Statement).filter((s: any) => [s.Action].flat().some((a: string) => a.startsWith('s3:')));
+  const objects = s3.filter((s: any) => [s.Action].flat().includes('s3:PutObject')).flatMap((s: any) => [s.Resource].flat());
+  assert.equal(objects.length, 1);
+  assert.match(JSON.stringify(objects[0]), /ModelBucket.*"\/capture\/\*"/);
+  assert.ok(!s3.some((s: any) => [s.Action].flat().some((a: string) => a === 's3:DeleteObject' || a === 's3:GetObject')), 'no reading or deleting models');
+  const bucket = Object.values(template.findResources('AWS::S3::Bucket', { Properties: { VersioningConfiguration: { Status: 'Enabled' }, LoggingConfiguration: Match.anyValue() } }))[0] as any;
+  assert.deepEqual(
+    bucket.Properties.LifecycleConfiguration.Rules.map((r: any) => [r.Id, r.Prefix, r.ExpirationInDays]),
+    [['CaptureRetention', 'capture/', 14]],
+  );
+  assert.throws(() => synth({ capturePercent: 101 }), /0 to 100/);
+});
+
+test('feedback is opt-in: a POST /feedback route behind the same authorizer, the function may write feedback/ only', () => {
+  const none = synth(jwt).template;
+  const keys = (t: Template) => (Object.values(t.findResources('AWS::ApiGatewayV2::Route')) as any[]).map((r) => r.Properties.RouteKey);
+  assert.ok(!keys(none).includes('POST /feedback'));
+  const { template } = synth({ ...jwt, feedback: true, feedbackRetentionDays: 90 });
+  const routes = Object.fromEntries((Object.values(template.findResources('AWS::ApiGatewayV2::Route')) as any[]).map((r) => [r.Properties.RouteKey, r.Properties]));
+  assert.equal(routes['POST /feedback'].AuthorizationType, 'JWT');
+  assert.deepEqual(routes['POST /feedback'].AuthorizerId, routes['POST /predict'].AuthorizerId);
+  const fn = (Object.values(template.findResources('AWS::Lambda::Function', { Properties: { Runtime: 'provided.al2023' } }))[0] as any).Properties;
+  assert.match(JSON.stringify(fn.Environment.Variables.FEEDBACK_URI), /feedback\//);
+  const statements = Object.values(template.findResources('AWS::IAM::Policy')).flatMap((p: any) => p.Properties.PolicyDocument.Statement);
+  const puts = statements.filter((s: any) => [s.Action].flat().includes('s3:PutObject') && JSON.stringify(s.Resource).includes('feedback'));
+  assert.equal(puts.length, 1);
+  assert.deepEqual([puts[0].Action].flat(), ['s3:PutObject']);
+  const bucket = Object.values(template.findResources('AWS::S3::Bucket', { Properties: { LoggingConfiguration: Match.anyValue() } }))[0] as any;
+  assert.deepEqual(bucket.Properties.LifecycleConfiguration.Rules.map((r: any) => [r.Prefix, r.ExpirationInDays]), [['feedback/', 90]]);
+});
+
+test('cdk-nag AwsSolutions: no unacknowledged findings with capture and feedback', () => {
+  const { app, pack } = synth({ ...jwt, capturePercent: 10, feedback: true });
+  const result = pack.validateScope(app);
+  assert.deepEqual(result.violations.map((v: any) => v.ruleName), [], JSON.stringify(result.violations, null, 1));
+});
