@@ -28,8 +28,10 @@ pub struct CaptureRecord {
     /// The model that answered, and which of the pointer's it was.
     pub model_version: String,
     pub variant: String,
-    /// The answer: the top label (none when it abstained) and its probability.
+    /// The answer: its label (none when it abstained under `min_probability`), and the
+    /// top class with its probability whether or not it abstained.
     pub label: Option<String>,
+    pub top1: String,
     pub probability: f32,
     /// The 32x32 RGB image the model saw, as a base64 PNG.
     pub image: String,

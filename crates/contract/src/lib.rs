@@ -64,6 +64,11 @@ pub mod meta {
     pub const VAL_ECE: &str = "val_ece";
     /// Test-time augmentation inside the graph: "mirror" or "none".
     pub const TTA: &str = "tta";
+    /// JSON of the validation split's profile (predicted classes, confidence, image
+    /// statistics), the reference `trainer drift` compares captured traffic with.
+    pub const REFERENCE_PROFILE: &str = "reference_profile";
+    /// Accuracy on the held-out share of users' corrections, when trained with them.
+    pub const REAL_TRAFFIC_ACCURACY: &str = "real_traffic_accuracy";
     /// Every key a valid model carries.
     pub const REQUIRED: [&str; 6] = [LABELS, MODEL_VERSION, DATASET, VAL_ACCURACY, TRAINED_AT, CONFIG];
 }

@@ -128,22 +128,30 @@ impl Store {
                 Ok(out)
             }
             Store::File { dir } => {
-                let folder = dir.join(under);
-                let entries = match std::fs::read_dir(&folder) {
-                    Ok(e) => e,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-                    Err(e) => return Err(io(&folder)(e)),
-                };
+                // Recursive, as an S3 prefix listing is.
                 let mut out = Vec::new();
-                for entry in entries {
-                    let entry = entry.map_err(io(&folder))?;
-                    if entry.path().is_file() {
-                        out.push(Listed {
-                            key: format!("{under}{}", entry.file_name().to_string_lossy()),
-                            modified: None,
-                        });
+                let mut pending = vec![under.to_string()];
+                while let Some(sub) = pending.pop() {
+                    let folder = dir.join(&sub);
+                    let entries = match std::fs::read_dir(&folder) {
+                        Ok(e) => e,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(io(&folder)(e)),
+                    };
+                    for entry in entries {
+                        let entry = entry.map_err(io(&folder))?;
+                        let name = format!("{sub}{}", entry.file_name().to_string_lossy());
+                        if entry.path().is_dir() {
+                            pending.push(format!("{name}/"));
+                        } else if !name.ends_with(".partial") {
+                            out.push(Listed {
+                                key: name,
+                                modified: None,
+                            });
+                        }
                     }
                 }
+                out.sort_by(|a, b| a.key.cmp(&b.key));
                 Ok(out)
             }
         }

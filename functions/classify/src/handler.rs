@@ -453,6 +453,7 @@ impl App {
                     model_version: model_version.clone(),
                     variant: outcome.variant.as_str().into(),
                     label: r.label.clone(),
+                    top1: r.predictions[0].label.clone(),
                     probability: r.predictions[0].probability,
                     image: contract::capture::encode_image(pixels),
                 })
