@@ -108,6 +108,13 @@ train_config! {
         train_limit: usize = 0,
         /// Seed of every random choice (split, init, shuffling, augmentation).
         seed: u64 = 42,
+        /// Times each user correction (`--feedback`) appears in an epoch's training set:
+        /// a photo someone took the trouble to correct counts for more than one more
+        /// CIFAR image, and there are few of them.
+        feedback_weight: usize = 4,
+        /// Percent of corrections held out (by correction id, so the same ones each run)
+        /// as the "real traffic" validation set.
+        feedback_holdout_percent: u8 = 20,
     }
     /// The network: architecture, widths, whitening layer, normalisation.
     net: NetConfig {
@@ -325,12 +332,14 @@ pub fn parse_duration_minutes(s: &str) -> Result<f64, String> {
     let s = s.trim();
     let (number, per_unit) = if let Some(n) = s.strip_suffix("min").or_else(|| s.strip_suffix('m')) {
         (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('d') {
+        (n, 24.0 * 60.0)
     } else if let Some(n) = s.strip_suffix('h') {
         (n, 60.0)
     } else if let Some(n) = s.strip_suffix('s') {
         (n, 1.0 / 60.0)
     } else {
-        return Err(format!("`{s}`: give a unit, e.g. 60m, 3600s or 1h"));
+        return Err(format!("`{s}`: give a unit, e.g. 60m, 3600s, 1h or 7d"));
     };
     match number.trim().parse::<f64>() {
         Ok(v) if v > 0.0 && v.is_finite() => Ok(v * per_unit),
@@ -390,6 +399,10 @@ impl TrainConfig {
                 "bn_eps must be positive",
             ),
             (self.compute.eval_batch_size == 0, "eval_batch_size must be at least 1"),
+            (
+                self.data.feedback_weight == 0 || self.data.feedback_holdout_percent > 100,
+                "feedback_weight must be at least 1 and feedback_holdout_percent at most 100",
+            ),
             (
                 self.net.seed_conv_widths.len() > 5
                     || self.net.seed_conv_widths.contains(&0)

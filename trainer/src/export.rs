@@ -107,6 +107,20 @@ pub fn export(model: &Net, meta: &ExportMeta, head: Head) -> Result<Exported> {
     })
 }
 
+/// `bytes` with `props` added to (or replacing in) its metadata. The graph, and so the
+/// model version, stay as they were.
+pub fn with_metadata(bytes: &[u8], props: &[(&str, String)]) -> Result<Vec<u8>> {
+    let mut proto = ModelProto::decode(bytes).map_err(|e| TrainError::Export(e.to_string()))?;
+    for (key, value) in props {
+        proto.metadata_props.retain(|p| p.key != *key);
+        proto.metadata_props.push(StringStringEntryProto {
+            key: (*key).into(),
+            value: value.clone(),
+        });
+    }
+    Ok(proto.encode_to_vec())
+}
+
 fn tensor_type(elem: DataType, dims: &[Dim]) -> Option<TypeProto> {
     Some(TypeProto {
         value: Some(type_proto::Value::TensorType(type_proto::Tensor {

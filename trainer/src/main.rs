@@ -30,8 +30,12 @@ enum Command {
     Evaluate(commands::evaluate::Args),
     /// Upload a run directory to `s3://bucket/prefix/` or `file://dir/`.
     Publish(commands::publish::Args),
-    /// List the published models of a store, or promote one (rollback included).
+    /// List the published models of a store; try one as a canary or shadow, promote one,
+    /// roll back.
     Models(commands::models::Args),
+    /// Compare captured traffic with the model's reference profile (PSI per feature);
+    /// exits 2 when it drifted, so a schedule can act on it.
+    Drift(commands::drift::Args),
     /// Redraw a run's learning curves, confusion matrix and reliability diagram from its
     /// metrics.json.
     Plot(commands::plot::Args),
@@ -45,5 +49,6 @@ fn main() -> Result<()> {
         Command::Publish(args) => commands::publish::run(args),
         Command::Models(args) => commands::models::run(args),
         Command::Plot(args) => commands::plot::run(args),
+        Command::Drift(args) => commands::drift::run(args),
     }
 }

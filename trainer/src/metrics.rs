@@ -34,6 +34,10 @@ pub struct RunMetrics {
     #[serde(default)]
     pub calibration: Calibration,
     pub test: Option<SplitReport>,
+    /// Accuracy on the held-out share of users' corrections (`--feedback`): how the model
+    /// does on what users actually send.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub real_traffic: Option<RealTraffic>,
     /// Training wall time, excluding data loading and export.
     pub train_seconds: f64,
     pub wall_seconds: f64,
@@ -44,6 +48,13 @@ pub struct RunMetrics {
     pub onnx_parity_max_abs_diff: f32,
     pub trained_at: String,
     pub config: TrainConfig,
+}
+
+/// The held-out corrections' report, and how corrections went into the run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RealTraffic {
+    pub report: SplitReport,
+    pub counts: crate::run::RealTrafficCounts,
 }
 
 /// The softmax temperature fitted on the validation split and what it did.

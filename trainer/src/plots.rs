@@ -135,3 +135,63 @@ pub fn reliability_diagram(path: &Path, calibration: &crate::metrics::Calibratio
         Ok(())
     })
 }
+
+/// Per-class accuracy on the validation split beside the held-out users' corrections:
+/// where the model does worse on what users send than on the dataset.
+pub fn real_traffic(
+    path: &Path,
+    validation: &crate::metrics::SplitReport,
+    real: &crate::metrics::SplitReport,
+) -> Result<()> {
+    register();
+    let err = plot_err(path);
+    let classes = validation.confusion.labels.clone();
+    png(path, (900, 520), |root| {
+        root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+        let title = format!(
+            "accuracy: validation {:.3} ({} images) vs real traffic {:.3} ({} corrections)",
+            validation.accuracy, validation.images, real.accuracy, real.images
+        );
+        let n = classes.len();
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(52)
+            .build_cartesian_2d(0.0..n as f64, 0.0..1.0)
+            .map_err(|e| err(e.to_string()))?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n * 2)
+            .x_label_formatter(&|x| {
+                let i = (*x - 0.5).round();
+                if (x - 0.5 - i).abs() < 1e-6 && i >= 0.0 {
+                    classes.get(i as usize).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .y_desc("accuracy")
+            .draw()
+            .map_err(|e| err(e.to_string()))?;
+        for (report, colour, shift, name) in [(validation, BLUE, 0.1, "validation"), (real, RED, 0.5, "real traffic")] {
+            chart
+                .draw_series(report.per_class_accuracy.iter().enumerate().map(|(i, &a)| {
+                    let x = i as f64 + shift;
+                    Rectangle::new([(x, 0.0), (x + 0.4, a)], colour.mix(0.6).filled())
+                }))
+                .map_err(|e| err(e.to_string()))?
+                .label(name)
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.mix(0.6).filled()));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| err(e.to_string()))?;
+        Ok(())
+    })
+}

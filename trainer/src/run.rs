@@ -52,6 +52,18 @@ pub struct RunOptions {
     pub test: Option<DataSource>,
     pub out: PathBuf,
     pub skip_bad_images: bool,
+    /// Users' corrections (`--feedback`), joined to captured traffic.
+    pub feedback: Option<Feedback>,
+}
+
+/// Corrections to learn from, and what could not be used of what was read.
+#[derive(Debug, Default)]
+pub struct Feedback {
+    /// Where they were read, for metrics.
+    pub source: String,
+    pub joined: traffic::join::Joined,
+    /// Stored records that did not parse.
+    pub skipped: usize,
 }
 
 /// Tolerance of the tract-vs-burn check on the exported file.
@@ -97,6 +109,25 @@ struct Splits {
     train: Dataset,
     val: Dataset,
     test: Option<Dataset>,
+    /// The held-out share of users' corrections, and what the rest added to training.
+    real: Option<(Dataset, RealTrafficCounts)>,
+}
+
+/// How users' corrections went into a run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RealTrafficCounts {
+    pub source: String,
+    /// Corrections added to the training set (each `feedback_weight` times).
+    pub trained_on: usize,
+    pub held_out: usize,
+    pub weight: usize,
+    /// Corrections naming a request that no captured record matched.
+    pub unmatched: usize,
+    /// Corrections naming a batch request (which image is unknown).
+    pub ambiguous: usize,
+    /// Corrections whose image did not decode, whose record did not parse, or whose
+    /// label is not one of the dataset's classes.
+    pub unusable: usize,
 }
 
 impl Splits {
@@ -144,8 +175,73 @@ impl Splits {
                 String::new()
             }
         );
-        Ok(Splits { full, train, val, test })
+        let mut train = train;
+        let real = match &opts.feedback {
+            Some(fb) => Some(add_corrections(&mut train, fb, &opts.config, &full.classes)?),
+            None => None,
+        };
+        Ok(Splits {
+            full,
+            train,
+            val,
+            test,
+            real,
+        })
     }
+}
+
+/// Split corrections by id into a held-out "real traffic" set and a share added to
+/// `train` `feedback_weight` times.
+fn add_corrections(
+    train: &mut Dataset,
+    fb: &Feedback,
+    config: &TrainConfig,
+    classes: &[String],
+) -> Result<(Dataset, RealTrafficCounts)> {
+    let weight = config.data.feedback_weight;
+    let mut counts = RealTrafficCounts {
+        source: fb.source.clone(),
+        weight,
+        unmatched: fb.joined.unmatched,
+        ambiguous: fb.joined.ambiguous,
+        unusable: fb.joined.invalid + fb.skipped,
+        ..Default::default()
+    };
+    let mut real = Dataset {
+        classes: classes.to_vec(),
+        source: format!("{} (held out)", fb.source),
+        ..Default::default()
+    };
+    for c in &fb.joined.corrections {
+        let Some(label) = classes.iter().position(|k| *k == c.label) else {
+            counts.unusable += 1;
+            continue;
+        };
+        if contract::pointer::split_bucket(c.id.as_bytes()) < config.data.feedback_holdout_percent {
+            real.images.push(c.pixels);
+            real.labels.push(label as u8);
+            real.files.push(format!("feedback:{}", c.id));
+            counts.held_out += 1;
+        } else {
+            for _ in 0..weight {
+                train.images.push(c.pixels);
+                train.labels.push(label as u8);
+                train.files.push(format!("feedback:{}", c.id));
+            }
+            counts.trained_on += 1;
+        }
+    }
+    eprintln!(
+        "feedback: {} corrections from {}: {} trained on (x{weight}), {} held out; {} unmatched, {} ambiguous, {} unusable",
+        fb.joined.corrections.len(),
+        fb.source,
+        counts.trained_on,
+        counts.held_out,
+        counts.unmatched,
+        counts.ambiguous,
+        counts.unusable
+    );
+    Ok((real, counts))
 }
 
 /// The trained net, on flex (evaluation and export run there whatever trained: the
@@ -191,6 +287,7 @@ struct Evaluated {
     val_plain_accuracy: f64,
     calibration: Calibration,
     test: Option<SplitReport>,
+    real: Option<SplitReport>,
 }
 
 fn evaluate(fitted: &Fitted, data: &Splits) -> Evaluated {
@@ -232,6 +329,11 @@ fn evaluate(fitted: &Fitted, data: &Splits) -> Evaluated {
             .test
             .as_ref()
             .map(|t| report(t, training::evaluate(model, t, batch, &infer, tta))),
+        real: data
+            .real
+            .as_ref()
+            .filter(|(r, _)| !r.is_empty())
+            .map(|(r, _)| report(r, training::evaluate(model, r, batch, &infer, tta))),
     }
 }
 
@@ -274,9 +376,20 @@ fn export_checked(fitted: &Fitted, data: &Splits, evaluated: &Evaluated) -> Resu
         "export: tract matches burn on {} images (max |diff| {:.2e})",
         parity.images, parity.max_abs_diff
     );
+    // What `trainer drift` compares traffic with: the validation split as the exported
+    // graph answers it, through tract as the function runs it.
+    let reference = reference_profile(&exported.bytes, &data.val)?;
+    let mut extra = vec![(
+        contract::meta::REFERENCE_PROFILE,
+        serde_json::to_string(&reference).expect("profile serialises"),
+    )];
+    if let Some(real) = &evaluated.real {
+        extra.push((contract::meta::REAL_TRAFFIC_ACCURACY, format!("{:.4}", real.accuracy)));
+    }
+    let bytes = export::with_metadata(&exported.bytes, &extra)?;
     Ok(Exported {
         version: exported.version,
-        bytes: exported.bytes,
+        bytes,
         trained_at,
         parity_max_abs_diff: parity.max_abs_diff,
         golden: Golden {
@@ -285,6 +398,22 @@ fn export_checked(fitted: &Fitted, data: &Splits, evaluated: &Evaluated) -> Resu
             probabilities: burn_rows.into_iter().take(GOLDEN_IMAGES).collect(),
         },
     })
+}
+
+/// The profile of `val` as the model in `onnx` answers it.
+pub fn reference_profile(onnx: &[u8], val: &Dataset) -> Result<traffic::profile::Profile> {
+    let classifier = inference::Classifier::from_bytes(onnx).map_err(|e| TrainError::Export(e.to_string()))?;
+    let mut items = Vec::with_capacity(val.len());
+    for chunk in val.images.chunks(256) {
+        let rows = classifier
+            .probabilities(chunk)
+            .map_err(|e| TrainError::Export(e.to_string()))?;
+        for (px, row) in chunk.iter().zip(rows) {
+            let (top, p) = contract::argmax(&row);
+            items.push((*px, top, p));
+        }
+    }
+    Ok(traffic::profile::Profile::of(classifier.labels(), &items))
 }
 
 fn metrics(fitted: Fitted, data: &Splits, evaluated: Evaluated, exported: &Exported, wall: Instant) -> RunMetrics {
@@ -301,6 +430,10 @@ fn metrics(fitted: Fitted, data: &Splits, evaluated: Evaluated, exported: &Expor
         validation_accuracy_without_tta: evaluated.val_plain_accuracy,
         calibration: evaluated.calibration,
         test: evaluated.test,
+        real_traffic: evaluated.real.map(|report| crate::metrics::RealTraffic {
+            report,
+            counts: data.real.as_ref().map(|(_, c)| c.clone()).unwrap_or_default(),
+        }),
         train_seconds: fitted.train_seconds,
         wall_seconds: wall.elapsed().as_secs_f64(),
         train_images_per_second: train_images as f64 / fitted.train_seconds,
@@ -328,5 +461,9 @@ pub fn draw_plots(out: &Path, metrics: &RunMetrics) -> Result<()> {
     plots::learning_curves(&out.join("learning-curves.png"), &metrics.epochs)?;
     let title = format!("validation confusion (accuracy {:.4})", metrics.validation.accuracy);
     plots::confusion_matrix(&out.join("confusion-matrix.png"), &metrics.validation.confusion, &title)?;
-    plots::reliability_diagram(&out.join("reliability.png"), &metrics.calibration)
+    plots::reliability_diagram(&out.join("reliability.png"), &metrics.calibration)?;
+    if let Some(real) = &metrics.real_traffic {
+        plots::real_traffic(&out.join("real-traffic.png"), &metrics.validation, &real.report)?;
+    }
+    Ok(())
 }

@@ -24,6 +24,7 @@ fn tiny_preset_trains_exports_checks_and_publishes() {
         test: None,
         out: out.clone(),
         skip_bad_images: false,
+        feedback: None,
     })
     .expect("tiny run");
     assert_eq!(metrics.epochs.len(), 1);
@@ -116,6 +117,7 @@ fn muon_and_shift_tta_train_and_export_within_parity() {
         test: None,
         out: out.clone(),
         skip_bad_images: false,
+        feedback: None,
     })
     .expect("tiny run with Muon and shift TTA");
     // Six views in the graph (plain, mirror, two shifts of each), checked by tract

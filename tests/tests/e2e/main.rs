@@ -16,3 +16,4 @@ mod publish;
 mod refresh;
 mod soak;
 mod tools;
+mod traffic;

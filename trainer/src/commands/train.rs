@@ -35,6 +35,15 @@ pub struct Args {
     /// Skip unreadable image files (and count them) instead of stopping at the first.
     #[arg(long)]
     skip_bad_images: bool,
+    /// Users' corrections (`s3://bucket/feedback/` or a folder): added to the training
+    /// data (`feedback_weight` times each), a share held out as the "real traffic"
+    /// validation set (`feedback_holdout_percent`).
+    #[arg(long)]
+    feedback: Option<String>,
+    /// Captured traffic the corrections' request ids are joined with (`s3://bucket/capture/`
+    /// or a folder); by default `capture/` beside the feedback location.
+    #[arg(long, requires = "feedback")]
+    capture: Option<String>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -57,12 +66,17 @@ pub fn run(args: Args) -> Result<()> {
         },
         Some(path) => Some(DataSource::Folder(path.into())),
     };
+    let feedback = match &args.feedback {
+        Some(uri) => Some(read_feedback(uri, args.capture.as_deref())?),
+        None => None,
+    };
     let opts = RunOptions {
         config,
         data: args.data.source(false),
         test,
         out: args.out.clone(),
         skip_bad_images: args.skip_bad_images,
+        feedback,
     };
     let m = trainer::run::train(opts)?;
     println!("run written to {}", args.out.display());
@@ -78,6 +92,12 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(t) = &m.test {
         println!("test accuracy      {:.4}  loss {:.4}", t.accuracy, t.loss);
     }
+    if let Some(r) = &m.real_traffic {
+        println!(
+            "real traffic       {:.4}  ({} held-out corrections; {} trained on)",
+            r.report.accuracy, r.counts.held_out, r.counts.trained_on
+        );
+    }
     println!(
         "training           {:.1}s, {:.0} images/s; wall {:.1}s; peak RSS {}",
         m.train_seconds,
@@ -87,4 +107,38 @@ pub fn run(args: Args) -> Result<()> {
     );
     println!("config             {}", serde_json::to_string(&m.config)?);
     Ok(())
+}
+
+/// Corrections from `uri`, joined with the captured traffic at `capture` (or `capture/`
+/// beside `uri`).
+fn read_feedback(uri: &str, capture: Option<&str>) -> Result<trainer::run::Feedback> {
+    let capture = capture.map(str::to_string).unwrap_or_else(|| sibling(uri, "capture"));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (records, skipped) = rt
+        .block_on(traffic::read::feedback(uri))
+        .with_context(|| format!("reading {uri}"))?;
+    let needs_capture = records.iter().any(|r| r.image.is_none());
+    let captured = if needs_capture {
+        rt.block_on(traffic::read::captures(&capture, None))
+            .with_context(|| format!("reading {capture}"))?
+    } else {
+        traffic::read::Captured::default()
+    };
+    if captured.skipped > 0 {
+        eprintln!("capture: {} unreadable records or files skipped", captured.skipped);
+    }
+    Ok(trainer::run::Feedback {
+        source: uri.to_string(),
+        joined: traffic::join::join(&records, &captured.records),
+        skipped,
+    })
+}
+
+/// `s3://b/p/feedback/` -> `s3://b/p/capture/`; a folder's sibling likewise.
+fn sibling(uri: &str, name: &str) -> String {
+    let trimmed = uri.trim_end_matches('/');
+    match trimmed.rsplit_once('/') {
+        Some((parent, _)) => format!("{parent}/{name}/"),
+        None => format!("{name}/"),
+    }
 }

@@ -201,6 +201,7 @@ fn time_to_accuracy(args: &Args, epochs: usize) -> Result<()> {
         test: None,
         out: dir.path().join("flex"),
         skip_bad_images: false,
+        feedback: None,
     })?;
     let torch = torch::pytorch_time_to_accuracy(python, tar, epochs, args.threads)?;
     println!("| engine | epochs | threads | training s | min per epoch | val accuracy | with mirror TTA |");
