@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use api::{ErrorBody, ModelInfo, PredictResponse};
+use api::{ErrorBody, FeedbackRequest, FeedbackResponse, ModelInfo, PredictResponse};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ClientError;
@@ -87,6 +87,29 @@ impl Client {
             return Err(format!("GET /model answered {status}: {text}"));
         }
         serde_json::from_str(&text).map_err(|e| format!("GET /model: {e}: {text}"))
+    }
+
+    /// `POST /feedback`: a correction (the label an answer should have had, for its
+    /// request id or its image). An API error comes back as its code and message.
+    pub fn feedback(&self, correction: &FeedbackRequest) -> Result<FeedbackResponse, String> {
+        let mut request = self
+            .agent
+            .post(format!("{}/feedback", self.base))
+            .header("content-type", api::media::JSON);
+        if let Some(token) = &self.options.token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let body = serde_json::to_vec(correction).map_err(|e| e.to_string())?;
+        let mut r = request.send(&body[..]).map_err(|e| e.to_string())?;
+        let status = r.status().as_u16();
+        let text = r.body_mut().read_to_string().map_err(|e| e.to_string())?;
+        if status != 201 {
+            return Err(match serde_json::from_str::<ErrorBody>(&text) {
+                Ok(e) => format!("{status} {}: {}", e.error.code, e.error.message),
+                Err(_) => format!("POST /feedback answered {status}: {text}"),
+            });
+        }
+        serde_json::from_str(&text).map_err(|e| format!("POST /feedback: {e}: {text}"))
     }
 
     /// POST one image's bytes as a raw body, retrying 429, 5xx and transport errors with

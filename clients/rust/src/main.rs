@@ -19,6 +19,9 @@ struct Cli {
 enum Command {
     /// Classify image files and print the top classes.
     Classify(ClassifyArgs),
+    /// Correct an answer: the label it should have had, for its request id (the
+    /// `x-request-id` of the answer) or for the image file itself.
+    Feedback(FeedbackArgs),
     /// Post every image of a labelled folder (`<root>/<class>/<file>`, or a .tar.gz of one)
     /// and report accuracy, per-class accuracy, latency percentiles and failures.
     Evaluate(EvaluateArgs),
@@ -76,6 +79,21 @@ struct ClassifyArgs {
 }
 
 #[derive(Args)]
+struct FeedbackArgs {
+    #[command(flatten)]
+    endpoint: EndpointArgs,
+    /// One of the model's labels (`GET /model`).
+    #[arg(long)]
+    label: String,
+    /// The request id of the answer being corrected.
+    #[arg(long, conflicts_with = "image", required_unless_present = "image")]
+    request_id: Option<String>,
+    /// The image file, when no request id is at hand.
+    #[arg(long)]
+    image: Option<PathBuf>,
+}
+
+#[derive(Args)]
 struct EvaluateArgs {
     #[command(flatten)]
     endpoint: EndpointArgs,
@@ -100,7 +118,34 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Classify(args) => classify(args),
         Command::Evaluate(args) => evaluate(args),
+        Command::Feedback(args) => feedback(args),
     }
+}
+
+fn feedback(args: FeedbackArgs) -> Result<()> {
+    use base64::Engine;
+    let image = match &args.image {
+        Some(path) => Some(
+            base64::engine::general_purpose::STANDARD
+                .encode(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?),
+        ),
+        None => None,
+    };
+    let correction = api::FeedbackRequest {
+        label: args.label,
+        request_id: args.request_id,
+        image,
+    };
+    let stored = args
+        .endpoint
+        .client(1, None)
+        .feedback(&correction)
+        .map_err(anyhow::Error::msg)?;
+    println!(
+        "stored correction {} (model {})",
+        stored.feedback_id, stored.model_version
+    );
+    Ok(())
 }
 
 fn classify(args: ClassifyArgs) -> Result<()> {

@@ -1,6 +1,6 @@
 //! The loop back from traffic, end to end on loopback: a model A serves behind its pointer
-//! on a real S3 server (moto) with capture at 100 % and feedback on; labelled photos go
-//! through it, half of them altered (colours inverted and darkened, which A never saw);
+//! on a real S3 server (moto) with capture at 100 % and feedback on; labelled images go
+//! through it, half of them altered (colours inverted, which A never saw);
 //! its capture records travel as the stack's Firehose stream would write them; users
 //! correct A's wrong answers (by request id, a few by image, one naming a request that was
 //! never captured); a model B trains on the same base images plus the corrections; B is
@@ -48,17 +48,65 @@ fn trainer(args: &[&str], s3: &S3Server) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
-/// Colours inverted and darkened: what a phone with a broken filter might send.
-fn altered(jpeg: &[u8]) -> Vec<u8> {
-    let mut img = image::load_from_memory(jpeg).unwrap().into_rgb8();
+/// Colours inverted: what a phone with a broken filter might send.
+fn altered(png: &[u8]) -> Vec<u8> {
+    let mut img = image::load_from_memory(png).unwrap().into_rgb8();
     for p in img.pixels_mut() {
         for c in p.0.iter_mut() {
-            *c = (255 - *c) / 2;
+            *c = 255 - *c;
         }
     }
+    encode(img)
+}
+
+fn encode(img: image::RgbImage) -> Vec<u8> {
     let mut out = std::io::Cursor::new(Vec::new());
     img.write_to(&mut out, image::ImageFormat::Png).unwrap();
     out.into_inner()
+}
+
+/// A labelled set a tiny net learns in seconds, so what the corrections teach stands out
+/// from noise: each class a disc of its own hue on a light, noisy background, at a random
+/// place and size. Inverted, a disc takes another class's hue on a dark background, which
+/// A has never seen.
+fn synthetic(per_class: usize) -> Vec<(String, String, Vec<u8>)> {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut out = Vec::new();
+    for (k, class) in contract::CIFAR10_LABELS.iter().enumerate() {
+        let hue = k as f64 * 36.0;
+        let (r, g, b) = hsv(hue);
+        for i in 0..per_class {
+            let (cx, cy, radius) = (8 + next() % 16, 8 + next() % 16, 6 + next() % 5);
+            let light = 180 + (next() % 50) as u8;
+            let img = image::RgbImage::from_fn(32, 32, |x, y| {
+                let noise = (next() % 21) as i32 - 10;
+                let inside = (x as i64 - cx as i64).pow(2) + (y as i64 - cy as i64).pow(2) <= (radius * radius) as i64;
+                let px = if inside { [r, g, b] } else { [light; 3] };
+                image::Rgb(px.map(|c| (i32::from(c) + noise).clamp(0, 255) as u8))
+            });
+            out.push((class.to_string(), format!("{class}-{i}.png"), encode(img)));
+        }
+    }
+    out
+}
+
+fn hsv(hue: f64) -> (u8, u8, u8) {
+    let x = 1.0 - ((hue / 60.0) % 2.0 - 1.0).abs();
+    let (r, g, b) = match (hue / 60.0) as u32 {
+        0 => (1.0, x, 0.0),
+        1 => (x, 1.0, 0.0),
+        2 => (0.0, 1.0, x),
+        3 => (0.0, x, 1.0),
+        4 => (x, 0.0, 1.0),
+        _ => (1.0, 0.0, x),
+    };
+    ((r * 220.0) as u8, (g * 220.0) as u8, (b * 220.0) as u8)
 }
 
 /// One prediction: (true class, was altered, answer version, top-1 label, request id).
@@ -94,13 +142,6 @@ fn accuracy(sent: &[&Sent]) -> f64 {
     sent.iter().filter(|s| s.top1 == s.class).count() as f64 / sent.len() as f64
 }
 
-fn png(jpeg: &[u8]) -> Vec<u8> {
-    let img = image::load_from_memory(jpeg).unwrap();
-    let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
-    out.into_inner()
-}
-
 /// The capture lines the function printed for `ids`, delivered under `prefix` as the
 /// stack's Firehose stream writes them (gzipped CloudWatch Logs envelopes, concatenated).
 fn deliver(s3: &S3Server, log: &str, ids: &[&str], key: &str) -> usize {
@@ -123,10 +164,10 @@ fn corrections_from_captured_traffic_train_a_better_model_and_drift_is_seen() {
     let work = tempfile::tempdir().unwrap();
     let s3 = S3Server::with_bucket(work.path(), "models");
     let mut by_class: BTreeMap<String, Vec<(String, String, Vec<u8>)>> = BTreeMap::new();
-    for image in sample_images(50) {
+    for image in synthetic(50) {
         by_class.entry(image.0.clone()).or_default().push(image);
     }
-    // 30 photos a class train both models; the other 20 are the traffic.
+    // 30 images a class train both models; the other 20 are the traffic.
     let base: Vec<_> = by_class.values().flat_map(|v| v[..30].to_vec()).collect();
     let traffic: Vec<_> = by_class.values().flat_map(|v| v[30..].to_vec()).collect();
     let base_dir = work.path().join("base");
@@ -163,10 +204,10 @@ fn corrections_from_captured_traffic_train_a_better_model_and_drift_is_seen() {
 
     let sent: Vec<Sent> = traffic
         .iter()
-        .flat_map(|(class, _, jpeg)| {
+        .flat_map(|(class, _, png)| {
             [
-                predict(&watch.base, class, false, &png(jpeg)),
-                predict(&watch.base, class, true, &altered(jpeg)),
+                predict(&watch.base, class, false, png),
+                predict(&watch.base, class, true, &altered(png)),
             ]
         })
         .collect();
@@ -267,7 +308,7 @@ fn corrections_from_captured_traffic_train_a_better_model_and_drift_is_seen() {
         });
         let answers: Vec<Sent> = traffic[..40]
             .iter()
-            .map(|(c, _, j)| predict(&watch.base, c, false, &png(j)))
+            .map(|(c, _, p)| predict(&watch.base, c, false, p))
             .collect();
         let from_b = answers.iter().filter(|s| s.version == b).count();
         if mode == "shadow" {
@@ -294,7 +335,7 @@ fn corrections_from_captured_traffic_train_a_better_model_and_drift_is_seen() {
         h.model_version == b && h.candidate.is_none()
     });
 
-    // On altered photos no correction named, B beats A.
+    // On altered images no correction named, B beats A.
     let before: Vec<&Sent> = sent
         .iter()
         .enumerate()
@@ -319,7 +360,7 @@ fn corrections_from_captured_traffic_train_a_better_model_and_drift_is_seen() {
 
     // Drift: the altered traffic is flagged, the plain traffic is not.
     let a_onnx = run_a.join("model.onnx").display().to_string();
-    let reference = fixture_images().display().to_string();
+    let reference = base_dir.display().to_string();
     let drift = |prefix: &str| {
         let out = work.path().join(prefix).display().to_string();
         trainer(
