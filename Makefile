@@ -14,7 +14,7 @@ CDK_ARGS  ?=
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: help check-tools setup setup-test run test test-arm64 test-infra lint build build-arm64 \
-        train train-seed evaluate bench bench-function bench-memory bench-ceiling bench-load \
+        train train-seed evaluate calibrate bench bench-function bench-memory bench-ceiling bench-load \
         bench-refresh bench-torch trainer-libtorch fuzz bootstrap deploy url publish-model destroy clean
 
 help:
@@ -23,6 +23,7 @@ help:
 	@echo "make test-arm64    the arm64 Lambda build, run under qemu (CI runs it after make test)"
 	@echo "make train         train the default net on DATA_TGZ=$(DATA_TGZ) into RUN_DIR=$(RUN_DIR)"
 	@echo "make evaluate      score models/cifar10.onnx on the validation images it was trained without"
+	@echo "make calibrate     refit models/cifar10.onnx's temperature, prediction sets and ood_score (no retraining)"
 	@echo "make bootstrap / deploy / url / publish-model / destroy   the AWS stack (docs/deploy.md)"
 	@echo "make bench         training images/s per net (train-bench); make bench-torch: beside PyTorch"
 	@echo "make bench-function  latency table of the function; other bench-* targets: docs/benchmarks.md"
@@ -124,6 +125,16 @@ train-seed:
 evaluate:
 	cargo run --release -p trainer -- evaluate --model models/cifar10.onnx --data $(DATA_TGZ) --held-out
 
+# Refit the shipped model's temperature, prediction sets and out-of-distribution score
+# on its validation halves (weights unchanged): models/ gets the file, its golden pair,
+# metrics and plots.
+calibrate:
+	cargo run --release -p trainer -- calibrate --model models/cifar10.onnx --data $(DATA_TGZ) \
+		--golden models/golden.json --metrics models/metrics.json --out runs/calibrated
+	cp runs/calibrated/model.onnx models/cifar10.onnx
+	cp runs/calibrated/golden.json runs/calibrated/metrics.json runs/calibrated/uncertainty.png models/
+	cargo run --release -p trainer -- plot --run models
+
 bench: build
 	target/release/train-bench --data $(DATA_TGZ)
 
@@ -150,7 +161,8 @@ bench-torch: trainer-libtorch
 # The function's latency table, tract beside ONNX Runtime.
 # ONNX Runtime and numpy come with the .venv (scripts/requirements.txt).
 bench-function: setup build
-	target/release/function-bench --model models/cifar10.onnx --iterations 200 --ort-python $(PY)
+	target/release/function-bench --model models/cifar10.onnx --iterations 200 --ort-python $(PY) \
+	  --previous-model tests/fixtures/models/cifar10-f5958a9e.onnx
 
 # RSS of the function per 1,000 requests through the Lambda runtime loop (loopback).
 bench-memory: build

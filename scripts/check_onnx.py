@@ -1,6 +1,7 @@
 """Independent check of an exported model with ONNX Runtime (not our code, not tract):
-the contract's input/output names, types and symbolic batch, the metadata keys, and the
-golden probabilities that burn computed at export time.
+the contract's input/output names, types and symbolic batch, the metadata keys, the
+golden probabilities that burn computed at export time, and the optional `ood_score`
+output ([N], finite).
 
 usage: check_onnx.py MODEL.onnx GOLDEN.json
 """
@@ -12,7 +13,10 @@ import onnxruntime as ort
 
 model_path, golden_path = sys.argv[1], sys.argv[2]
 sess = ort.InferenceSession(model_path, providers=["CPUExecutionProvider"])
-(inp,), (out,) = sess.get_inputs(), sess.get_outputs()
+(inp,), outs = sess.get_inputs(), sess.get_outputs()
+out = outs[0]
+extra = [o.name for o in outs[1:]]
+assert extra in ([], ["ood_score"]), extra
 assert inp.name == "image" and inp.type == "tensor(uint8)", (inp.name, inp.type)
 assert inp.shape[1:] == [32, 32, 3] and isinstance(inp.shape[0], str), inp.shape
 assert out.name == "probabilities" and out.type == "tensor(float)", (out.name, out.type)
@@ -25,7 +29,11 @@ golden = json.load(open(golden_path))
 images = np.stack([np.frombuffer(bytes.fromhex(h), dtype=np.uint8).reshape(32, 32, 3) for h in golden["images_hex"]])
 want = np.array(golden["probabilities"], dtype=np.float32)
 for n in (1, len(images)):
-    got = sess.run(None, {"image": images[:n]})[0]
+    answers = dict(zip([o.name for o in outs], sess.run(None, {"image": images[:n]})))
+    got = answers["probabilities"]
+    if "ood_score" in answers:
+        assert answers["ood_score"].shape == (n,), answers["ood_score"].shape
+        assert np.isfinite(answers["ood_score"]).all()
     assert got.shape == (n, len(labels)), got.shape
     diff = float(np.abs(got - want[:n]).max())
     assert diff <= 1e-4, f"max |diff| {diff}"

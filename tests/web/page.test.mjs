@@ -29,6 +29,14 @@ test('page classifies an uploaded photo and explains a bad file', async () => {
     assert.equal(await page.textContent('#top-label'), api.label);
     const bars = await page.locator('#result .row').count();
     assert.equal(bars, 5);
+    // Where it looked: the map lies over the photo, the box the same size, and hides on request.
+    await page.waitForSelector('#saliency', { state: 'visible', timeout: 30000 });
+    const [photoBox, mapBox] = [await page.locator('#preview').boundingBox(), await page.locator('#saliency').boundingBox()];
+    for (const k of ['x', 'y', 'width', 'height']) assert.ok(Math.abs(photoBox[k] - mapBox[k]) < 1.5, `${k}: ${photoBox[k]} vs ${mapBox[k]}`);
+    await page.uncheck('#show-looked');
+    assert.equal(await page.isVisible('#saliency'), false);
+    await page.check('#show-looked');
+    assert.equal(await page.isVisible('#correct'), false, 'no corrections on a stack without feedback');
     if (process.env.SCREENSHOT) await page.screenshot({ path: process.env.SCREENSHOT, fullPage: true });
 
     // A 12 MP phone photo: the page scales it down before upload, so the request stays

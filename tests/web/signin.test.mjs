@@ -2,7 +2,8 @@
 // stand-in for Cognito's hosted sign-in on loopback that checks what Cognito checks: the
 // client, the redirect URI, and that the verifier hashes to the challenge. BASE_URL is the
 // function, started by the Rust e2e test with SIGN_IN_URL=http://127.0.0.1:IDP_PORT and
-// SIGN_IN_CLIENT_ID=CLIENT_ID; IMAGE is a photo to classify once signed in.
+// SIGN_IN_CLIENT_ID=CLIENT_ID (and FEEDBACK_URI, so the page offers corrections); IMAGE is
+// a photo to classify once signed in.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -78,20 +79,34 @@ test('the page signs in with PKCE, sends the token to /predict, and signs out', 
     assert.equal(page.url(), redirect, 'the code is gone from the address bar');
     assert.equal(await page.textContent('#who'), 'Signed in as ana@example.com');
 
-    const sent = page.waitForRequest((r) => r.url().endsWith('/predict') && r.method() === 'POST');
+    const sent = page.waitForRequest((r) => new URL(r.url()).pathname.endsWith('/predict') && r.method() === 'POST');
     await page.setInputFiles('#file', image);
     assert.equal((await sent).headers().authorization, `Bearer ${token}`);
     await page.waitForSelector('#top-label', { timeout: 30000 });
 
+    // A correction from the page: the photo as sent, the label picked, the same token.
+    await page.waitForSelector('#correct', { state: 'visible' });
+    await page.selectOption('#correct-label', 'frog');
+    const corrected = page.waitForRequest((r) => r.url().endsWith('/feedback') && r.method() === 'POST');
+    await page.click('#correct button');
+    const request = await corrected;
+    assert.equal(request.headers().authorization, `Bearer ${token}`);
+    const payload = JSON.parse(request.postData());
+    assert.equal(payload.label, 'frog');
+    assert.match(payload.image, /^data:image\/jpeg;base64,/);
+    await page.waitForSelector('#thanks', { state: 'visible' });
+    assert.equal(await page.textContent('#thanks'), 'Thank you: noted as frog.');
+
     // An expired or revoked token: the gateway answers 401 and the page asks to sign in.
-    await page.route('**/predict', (route) =>
+    const isPredict = (url) => url.pathname.endsWith('/predict');
+    await page.route(isPredict, (route) =>
       route.fulfill({ status: 401, contentType: 'application/json', body: '{"message":"Unauthorized"}' }));
     // Another file object: choosing the same file again fires no change event.
     await page.setInputFiles('#file', { name: 'again.jpg', mimeType: 'image/jpeg', buffer: readFileSync(image) });
     await page.waitForSelector('#error', { state: 'visible', timeout: 30000 });
     assert.equal(await page.textContent('#error'), 'Sign in to classify photos.');
     assert.ok(await page.isVisible('#sign-in'));
-    await page.unroute('**/predict');
+    await page.unroute(isPredict);
 
     // A replayed code, or a verifier that does not match, gets no token.
     await page.goto(`${redirect}?code=code-1&state=forged`);

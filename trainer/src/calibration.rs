@@ -98,40 +98,6 @@ pub fn reliability(probs: &[f32], labels: &[u8], classes: usize) -> Vec<Bin> {
     bins
 }
 
-/// Images that are none of the classes, made here so the operating point of
-/// `min_probability` can be measured anywhere: uniform noise, flat colours, two-colour
-/// gradients and checkerboards, a quarter each.
-pub fn out_of_distribution_images(n: usize, seed: u64) -> Vec<contract::Rgb32> {
-    use rand::{Rng, SeedableRng};
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let side = contract::IMAGE_SIDE;
-    (0..n)
-        .map(|i| {
-            let mut img = [0u8; contract::IMAGE_BYTES];
-            let a: [u8; 3] = rng.random();
-            let b: [u8; 3] = rng.random();
-            let cell = rng.random_range(2..9);
-            for y in 0..side {
-                for x in 0..side {
-                    let px = &mut img[(y * side + x) * 3..][..3];
-                    match i % 4 {
-                        0 => rng.fill(px),
-                        1 => px.copy_from_slice(&a),
-                        2 => {
-                            let t = x as f32 / (side - 1) as f32;
-                            for c in 0..3 {
-                                px[c] = (f32::from(a[c]) * (1.0 - t) + f32::from(b[c]) * t) as u8;
-                            }
-                        }
-                        _ => px.copy_from_slice(if (x / cell + y / cell) % 2 == 0 { &a } else { &b }),
-                    }
-                }
-            }
-            img
-        })
-        .collect()
-}
-
 /// One `min_probability` threshold: the share of labelled images it turns away, the
 /// accuracy on those it keeps, and the share of out-of-distribution images it turns away.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
@@ -214,9 +180,6 @@ mod tests {
         assert_eq!(p[1].ood_rejected, 0.5);
         assert_eq!(p[2].labelled_rejected, 1.0);
         assert_eq!(p[2].ood_rejected, 1.0);
-        let ood_images = out_of_distribution_images(8, 1);
-        assert_eq!(ood_images.len(), 8);
-        assert!(ood_images[1].chunks(3).all(|p| p == &ood_images[1][..3]), "flat colour");
     }
 
     #[test]

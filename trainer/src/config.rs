@@ -227,6 +227,9 @@ train_config! {
         /// Fit a softmax temperature on the validation split after training and put it in
         /// the exported graph.
         calibrate: bool = true,
+        /// How often each answer's prediction set must hold the true label (split
+        /// conformal, fitted on the calibration half of the validation split).
+        coverage: f64 = 0.9,
     }
     /// Where and how wide the arithmetic runs.
     compute: ComputeConfig {
@@ -372,6 +375,10 @@ impl TrainConfig {
                 "label_smoothing must be in [0, 1)",
             ),
             (self.compute.threads == 0, "threads must be at least 1"),
+            (
+                !(0.5..1.0).contains(&self.export.coverage),
+                "coverage must be in [0.5, 1)",
+            ),
             (self.augmentation.translate > 8, "translate must be at most 8 pixels"),
             (self.net.widths.len() < 2, "widths needs a stem and at least one group"),
             (

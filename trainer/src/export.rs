@@ -56,6 +56,8 @@ pub struct Exported {
 }
 
 const BATCH: &str = "N";
+/// burn's logits, renamed: where the head (TTA average, temperature, softmax) starts.
+pub(crate) const LOGITS: &str = "contract/logits";
 
 /// Export an inference-mode model (see `Module::valid`).
 pub fn export(model: &Net, meta: &ExportMeta, head: Head) -> Result<Exported> {
@@ -78,8 +80,7 @@ pub fn export(model: &Net, meta: &ExportMeta, head: Head) -> Result<Exported> {
         expand_gelu_markers(&mut proto)?;
     }
     wrap_contract(&mut proto, meta.labels.len(), head)?;
-    let graph_bytes = proto.graph.as_ref().map(Message::encode_to_vec).unwrap_or_default();
-    let version = sha256_hex(&graph_bytes)[..16].to_string();
+    let version = version_of(&proto);
     let props = [
         (
             meta::LABELS,
@@ -100,11 +101,20 @@ pub fn export(model: &Net, meta: &ExportMeta, head: Head) -> Result<Exported> {
         .collect();
     proto.producer_name = "trainer".into();
     proto.producer_version = env!("CARGO_PKG_VERSION").into();
-    proto.doc_string = "CIFAR-style image classifier: uint8 NHWC `image` -> softmax `probabilities`.".into();
+    proto.doc_string = "CIFAR-style image classifier: uint8 NHWC `image` -> softmax `probabilities` \
+                        (and, once `uncertainty::attach` ran, `ood_score`)."
+        .into();
     Ok(Exported {
         bytes: proto.encode_to_vec(),
         version,
     })
+}
+
+/// The content id of a graph: the first 16 hex digits of the sha256 of its bytes, so
+/// any change to weights or head gives a new version.
+pub fn version_of(proto: &ModelProto) -> String {
+    let graph_bytes = proto.graph.as_ref().map(Message::encode_to_vec).unwrap_or_default();
+    sha256_hex(&graph_bytes)[..16].to_string()
 }
 
 /// `bytes` with `props` added to (or replacing in) its metadata. The graph, and so the
@@ -121,7 +131,7 @@ pub fn with_metadata(bytes: &[u8], props: &[(&str, String)]) -> Result<Vec<u8>> 
     Ok(proto.encode_to_vec())
 }
 
-fn tensor_type(elem: DataType, dims: &[Dim]) -> Option<TypeProto> {
+pub(crate) fn tensor_type(elem: DataType, dims: &[Dim]) -> Option<TypeProto> {
     Some(TypeProto {
         value: Some(type_proto::Value::TensorType(type_proto::Tensor {
             elem_type: elem as i32,
@@ -139,7 +149,7 @@ fn tensor_type(elem: DataType, dims: &[Dim]) -> Option<TypeProto> {
     })
 }
 
-fn node(op: &str, inputs: &[&str], output: &str, attribute: Vec<AttributeProto>) -> NodeProto {
+pub(crate) fn node(op: &str, inputs: &[&str], output: &str, attribute: Vec<AttributeProto>) -> NodeProto {
     NodeProto {
         name: format!("contract/{output}"),
         op_type: op.into(),
@@ -150,7 +160,7 @@ fn node(op: &str, inputs: &[&str], output: &str, attribute: Vec<AttributeProto>)
     }
 }
 
-fn int_attribute(name: &str, value: i64) -> AttributeProto {
+pub(crate) fn int_attribute(name: &str, value: i64) -> AttributeProto {
     AttributeProto {
         name: name.into(),
         r#type: AttributeType::Int as i32,
@@ -159,7 +169,7 @@ fn int_attribute(name: &str, value: i64) -> AttributeProto {
     }
 }
 
-fn int_constant(name: &str, values: Vec<i64>) -> TensorProto {
+pub(crate) fn int_constant(name: &str, values: Vec<i64>) -> TensorProto {
     TensorProto {
         name: name.into(),
         dims: vec![values.len() as i64],
@@ -169,7 +179,7 @@ fn int_constant(name: &str, values: Vec<i64>) -> TensorProto {
     }
 }
 
-fn scalar_constant(name: &str, value: f32) -> TensorProto {
+pub(crate) fn scalar_constant(name: &str, value: f32) -> TensorProto {
     TensorProto {
         name: name.into(),
         data_type: DataType::Float as i32,
@@ -178,7 +188,7 @@ fn scalar_constant(name: &str, value: f32) -> TensorProto {
     }
 }
 
-fn float_constant(name: &str, dims: Vec<i64>, values: Vec<f32>) -> TensorProto {
+pub(crate) fn float_constant(name: &str, dims: Vec<i64>, values: Vec<f32>) -> TensorProto {
     TensorProto {
         name: name.into(),
         dims,
@@ -252,7 +262,6 @@ fn wrap_contract(proto: &mut ModelProto, classes: usize, head: Head) -> Result<(
     let float_in = graph.input[0].name.clone();
     let old_out = graph.output[0].name.clone();
     // burn exports logits; the softmax the contract promises is appended here.
-    const LOGITS: &str = "contract/logits";
     for n in &mut graph.node {
         for o in n.output.iter_mut().chain(n.input.iter_mut()) {
             if *o == old_out {

@@ -13,9 +13,11 @@ pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod muon;
+pub mod ood;
 pub mod plots;
 pub mod run;
 pub mod training;
 pub mod tta;
+pub mod uncertainty;
 
 pub use error::{Result, TrainError};

@@ -39,6 +39,9 @@ enum Command {
     /// Redraw a run's learning curves, confusion matrix and reliability diagram from its
     /// metrics.json.
     Plot(commands::plot::Args),
+    /// Fit a model file's temperature, prediction sets and out-of-distribution threshold
+    /// on its validation halves, adding the outputs older files lack (no retraining).
+    Calibrate(commands::calibrate::Args),
 }
 
 fn main() -> Result<()> {
@@ -50,5 +53,6 @@ fn main() -> Result<()> {
         Command::Models(args) => commands::models::run(args),
         Command::Plot(args) => commands::plot::run(args),
         Command::Drift(args) => commands::drift::run(args),
+        Command::Calibrate(args) => commands::calibrate::run(args),
     }
 }

@@ -33,6 +33,10 @@ pub struct RunMetrics {
     /// Absent in runs from before calibration (read back as T = 1, no bins).
     #[serde(default)]
     pub calibration: Calibration,
+    /// Prediction sets and the out-of-distribution score, fitted on one validation half
+    /// and measured on the other (absent in older runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncertainty: Option<crate::uncertainty::UncertaintyReport>,
     pub test: Option<SplitReport>,
     /// Accuracy on the held-out share of users' corrections (`--feedback`): how the model
     /// does on what users actually send.
@@ -72,21 +76,15 @@ pub struct Calibration {
 }
 
 impl Calibration {
-    /// Fit on an evaluation's logits (T = 1 when `fit` is off; the figures are still
-    /// measured).
-    pub fn fit(eval: &crate::training::Evaluation, labels: &[u8], classes: usize, fit: bool) -> Self {
+    /// The figures of temperature `t` (fitted elsewhere) on these logits, against T = 1.
+    pub fn at(logits: &[f32], labels: &[u8], classes: usize, t: f64) -> Self {
         use crate::calibration as cal;
-        let t = if fit {
-            cal::fit_temperature(&eval.logits, labels, classes)
-        } else {
-            1.0
-        };
-        let bins_before = cal::reliability(&cal::probabilities(&eval.logits, classes, 1.0), labels, classes);
-        let bins = cal::reliability(&cal::probabilities(&eval.logits, classes, t), labels, classes);
+        let bins_before = cal::reliability(&cal::probabilities(logits, classes, 1.0), labels, classes);
+        let bins = cal::reliability(&cal::probabilities(logits, classes, t), labels, classes);
         Calibration {
             temperature: t,
-            nll_before: cal::nll(&eval.logits, labels, classes, 1.0),
-            nll_after: cal::nll(&eval.logits, labels, classes, t),
+            nll_before: cal::nll(logits, labels, classes, 1.0),
+            nll_after: cal::nll(logits, labels, classes, t),
             ece_before: cal::ece_of_bins(&bins_before),
             ece_after: cal::ece_of_bins(&bins),
             bins,

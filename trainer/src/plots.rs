@@ -195,3 +195,93 @@ pub fn real_traffic(
         Ok(())
     })
 }
+
+/// Prediction sets (left: coverage reached on the reporting half against the level
+/// asked, with the mean set size at each) and the out-of-distribution score (right:
+/// AUROC per generated kind).
+pub fn uncertainty(path: &Path, report: &crate::uncertainty::UncertaintyReport) -> Result<()> {
+    register();
+    let err = plot_err(path);
+    png(path, (1200, 480), |root| {
+        root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+        let (left, right) = root.split_horizontally(600);
+        let lo = report
+            .levels
+            .iter()
+            .map(|l| l.nominal.min(l.coverage))
+            .fold(1.0, f64::min)
+            - 0.02;
+        let mut chart = ChartBuilder::on(&left)
+            .caption(
+                format!(
+                    "prediction sets: coverage (reporting half, {} images)",
+                    report.reporting_images
+                ),
+                ("sans-serif", 20),
+            )
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(52)
+            .build_cartesian_2d(lo..1.0, lo..1.0)
+            .map_err(|e| err(e.to_string()))?;
+        chart
+            .configure_mesh()
+            .x_desc("coverage asked")
+            .y_desc("coverage reached")
+            .draw()
+            .map_err(|e| err(e.to_string()))?;
+        chart
+            .draw_series(LineSeries::new(vec![(lo, lo), (1.0, 1.0)], BLACK.mix(0.4)))
+            .map_err(|e| err(e.to_string()))?;
+        let points: Vec<(f64, f64)> = report.levels.iter().map(|l| (l.nominal, l.coverage)).collect();
+        line_with_points(&mut chart, points, "reached", BLUE).map_err(&err)?;
+        chart
+            .draw_series(report.levels.iter().map(|l| {
+                Text::new(
+                    format!("size {:.2}", l.mean_set_size),
+                    (l.nominal, l.coverage),
+                    ("sans-serif", 15),
+                )
+            }))
+            .map_err(|e| err(e.to_string()))?;
+        let kinds = &report.ood.kinds;
+        let mut chart = ChartBuilder::on(&right)
+            .caption(
+                format!(
+                    "out of distribution ({}): AUROC {:.3}",
+                    report.ood.score, report.ood.auroc
+                ),
+                ("sans-serif", 20),
+            )
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(52)
+            .build_cartesian_2d(-0.5..kinds.len() as f64 - 0.5, 0.0..1.0)
+            .map_err(|e| err(e.to_string()))?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(kinds.len())
+            .x_label_formatter(&|x| {
+                let i = x.round();
+                if (x - i).abs() < 1e-6 && i >= 0.0 {
+                    kinds
+                        .get(i as usize)
+                        .map(|k| k.kind.replace('_', " "))
+                        .unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .y_desc("AUROC against the reporting half")
+            .draw()
+            .map_err(|e| err(e.to_string()))?;
+        chart
+            .draw_series(kinds.iter().enumerate().map(|(i, k)| {
+                let x = i as f64;
+                Rectangle::new([(x - 0.35, 0.0), (x + 0.35, k.auroc)], BLUE.mix(0.6).filled())
+            }))
+            .map_err(|e| err(e.to_string()))?;
+        Ok(())
+    })
+}

@@ -96,7 +96,7 @@ pub fn train(opts: RunOptions) -> Result<RunMetrics> {
     opts.config.validate().map_err(TrainError::Config)?;
     let data = Splits::load(&opts)?;
     let fitted = fit(&opts.config, &data)?;
-    let evaluated = evaluate(&fitted, &data);
+    let evaluated = evaluate(&fitted, &data)?;
     let exported = export_checked(&fitted, &data, &evaluated)?;
     let metrics = metrics(fitted, &data, evaluated, &exported, wall);
     write_run(&opts.out, &exported.bytes, &metrics, &exported.golden)?;
@@ -281,7 +281,8 @@ fn fit(config: &TrainConfig, data: &Splits) -> Result<Fitted> {
     })
 }
 
-/// Validation (with and without TTA) and test results, and the fitted temperature.
+/// Validation (with and without TTA) and test results, and the temperature fitted on
+/// the calibration half of the validation split (figures from the reporting half).
 struct Evaluated {
     validation: SplitReport,
     val_plain_accuracy: f64,
@@ -290,7 +291,7 @@ struct Evaluated {
     real: Option<SplitReport>,
 }
 
-fn evaluate(fitted: &Fitted, data: &Splits) -> Evaluated {
+fn evaluate(fitted: &Fitted, data: &Splits) -> Result<Evaluated> {
     let (config, model, infer) = (&fitted.config, &fitted.model, Device::flex());
     let tta = config.tta();
     let batch = config.compute.eval_batch_size;
@@ -301,7 +302,22 @@ fn evaluate(fitted: &Fitted, data: &Splits) -> Evaluated {
         training::evaluate(model, &data.val, batch, &infer, Tta::default()).accuracy
     };
     let classes = data.full.classes.len();
-    let calibration = Calibration::fit(&val_eval, &data.val.labels, classes, config.export.calibrate);
+    let temperature = crate::uncertainty::fit_temperature(
+        &val_eval.logits,
+        &data.val.labels,
+        &data.val.images,
+        classes,
+        config.data.seed,
+        config.export.calibrate,
+    );
+    let (rep_logits, rep_labels) = crate::uncertainty::reporting_rows(
+        &val_eval.logits,
+        &data.val.labels,
+        &data.val.images,
+        classes,
+        config.data.seed,
+    );
+    let calibration = Calibration::at(&rep_logits, &rep_labels, classes, temperature);
     eprintln!(
         "validation: accuracy {:.4} (TTA {}; without TTA {:.4}), temperature {:.3}, ECE {:.4} -> {:.4}",
         val_eval.accuracy,
@@ -321,7 +337,7 @@ fn evaluate(fitted: &Fitted, data: &Splits) -> Evaluated {
             confusion,
         }
     };
-    Evaluated {
+    Ok(Evaluated {
         validation: report(&data.val, val_eval),
         val_plain_accuracy,
         calibration,
@@ -334,13 +350,14 @@ fn evaluate(fitted: &Fitted, data: &Splits) -> Evaluated {
             .as_ref()
             .filter(|(r, _)| !r.is_empty())
             .map(|(r, _)| report(r, training::evaluate(model, r, batch, &infer, tta))),
-    }
+    })
 }
 
 /// The exported file, checked against burn by tract, and its golden pair.
 struct Exported {
     bytes: Vec<u8>,
     version: String,
+    uncertainty: crate::uncertainty::UncertaintyReport,
     trained_at: String,
     parity_max_abs_diff: f32,
     golden: Golden,
@@ -387,9 +404,22 @@ fn export_checked(fitted: &Fitted, data: &Splits, evaluated: &Evaluated) -> Resu
         extra.push((contract::meta::REAL_TRAFFIC_ACCURACY, format!("{:.4}", real.accuracy)));
     }
     let bytes = export::with_metadata(&exported.bytes, &extra)?;
+    // Prediction sets and the out-of-distribution score, fitted and checked through
+    // tract on the file itself, as `trainer calibrate` does for an older file.
+    let config = &fitted.config;
+    let attached = crate::uncertainty::attach(&bytes, &data.val, config.export.coverage, config.data.seed)?;
+    crate::uncertainty::print(&attached.report);
+    let parity = export::check_parity(&attached.bytes, &probe, &burn_rows)?;
+    if parity.max_abs_diff > PARITY_TOLERANCE || !parity.argmax_agree {
+        return Err(TrainError::Export(format!(
+            "the finished file disagrees with burn: max |diff| {:.2e}",
+            parity.max_abs_diff
+        )));
+    }
     Ok(Exported {
-        version: exported.version,
-        bytes,
+        version: attached.version,
+        bytes: attached.bytes,
+        uncertainty: attached.report,
         trained_at,
         parity_max_abs_diff: parity.max_abs_diff,
         golden: Golden {
@@ -429,6 +459,7 @@ fn metrics(fitted: Fitted, data: &Splits, evaluated: Evaluated, exported: &Expor
         validation: evaluated.validation,
         validation_accuracy_without_tta: evaluated.val_plain_accuracy,
         calibration: evaluated.calibration,
+        uncertainty: Some(exported.uncertainty.clone()),
         test: evaluated.test,
         real_traffic: evaluated.real.map(|report| crate::metrics::RealTraffic {
             report,
@@ -462,6 +493,9 @@ pub fn draw_plots(out: &Path, metrics: &RunMetrics) -> Result<()> {
     let title = format!("validation confusion (accuracy {:.4})", metrics.validation.accuracy);
     plots::confusion_matrix(&out.join("confusion-matrix.png"), &metrics.validation.confusion, &title)?;
     plots::reliability_diagram(&out.join("reliability.png"), &metrics.calibration)?;
+    if let Some(u) = &metrics.uncertainty {
+        plots::uncertainty(&out.join("uncertainty.png"), u)?;
+    }
     if let Some(real) = &metrics.real_traffic {
         plots::real_traffic(&out.join("real-traffic.png"), &metrics.validation, &real.report)?;
     }

@@ -18,6 +18,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 struct Args {
     model: PathBuf,
+    /// A model file without the `ood_score` output, to time what that output costs.
+    previous: Option<PathBuf>,
     iterations: usize,
     ort_python: Option<String>,
 }
@@ -25,6 +27,7 @@ struct Args {
 fn args() -> Args {
     let mut a = Args {
         model: "models/cifar10.onnx".into(),
+        previous: None,
         iterations: 300,
         ort_python: None,
     };
@@ -32,10 +35,13 @@ fn args() -> Args {
     while let Some(flag) = it.next() {
         match flag.as_str() {
             "--model" => a.model = it.next().expect("--model PATH").into(),
+            "--previous-model" => a.previous = Some(it.next().expect("--previous-model PATH").into()),
             "--iterations" => a.iterations = it.next().and_then(|v| v.parse().ok()).expect("--iterations N"),
             "--ort-python" => a.ort_python = it.next(),
             "--help" | "-h" => {
-                println!("bench [--model PATH] [--iterations N] [--ort-python PYTHON-WITH-ONNXRUNTIME]");
+                println!(
+                    "bench [--model PATH] [--previous-model PATH] [--iterations N] [--ort-python PYTHON-WITH-ONNXRUNTIME]"
+                );
                 std::process::exit(0);
             }
             other => panic!("unknown flag {other}"),
@@ -68,6 +74,24 @@ fn event(content_type: &str, body: String, b64: bool) -> ApiGatewayV2httpRequest
         "body": body, "isBase64Encoded": b64,
     }))
     .expect("event")
+}
+
+/// Time the whole handler on `ev` (its capture records and metric line serialised, as
+/// `handle` prints them) and print one `| label | name | p50 | p99 |` row.
+fn timed_row(app: &classify::App, ev: &ApiGatewayV2httpRequest, iterations: usize, label: &str, name: &str) {
+    let t = time_ms(iterations, || {
+        let (r, metrics) = app.respond(ev);
+        for record in &metrics.captured {
+            std::hint::black_box(serde_json::to_string(record).unwrap());
+        }
+        std::hint::black_box(metrics.emf(0).to_string());
+        assert_eq!(r.status_code, 200);
+    });
+    println!(
+        "| {label} | {name} | {:.2} | {:.2} |",
+        percentile(&t, 0.5),
+        percentile(&t, 0.99)
+    );
 }
 
 fn encode(img: image::DynamicImage, format: image::ImageFormat) -> Vec<u8> {
@@ -222,19 +246,47 @@ fn main() {
         .filter(|(n, _)| n.starts_with("32x32") || n.starts_with("1024") || n.starts_with("batch"))
     {
         for (label, app) in [("off", &app), ("100 %", &capturing)] {
-            let t = time_ms(args.iterations, || {
-                let (r, metrics) = app.respond(ev);
-                for record in &metrics.captured {
-                    std::hint::black_box(serde_json::to_string(record).unwrap());
-                }
-                std::hint::black_box(metrics.emf(0).to_string());
-                assert_eq!(r.status_code, 200);
-            });
-            println!(
-                "| {label} | {name} | {:.2} | {:.2} |",
-                percentile(&t, 0.5),
-                percentile(&t, 0.99)
-            );
+            timed_row(app, ev, args.iterations, label, name);
+        }
+    }
+
+    // What the uncertainty answers cost: the same raw-body events on the model file from
+    // before the `ood_score` output (when given), and with `explain=true` (occlusion: one
+    // forward pass per cell of the saliency grid).
+    let mut variants: Vec<(String, classify::App, bool)> = Vec::new();
+    if let Some(previous) = &args.previous {
+        let before = rt
+            .block_on(classify::init(Settings {
+                model_uri: Some(format!("file://{}", previous.display())),
+                ..Settings::default()
+            }))
+            .expect("init previous");
+        variants.push(("previous model (no ood_score)".into(), before, false));
+    }
+    let current = || {
+        rt.block_on(classify::init(Settings {
+            model_uri: Some(format!("file://{}", args.model.display())),
+            ..Settings::default()
+        }))
+        .expect("init")
+    };
+    variants.push(("this model".into(), current(), false));
+    variants.push(("this model, explain=true".into(), current(), true));
+    println!("\n| uncertainty | event | p50 ms | p99 ms |\n|---|---|---|---|");
+    for (name, ev) in cases
+        .iter()
+        .filter(|(n, _)| n.starts_with("32x32") || n.starts_with("1024"))
+    {
+        for (label, app, explain) in &variants {
+            let ev: ApiGatewayV2httpRequest = if *explain {
+                let mut v = serde_json::to_value(ev).expect("event");
+                v["queryStringParameters"] = json!({"explain": "true"});
+                v["rawQueryString"] = json!("explain=true");
+                serde_json::from_value(v).expect("event")
+            } else {
+                ev.clone()
+            };
+            timed_row(app, &ev, args.iterations, label, name);
         }
     }
 

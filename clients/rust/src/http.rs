@@ -18,6 +18,8 @@ pub struct ClientOptions {
     pub min_probability: Option<f32>,
     /// Sent as `Authorization: Bearer <token>` when set (stacks deployed with sign-in).
     pub token: Option<String>,
+    /// Ask for saliency maps (`explain=true`).
+    pub explain: bool,
 }
 
 /// What came back for one request.
@@ -119,6 +121,9 @@ impl Client {
         if let Some(p) = self.options.min_probability {
             url += &format!("&min_probability={p}");
         }
+        if self.options.explain {
+            url += "&explain=true";
+        }
         let content_type = file
             .extension()
             .and_then(|e| e.to_str())
@@ -179,6 +184,7 @@ mod tests {
                 top_k: 1,
                 min_probability: None,
                 token: None,
+                explain: false,
             },
         )
     }

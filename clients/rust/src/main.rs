@@ -45,7 +45,7 @@ struct EndpointArgs {
 }
 
 impl EndpointArgs {
-    fn client(&self, top_k: usize, min_probability: Option<f32>) -> Client {
+    fn client(&self, top_k: usize, min_probability: Option<f32>, explain: bool) -> Client {
         Client::new(
             &self.url,
             ClientOptions {
@@ -54,6 +54,7 @@ impl EndpointArgs {
                 top_k,
                 min_probability,
                 token: self.token.clone(),
+                explain,
             },
         )
     }
@@ -73,6 +74,9 @@ struct ClassifyArgs {
     /// (default: the function's MIN_PROBABILITY).
     #[arg(long)]
     min_probability: Option<f32>,
+    /// Ask where the model looked (saliency maps, in the JSON answers).
+    #[arg(long)]
+    explain: bool,
     /// Print the answers as JSON.
     #[arg(long)]
     json: bool,
@@ -138,7 +142,7 @@ fn feedback(args: FeedbackArgs) -> Result<()> {
     };
     let stored = args
         .endpoint
-        .client(1, None)
+        .client(1, None, false)
         .feedback(&correction)
         .map_err(anyhow::Error::msg)?;
     println!(
@@ -149,7 +153,7 @@ fn feedback(args: FeedbackArgs) -> Result<()> {
 }
 
 fn classify(args: ClassifyArgs) -> Result<()> {
-    let client = args.endpoint.client(args.top_k, args.min_probability);
+    let client = args.endpoint.client(args.top_k, args.min_probability, args.explain);
     let answers = client.classify(&args.images)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&answers)?);
@@ -165,10 +169,19 @@ fn classify(args: ClassifyArgs) -> Result<()> {
                         .map(|p| format!("{} {:.3}", p.label, p.probability))
                         .collect::<Vec<_>>()
                         .join(", ");
-                    if p.result.matched {
-                        top
+                    let set = match &p.result.prediction_set {
+                        Some(set) if set.len() > 1 => format!(" (one of: {})", set.join(", ")),
+                        _ => String::new(),
+                    };
+                    let ood = if p.result.out_of_distribution == Some(true) {
+                        "; out of distribution"
                     } else {
-                        format!("no match; {top}")
+                        ""
+                    };
+                    if p.result.matched {
+                        format!("{top}{set}{ood}")
+                    } else {
+                        format!("no match; {top}{set}{ood}")
                     }
                 }
                 Reply::Error(e) => format!("{}: {}", e.error.code, e.error.message),
@@ -185,7 +198,7 @@ fn classify(args: ClassifyArgs) -> Result<()> {
 }
 
 fn evaluate(args: EvaluateArgs) -> Result<()> {
-    let client = args.endpoint.client(1, None);
+    let client = args.endpoint.client(1, None, false);
     let r = client::evaluate(&client, &args.data, args.concurrency)?;
     if let Some(png) = &args.confusion_png {
         scoring::plot::confusion_matrix(png, &r.confusion, &format!("{} (accuracy {:.4})", r.url, r.accuracy))?;

@@ -42,6 +42,8 @@ export interface ClassifyOptions {
   topK?: number;
   /** Below this top-1 probability the answer is `label: null, matched: false`. */
   minProbability?: number;
+  /** Add each image's saliency map (`saliency`: where the model looked); at most 8 images. */
+  explain?: boolean;
   signal?: AbortSignal;
 }
 
@@ -93,6 +95,7 @@ export class Client {
     const query = new URLSearchParams();
     if (options.topK !== undefined) query.set("top_k", String(options.topK));
     if (options.minProbability !== undefined) query.set("min_probability", String(options.minProbability));
+    if (options.explain) query.set("explain", "true");
     const qs = query.size > 0 ? `?${query}` : "";
     return this.request<ClassifyResult>(`/predict${qs}`, {
       method: "POST",
@@ -177,10 +180,11 @@ function isBase64(image: ImageInput): image is Base64Image {
   return typeof image === "object" && image !== null && "base64" in image;
 }
 
-function jsonOptions(options: ClassifyOptions): Record<string, number> {
-  const out: Record<string, number> = {};
+function jsonOptions(options: ClassifyOptions): Record<string, number | boolean> {
+  const out: Record<string, number | boolean> = {};
   if (options.topK !== undefined) out.top_k = options.topK;
   if (options.minProbability !== undefined) out.min_probability = options.minProbability;
+  if (options.explain) out.explain = true;
   return out;
 }
 

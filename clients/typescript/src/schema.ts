@@ -105,15 +105,22 @@ export interface components {
         TopK: number;
         /** @description Top-1 probability under which the image matches none of the classes: the answer has `label: null` and `matched: false` and still lists the top classes. Defaults to the function's MIN_PROBABILITY (0: always a label). Probabilities are calibrated on the validation split (GET /model `val_ece`), so 0.5 means "right about half the time". */
         MinProbability: number;
+        /**
+         * @description Add each image's saliency map (`saliency`): where the model looked for its top class, by occlusion (49 extra forward passes per image, roughly 50 times the inference of the answer alone). At most 8 images per request (more: 400 invalid_explain).
+         * @default false
+         */
+        Explain: boolean;
         SingleRequest: {
             image: components["schemas"]["Base64Image"];
             top_k?: components["schemas"]["TopK"];
             min_probability?: components["schemas"]["MinProbability"];
+            explain?: components["schemas"]["Explain"];
         };
         BatchRequest: {
             images: components["schemas"]["Base64Image"][];
             top_k?: components["schemas"]["TopK"];
             min_probability?: components["schemas"]["MinProbability"];
+            explain?: components["schemas"]["Explain"];
         };
         Prediction: {
             label: string;
@@ -126,6 +133,23 @@ export interface components {
             /** @description False when label is null for being under min_probability */
             matched: boolean;
             predictions: components["schemas"]["Prediction"][];
+            /** @description The smallest set of labels that holds the true one with the model's coverage (GET /model `uncertainty.coverage`, e.g. 0.9, measured on images the fit never saw), most probable first: one label on clear images, more on ambiguous ones. Split conformal prediction with adaptive scores; the top label is always in it. Absent for models without it. */
+            prediction_set?: string[];
+            /** @description How far the image lies from the training data, higher is further: the energy of the calibrated logits (-logsumexp) plus the squared distance of the pooled features to the nearest class mean, each standardised on validation images (so 0 is typical of them). Absent for models without it. */
+            ood_score?: number;
+            /** @description `ood_score` is over the model's threshold (GET /model `uncertainty.ood_threshold`, which flags 5% of validation images): probably none of the classes. With the function's ABSTAIN_OUT_OF_DISTRIBUTION the label is then null. */
+            out_of_distribution?: boolean;
+            saliency?: components["schemas"]["Saliency"];
+        };
+        /** @description Where the model looked for the top class, by occlusion: an 8x8 square of the 32x32 image the model sees is painted with the image's mean colour at each of 7x7 positions (stride 4), and a cell's value is how far the top class's probability fell, scaled so the largest is 1. The grid covers the whole image as the model saw it (resized, not cropped). Only when the request asked (`explain`). */
+        Saliency: {
+            label: string;
+            width: number;
+            height: number;
+            /** @description Rows first; 1 counted most, 0 not at all */
+            values: number[];
+            /** @description The map as a 32x32 PNG heat overlay, base64: stretch it over the photo */
+            png: string;
         };
         SingleResponse: components["schemas"]["ImageResult"] & {
             model_version: string;
@@ -215,6 +239,15 @@ export interface components {
             source: string;
             refresh: components["schemas"]["Refresh"];
             candidate?: components["schemas"]["Candidate"];
+            /** @description The terms behind prediction_set and out_of_distribution; absent for models without them. */
+            uncertainty?: {
+                /** @description How often a prediction set holds the true label */
+                coverage?: number;
+                /** @description ood_score over this is flagged out_of_distribution */
+                ood_threshold?: number;
+                /** @description Whether flagged images get label null (ABSTAIN_OUT_OF_DISTRIBUTION) */
+                abstain_out_of_distribution: boolean;
+            };
         };
         Range: {
             default: number;
@@ -224,7 +257,7 @@ export interface components {
         Error: {
             error: {
                 /** @enum {string} */
-                code: "invalid_json" | "missing_image" | "ambiguous_request" | "invalid_image_field" | "empty_batch" | "invalid_base64" | "invalid_body_encoding" | "invalid_image" | "empty_body" | "invalid_top_k" | "invalid_min_probability" | "invalid_label" | "invalid_feedback" | "forbidden" | "not_found" | "method_not_allowed" | "payload_too_large" | "too_many_images" | "image_too_large" | "unsupported_media_type" | "missing_content_type" | "unsupported_image_format" | "inference_failed" | "feedback_unavailable";
+                code: "invalid_json" | "missing_image" | "ambiguous_request" | "invalid_image_field" | "empty_batch" | "invalid_base64" | "invalid_body_encoding" | "invalid_image" | "empty_body" | "invalid_top_k" | "invalid_min_probability" | "invalid_explain" | "invalid_label" | "invalid_feedback" | "forbidden" | "not_found" | "method_not_allowed" | "payload_too_large" | "too_many_images" | "image_too_large" | "unsupported_media_type" | "missing_content_type" | "unsupported_image_format" | "inference_failed" | "feedback_unavailable";
                 /** @description What to fix. */
                 message: string;
                 /** @description The request's id, as in the x-request-id header and the logs: quote it when reporting a problem. */
@@ -279,6 +312,8 @@ export interface operations {
             query?: {
                 /** @description For raw image bodies; JSON bodies carry `top_k` in the body. */
                 top_k?: number;
+                /** @description For raw image bodies; JSON bodies carry `explain` in the body. */
+                explain?: components["schemas"]["Explain"];
                 /** @description For raw image bodies; JSON bodies carry `min_probability` in the body. */
                 min_probability?: components["schemas"]["MinProbability"];
             };

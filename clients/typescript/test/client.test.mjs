@@ -57,6 +57,22 @@ test('a batch answers each image in order', async () => {
   assert.equal(batch.results[1].label, single.label);
 });
 
+test('answers carry a prediction set and an ood score; explain adds where it looked', async () => {
+  const path = join(fixtures, 'cat.jpg');
+  const plain = await client.classify(path);
+  assert.equal(plain.prediction_set[0], plain.label);
+  assert.equal(typeof plain.ood_score, 'number');
+  assert.equal(plain.saliency, undefined);
+  for (const input of [path, { base64: readFileSync(path).toString('base64') }]) {
+    const explained = await client.classify(input, { explain: true });
+    assert.equal(explained.saliency.label, explained.label);
+    assert.equal(explained.saliency.values.length, explained.saliency.width * explained.saliency.height);
+    assert.ok(explained.saliency.png.length > 0);
+  }
+  const model = await client.model();
+  assert.equal(model.uncertainty.coverage, 0.9);
+});
+
 test('min_probability turns a low answer into no label', async () => {
   const r = await client.classify(join(fixtures, 'cat.jpg'), { minProbability: 1 });
   assert.equal(r.label, null);

@@ -17,6 +17,7 @@ pub enum ErrorCode {
     EmptyBody,
     InvalidTopK,
     InvalidMinProbability,
+    InvalidExplain,
     InvalidLabel,
     InvalidFeedback,
     Forbidden,
@@ -34,7 +35,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// All codes, in the order `openapi.yaml` lists them.
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 25] = [
         Self::InvalidJson,
         Self::MissingImage,
         Self::AmbiguousRequest,
@@ -46,6 +47,7 @@ impl ErrorCode {
         Self::EmptyBody,
         Self::InvalidTopK,
         Self::InvalidMinProbability,
+        Self::InvalidExplain,
         Self::InvalidLabel,
         Self::InvalidFeedback,
         Self::Forbidden,
@@ -75,6 +77,7 @@ impl ErrorCode {
             | EmptyBody
             | InvalidTopK
             | InvalidMinProbability
+            | InvalidExplain
             | InvalidLabel
             | InvalidFeedback => 400,
             Forbidden => 403,
@@ -102,6 +105,7 @@ impl ErrorCode {
             EmptyBody => "empty_body",
             InvalidTopK => "invalid_top_k",
             InvalidMinProbability => "invalid_min_probability",
+            InvalidExplain => "invalid_explain",
             InvalidLabel => "invalid_label",
             InvalidFeedback => "invalid_feedback",
             Forbidden => "forbidden",

@@ -76,6 +76,24 @@ pub struct ModelInfo {
     pub refresh: RefreshStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub candidate: Option<CandidateStatus>,
+    /// The terms of what answers say about what the model does not know; absent for
+    /// models without them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncertainty: Option<UncertaintyInfo>,
+}
+
+/// The terms behind `prediction_set` and `out_of_distribution`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UncertaintyInfo {
+    /// How often a prediction set holds the true label, on data like the validation split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<f64>,
+    /// `ood_score` over this is flagged `out_of_distribution`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ood_threshold: Option<f32>,
+    /// Whether out-of-distribution images are answered with a null label (the
+    /// function's `ABSTAIN_OUT_OF_DISTRIBUTION`).
+    pub abstain_out_of_distribution: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -12,9 +12,11 @@ pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use feedback::{DEFAULT_MAX_FEEDBACK_BYTES, FeedbackRequest, FeedbackResponse};
 pub use info::{
     CandidateStatus, FloatRange, Health, InputSpec, IntRange, Limits, ModelInfo, RefreshOutcome, RefreshStatus,
+    UncertaintyInfo,
 };
 pub use predict::{
-    BatchPredictResponse, ImageResult, Images, PredictAnswer, PredictRequest, PredictResponse, Prediction, RequestError,
+    BatchPredictResponse, ImageResult, Images, MAX_EXPLAIN_IMAGES, PredictAnswer, PredictRequest, PredictResponse,
+    Prediction, RequestError, Saliency,
 };
 
 /// Response header naming the model version that produced a `POST /predict` answer.

@@ -45,7 +45,13 @@ pub struct PredictRequest {
     pub images: Images,
     pub top_k: Option<usize>,
     pub min_probability: Option<f32>,
+    /// Ask for each image's saliency map (at most [`MAX_EXPLAIN_IMAGES`] images).
+    pub explain: bool,
 }
+
+/// The most images one request may ask saliency maps for: a map is small, but a batch
+/// of them is not what the batch route is for.
+pub const MAX_EXPLAIN_IMAGES: usize = 8;
 
 /// Why a request body is refused, with the code the API answers.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,6 +81,7 @@ impl PredictRequest {
             images: Images::Single(image.into()),
             top_k: None,
             min_probability: None,
+            explain: false,
         }
     }
 
@@ -83,6 +90,7 @@ impl PredictRequest {
             images: Images::Batch(images),
             top_k: None,
             min_probability: None,
+            explain: false,
         }
     }
 
@@ -106,6 +114,12 @@ impl PredictRequest {
             .filter(|v| !v.is_null())
             .map(|v| parse_min_probability(&v))
             .transpose()?;
+        let explain = fields
+            .remove("explain")
+            .filter(|v| !v.is_null())
+            .map(|v| parse_explain(&v))
+            .transpose()?
+            .unwrap_or(false);
         let image = fields.remove("image").filter(|v| !v.is_null());
         let images = fields.remove("images").filter(|v| !v.is_null());
         let images = match (image, images) {
@@ -143,10 +157,20 @@ impl PredictRequest {
                 )));
             }
         };
+        if explain && images.len() > MAX_EXPLAIN_IMAGES {
+            return Err(refuse(
+                ErrorCode::InvalidExplain,
+                format!(
+                    "explain answers at most {MAX_EXPLAIN_IMAGES} images per request, got {}; send the rest without it",
+                    images.len()
+                ),
+            ));
+        }
         Ok(Self {
             images,
             top_k,
             min_probability,
+            explain,
         })
     }
 }
@@ -211,6 +235,19 @@ pub fn parse_min_probability(v: &Value) -> Result<f32, RequestError> {
     }
 }
 
+/// `explain` from a JSON boolean or a query-string text (`true`/`false`, `1`/`0`).
+pub fn parse_explain(v: &Value) -> Result<bool, RequestError> {
+    match v {
+        Value::Bool(b) => Ok(*b),
+        Value::String(s) if matches!(s.trim(), "true" | "1") => Ok(true),
+        Value::String(s) if matches!(s.trim(), "false" | "0") => Ok(false),
+        _ => Err(refuse(
+            ErrorCode::InvalidExplain,
+            format!("explain must be true or false, got {v}"),
+        )),
+    }
+}
+
 impl TryFrom<Value> for PredictRequest {
     type Error = RequestError;
     fn try_from(v: Value) -> Result<Self, RequestError> {
@@ -230,6 +267,9 @@ impl From<PredictRequest> for Value {
         }
         if let Some(p) = r.min_probability {
             m.insert("min_probability".into(), f64::from(p).into());
+        }
+        if r.explain {
+            m.insert("explain".into(), true.into());
         }
         Value::Object(m)
     }
@@ -251,6 +291,34 @@ pub struct ImageResult {
     /// False when `label` is null for being under `min_probability`.
     pub matched: bool,
     pub predictions: Vec<Prediction>,
+    /// The smallest set of labels that holds the true one with the model's stated
+    /// coverage (`GET /model`), most probable first; absent for models without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prediction_set: Option<Vec<String>>,
+    /// How far the image lies from the training data (higher is further).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ood_score: Option<f32>,
+    /// Whether `ood_score` is over the model's threshold: probably none of the classes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_of_distribution: Option<bool>,
+    /// Where the model looked for the top class, when the request asked (`explain`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saliency: Option<Saliency>,
+}
+
+/// A class activation map: how much each cell of the image counted for `label`, from 0
+/// (not at all) to 1 (most), on a `width` x `height` grid over the whole image (as the
+/// model saw it, resized without cropping).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Saliency {
+    pub label: String,
+    pub width: usize,
+    pub height: usize,
+    /// Rows first.
+    pub values: Vec<f32>,
+    /// The same map as a 32x32 PNG heat overlay (transparent where it did not count),
+    /// base64: stretch it over the photo.
+    pub png: String,
 }
 
 /// The answer to a request with `"image"` or a raw image body.
@@ -335,6 +403,12 @@ mod tests {
             InvalidMinProbability
         );
         assert!(PredictRequest::parse(b"{", 10).unwrap_err().message.contains("EOF"));
+        assert_eq!(code(json!({"image": "a", "explain": "yes"})), InvalidExplain);
+        let many: Vec<String> = vec!["a".into(); MAX_EXPLAIN_IMAGES + 1];
+        assert_eq!(code(json!({"images": many, "explain": true})), InvalidExplain);
+        let r = PredictRequest::from_value(json!({"image": "a", "explain": "true"}), 10).unwrap();
+        assert!(r.explain);
+        assert_eq!(serde_json::to_value(&r).unwrap()["explain"], json!(true));
     }
 
     #[test]
@@ -347,6 +421,10 @@ mod tests {
                 label: "cat".into(),
                 probability: 0.4,
             }],
+            prediction_set: None,
+            ood_score: None,
+            out_of_distribution: None,
+            saliency: None,
         };
         let single = PredictResponse {
             result: result.clone(),

@@ -186,6 +186,16 @@ fn result(label: Option<&str>) -> ImageResult {
                 probability: 0.2,
             },
         ],
+        prediction_set: Some(vec!["ship".into(), "cat".into()]),
+        ood_score: Some(-7.5),
+        out_of_distribution: Some(false),
+        saliency: Some(Saliency {
+            label: "ship".into(),
+            width: 2,
+            height: 2,
+            values: vec![1.0, 0.5, 0.0, 0.25],
+            png: "iVBORw0KGgo=".into(),
+        }),
     }
 }
 
@@ -247,6 +257,11 @@ fn model_info() -> ModelInfo {
         source: "s3://bucket/models/latest.json".into(),
         refresh: refresh(),
         candidate: candidate(),
+        uncertainty: Some(UncertaintyInfo {
+            coverage: Some(0.9),
+            ood_threshold: Some(-6.2),
+            abstain_out_of_distribution: false,
+        }),
     }
 }
 

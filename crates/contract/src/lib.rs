@@ -4,6 +4,7 @@
 //! `registry`'s.
 
 pub mod capture;
+pub mod conformal;
 pub mod error;
 pub mod location;
 pub mod pointer;
@@ -41,6 +42,9 @@ pub const IMAGE_BYTES: usize = IMAGE_SIDE * IMAGE_SIDE * CHANNELS;
 pub const INPUT_NAME: &str = "image";
 /// Name of the graph output: float32 `[N, classes]`, softmax.
 pub const OUTPUT_NAME: &str = "probabilities";
+/// Optional output: float32 `[N]`, the energy of the calibrated logits
+/// (-logsumexp): higher means further from the training data.
+pub const OOD_OUTPUT: &str = "ood_score";
 
 /// Per-channel mean and standard deviation (0-255 scale) of the CIFAR-10 training set.
 /// The exported graph normalises with these; the trainer normalises with the same numbers.
@@ -69,6 +73,12 @@ pub mod meta {
     pub const REFERENCE_PROFILE: &str = "reference_profile";
     /// Accuracy on the held-out share of users' corrections, when trained with them.
     pub const REAL_TRAFFIC_ACCURACY: &str = "real_traffic_accuracy";
+    /// The coverage level the prediction sets promise (e.g. 0.9).
+    pub const COVERAGE: &str = "conformal_coverage";
+    /// The conformal score threshold fitted for that level (see `conformal`).
+    pub const CONFORMAL_THRESHOLD: &str = "conformal_threshold";
+    /// `ood_score` above this is flagged out of distribution.
+    pub const OOD_THRESHOLD: &str = "ood_threshold";
     /// Every key a valid model carries.
     pub const REQUIRED: [&str; 6] = [LABELS, MODEL_VERSION, DATASET, VAL_ACCURACY, TRAINED_AT, CONFIG];
 }

@@ -9,7 +9,7 @@ use prost::Message;
 use tract_onnx::pb::ModelProto;
 use tract_onnx::prelude::*;
 
-use contract::{CHANNELS, IMAGE_SIDE, INPUT_NAME, OUTPUT_NAME, Rgb32, meta};
+use contract::{CHANNELS, IMAGE_SIDE, INPUT_NAME, OOD_OUTPUT, OUTPUT_NAME, Rgb32, meta};
 
 use crate::ModelError;
 
@@ -21,6 +21,44 @@ pub struct Classifier {
     plan: Arc<TypedRunnableModel>,
     labels: Vec<String>,
     metadata: BTreeMap<String, String>,
+    /// Position of the optional output older files lack.
+    ood_output: Option<usize>,
+    conformal: Option<Conformal>,
+    ood_threshold: Option<f32>,
+}
+
+/// The prediction-set terms a model carries: the coverage promised and the fitted
+/// threshold of `contract::conformal`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Conformal {
+    pub coverage: f64,
+    pub threshold: f64,
+}
+
+/// One image's answer: its probabilities and, from files that have it, the
+/// out-of-distribution score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub probabilities: Vec<f32>,
+    pub ood_score: Option<f32>,
+}
+
+fn parse_number<T: std::str::FromStr>(
+    metadata: &BTreeMap<String, String>,
+    key: &'static str,
+) -> Result<Option<T>, ModelError>
+where
+    T::Err: std::fmt::Display,
+{
+    metadata
+        .get(key)
+        .map(|v| {
+            v.parse::<T>().map_err(|e| ModelError::BadMetadata {
+                key,
+                reason: e.to_string(),
+            })
+        })
+        .transpose()
 }
 
 impl std::fmt::Debug for Classifier {
@@ -78,22 +116,57 @@ impl Classifier {
             .ok_or_else(|| ModelError::Parse("no graph".into()))?;
         let input_names: Vec<&str> = graph.input.iter().map(|i| i.name.as_str()).collect();
         let output_names: Vec<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
-        if input_names != [INPUT_NAME] || output_names != [OUTPUT_NAME] {
+        let optional = [OOD_OUTPUT];
+        let extras_known = output_names[1.min(output_names.len())..]
+            .iter()
+            .all(|o| optional.contains(o));
+        let mut distinct = output_names.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if input_names != [INPUT_NAME]
+            || output_names.first() != Some(&OUTPUT_NAME)
+            || !extras_known
+            || distinct.len() != output_names.len()
+        {
             return Err(ModelError::Contract(format!(
-                "expected input [{INPUT_NAME}] and output [{OUTPUT_NAME}], found {input_names:?} and {output_names:?}"
+                "expected input [{INPUT_NAME}] and outputs [{OUTPUT_NAME}] (then optionally {optional:?}), found {input_names:?} and {output_names:?}"
             )));
         }
+        let ood_output = output_names.iter().position(|o| *o == OOD_OUTPUT);
+        let conformal = match (
+            parse_number::<f64>(&metadata, meta::COVERAGE)?,
+            parse_number::<f64>(&metadata, meta::CONFORMAL_THRESHOLD)?,
+        ) {
+            (Some(coverage), Some(threshold)) if (0.0..1.0).contains(&coverage) => {
+                Some(Conformal { coverage, threshold })
+            }
+            (Some(_), Some(_)) => {
+                return Err(ModelError::BadMetadata {
+                    key: meta::COVERAGE,
+                    reason: "not in [0, 1)".into(),
+                });
+            }
+            _ => None,
+        };
+        let ood_threshold = parse_number::<f32>(&metadata, meta::OOD_THRESHOLD)?.filter(|_| ood_output.is_some());
         if let Some(graph) = proto.graph.as_mut() {
             crate::fold::fold_batch_norms(graph);
         }
         let plan = optimise(&proto).map_err(|e| ModelError::Parse(format!("{e:#}")))?;
-        let this = Self { plan, labels, metadata };
+        let this = Self {
+            plan,
+            labels,
+            metadata,
+            ood_output,
+            conformal,
+            ood_threshold,
+        };
         // One forward pass proves the output width matches the labels before we serve.
-        let probe = this.probabilities(&[[0u8; contract::IMAGE_BYTES]])?;
-        if probe[0].len() != this.labels.len() {
+        let probe = this.one(&[0u8; contract::IMAGE_BYTES])?;
+        if probe.probabilities.len() != this.labels.len() {
             return Err(ModelError::Contract(format!(
                 "model outputs {} classes but has {} labels",
-                probe[0].len(),
+                probe.probabilities.len(),
                 this.labels.len()
             )));
         }
@@ -117,22 +190,47 @@ impl Classifier {
         self.metadata[meta::VAL_ACCURACY].parse().ok()
     }
 
+    /// The prediction-set terms, when the file carries them.
+    pub fn conformal(&self) -> Option<Conformal> {
+        self.conformal
+    }
+
+    /// The `ood_score` over which an image is flagged, when the file carries it.
+    pub fn ood_threshold(&self) -> Option<f32> {
+        self.ood_threshold
+    }
+
     /// Softmax probabilities, one row per image, in input order.
     pub fn probabilities(&self, images: &[Rgb32]) -> Result<Vec<Vec<f32>>, ModelError> {
+        images.iter().map(|image| Ok(self.one(image)?.probabilities)).collect()
+    }
+
+    /// Everything the file answers for each image, in input order.
+    pub fn answers(&self, images: &[Rgb32]) -> Result<Vec<Answer>, ModelError> {
         images.iter().map(|image| self.one(image)).collect()
     }
 
-    fn one(&self, image: &Rgb32) -> Result<Vec<f32>, ModelError> {
+    fn one(&self, image: &Rgb32) -> Result<Answer, ModelError> {
         let input = tract_ndarray::Array4::from_shape_vec((1, IMAGE_SIDE, IMAGE_SIDE, CHANNELS), image.to_vec())
             .map_err(|e| ModelError::Inference(e.to_string()))?;
         let outputs = self
             .plan
             .run(tvec!(Tensor::from(input).into()))
             .map_err(|e| ModelError::Inference(format!("{e:#}")))?;
-        let view = outputs[0]
-            .to_plain_array_view::<f32>()
-            .map_err(|e| ModelError::Inference(e.to_string()))?;
-        Ok(view.iter().copied().collect())
+        let floats = |i: usize| -> Result<Vec<f32>, ModelError> {
+            let view = outputs[i]
+                .to_plain_array_view::<f32>()
+                .map_err(|e| ModelError::Inference(e.to_string()))?;
+            Ok(view.iter().copied().collect())
+        };
+        let ood_score = match self.ood_output {
+            Some(i) => floats(i)?.first().copied(),
+            None => None,
+        };
+        Ok(Answer {
+            probabilities: floats(0)?,
+            ood_score,
+        })
     }
 }
 

@@ -5,10 +5,11 @@
 mod classifier;
 mod error;
 pub mod fold;
+pub mod saliency;
 #[cfg(test)]
 mod test_graphs;
 #[cfg(test)]
 mod tract_kernels;
 
-pub use classifier::{Classifier, metadata_of, parse_proto};
+pub use classifier::{Answer, Classifier, Conformal, metadata_of, parse_proto};
 pub use error::ModelError;

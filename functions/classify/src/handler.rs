@@ -78,30 +78,31 @@ impl Variant {
 /// The page clients on phones and browsers use, served at `GET /`.
 pub static INDEX_HTML: &str = include_str!("../static/index.html");
 
-/// Where the page's sign-in settings go: the page reads them from `<meta>` tags, so one
-/// static file serves stacks with and without sign-in.
-const SIGN_IN_SLOT: &str = "<!--sign-in-->";
+/// Where the page's settings go (sign-in, corrections): the page reads them from `<meta>`
+/// tags, so one static file serves every kind of stack.
+const SETTINGS_SLOT: &str = "<!--page-settings-->";
 
-/// The page with `sign_in`'s server and client in its head (HTML-escaped).
-pub fn page(sign_in: Option<&SignIn>) -> String {
-    let Some(s) = sign_in else {
-        return INDEX_HTML.to_string();
-    };
+/// The page with `sign_in`'s server and client in its head (HTML-escaped), and whether
+/// it may offer corrections.
+pub fn page(sign_in: Option<&SignIn>, feedback: bool) -> String {
     let escape = |v: &str| {
         v.replace('&', "&amp;")
             .replace('"', "&quot;")
             .replace('<', "&lt;")
             .replace('>', "&gt;")
     };
-    INDEX_HTML.replacen(
-        SIGN_IN_SLOT,
-        &format!(
-            "<meta name=\"sign-in-url\" content=\"{}\">\n<meta name=\"sign-in-client\" content=\"{}\">",
+    let mut head = String::new();
+    if let Some(s) = sign_in {
+        head += &format!(
+            "<meta name=\"sign-in-url\" content=\"{}\">\n<meta name=\"sign-in-client\" content=\"{}\">\n",
             escape(&s.url),
             escape(&s.client_id)
-        ),
-        1,
-    )
+        );
+    }
+    if feedback {
+        head += "<meta name=\"feedback\" content=\"on\">\n";
+    }
+    INDEX_HTML.replacen(SETTINGS_SLOT, head.trim_end(), 1)
 }
 
 /// Equal without saying where they differ: the shared origin value is a secret.
@@ -113,7 +114,7 @@ impl App {
     pub fn new(served: Served, settings: Settings, refresher: Option<Refresher>) -> Self {
         Self {
             model: ModelSlot::new(served),
-            page: page(settings.sign_in.as_ref()),
+            page: page(settings.sign_in.as_ref(), false),
             settings,
             refresher,
             feedback: None,
@@ -123,6 +124,7 @@ impl App {
     /// Store corrections in `store` (`POST /feedback`).
     pub fn with_feedback(mut self, store: Store) -> Self {
         self.feedback = Some(store);
+        self.page = page(self.settings.sign_in.as_ref(), true);
         self
     }
 
@@ -388,6 +390,7 @@ impl App {
             source: served.current.source.clone(),
             refresh: self.refresh_status(),
             candidate: candidate_status(served),
+            uncertainty: uncertainty_info(classifier, s.abstain_out_of_distribution),
         }
     }
 
@@ -424,14 +427,19 @@ impl App {
         };
         let classifier = &answering.classifier;
         let inference = Instant::now();
-        let rows = classifier
-            .probabilities(&input.images)
+        let answers = classifier
+            .answers(&input.images)
             .map_err(|e| ApiError::new(ErrorCode::InferenceFailed, e.to_string()))?;
         outcome.inference_ms = inference.elapsed().as_secs_f64() * 1e3;
         if let Some(shadow) = shadow {
-            outcome.shadow = shadow_agreement(&shadow.classifier, &input.images, &rows);
+            outcome.shadow = shadow_agreement(&shadow.classifier, &input.images, &answers);
         }
-        let mut results: Vec<ImageResult> = rows.iter().map(|row| result(classifier, row, input.shape)).collect();
+        let abstain_ood = self.settings.abstain_out_of_distribution;
+        let mut results: Vec<ImageResult> = answers
+            .iter()
+            .zip(&input.images)
+            .map(|(answer, pixels)| result(classifier, answer, pixels, input.shape, abstain_ood))
+            .collect::<Result<_, _>>()?;
         outcome.top1 = results.first().and_then(|r| r.label.clone());
         outcome.abstained = results.iter().filter(|r| !r.matched).count();
         outcome.top1_probability =
@@ -475,13 +483,17 @@ impl App {
 
 /// The shadow candidate's top-1 against the answer's, image by image: (agreeing, compared).
 /// A shadow that fails is logged and leaves no figure; the answer never depends on it.
-fn shadow_agreement(shadow: &Classifier, images: &[contract::Rgb32], answered: &[Vec<f32>]) -> Option<(usize, usize)> {
+fn shadow_agreement(
+    shadow: &Classifier,
+    images: &[contract::Rgb32],
+    answered: &[inference::Answer],
+) -> Option<(usize, usize)> {
     match shadow.probabilities(images) {
         Ok(rows) => {
             let agree = rows
                 .iter()
                 .zip(answered)
-                .filter(|(s, a)| contract::top_k(s, 1) == contract::top_k(a, 1))
+                .filter(|(s, a)| contract::top_k(s, 1) == contract::top_k(&a.probabilities, 1))
                 .count();
             Some((agree, rows.len()))
         }
@@ -490,6 +502,18 @@ fn shadow_agreement(shadow: &Classifier, images: &[contract::Rgb32], answered: &
             None
         }
     }
+}
+
+/// The terms behind a model's prediction sets and out-of-distribution flags; none for
+/// files that carry neither.
+fn uncertainty_info(classifier: &Classifier, abstain_out_of_distribution: bool) -> Option<api::UncertaintyInfo> {
+    let coverage = classifier.conformal().map(|c| c.coverage);
+    let ood_threshold = classifier.ood_threshold();
+    (coverage.is_some() || ood_threshold.is_some()).then_some(api::UncertaintyInfo {
+        coverage,
+        ood_threshold,
+        abstain_out_of_distribution,
+    })
 }
 
 /// The pointer's candidate as `/health` and `/model` show it: serving, or why not.
@@ -506,8 +530,17 @@ fn candidate_status(served: &Served) -> Option<api::CandidateStatus> {
     })
 }
 
-fn result(classifier: &Classifier, row: &[f32], shape: AnswerShape) -> ImageResult {
-    let labels = classifier.labels();
+/// One image's answer as the API gives it: the top classes, the prediction set and the
+/// out-of-distribution flag where the model carries their terms, the saliency map when
+/// asked (49 more forward passes: about 50 times the cost of the answer itself).
+fn result(
+    classifier: &Classifier,
+    answer: &inference::Answer,
+    pixels: &contract::Rgb32,
+    shape: AnswerShape,
+    abstain_ood: bool,
+) -> Result<ImageResult, ApiError> {
+    let (labels, row) = (classifier.labels(), &answer.probabilities);
     let predictions: Vec<Prediction> = contract::top_k(row, shape.top_k)
         .into_iter()
         .map(|i| Prediction {
@@ -515,11 +548,31 @@ fn result(classifier: &Classifier, row: &[f32], shape: AnswerShape) -> ImageResu
             probability: row[i],
         })
         .collect();
-    let matched = predictions[0].probability >= shape.min_probability;
-    ImageResult {
+    let prediction_set = classifier.conformal().map(|c| {
+        contract::conformal::prediction_set(row, contract::conformal::tie_break(pixels), c.threshold)
+            .into_iter()
+            .map(|i| labels[i].clone())
+            .collect()
+    });
+    let out_of_distribution = answer.ood_score.zip(classifier.ood_threshold()).map(|(s, t)| s > t);
+    let matched =
+        predictions[0].probability >= shape.min_probability && !(abstain_ood && out_of_distribution == Some(true));
+    let top = contract::argmax(row).0;
+    let saliency = if shape.explain {
+        let map = inference::saliency::occlusion(classifier, pixels, top)
+            .map_err(|e| ApiError::new(ErrorCode::InferenceFailed, e.to_string()))?;
+        Some(crate::saliency::saliency(&map, inference::saliency::SIDE, &labels[top]))
+    } else {
+        None
+    };
+    Ok(ImageResult {
         label: matched.then(|| predictions[0].label.clone()),
         probability: predictions[0].probability,
         matched,
+        prediction_set,
+        ood_score: answer.ood_score,
+        out_of_distribution,
+        saliency,
         predictions,
-    }
+    })
 }

@@ -9,6 +9,7 @@ pub mod refresh;
 pub mod request;
 pub mod response;
 pub mod routes;
+pub mod saliency;
 pub mod served;
 pub mod settings;
 

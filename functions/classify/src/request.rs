@@ -19,6 +19,8 @@ use crate::settings::Settings;
 pub struct AnswerShape {
     pub top_k: usize,
     pub min_probability: f32,
+    /// Add each image's saliency map.
+    pub explain: bool,
 }
 
 /// One image answers with one result; a batch with a list, even of one.
@@ -43,9 +45,10 @@ pub fn predict_input(
 ) -> Result<PredictInput, ApiError> {
     let body = body_bytes(req, settings.max_body_bytes)?;
     let media_type = media_type(req);
-    let shape = |top_k: Option<usize>, min_probability: Option<f32>| AnswerShape {
+    let shape = |top_k: Option<usize>, min_probability: Option<f32>, explain: bool| AnswerShape {
         top_k: top_k.unwrap_or(api::DEFAULT_TOP_K.min(classes)),
         min_probability: min_probability.unwrap_or(settings.min_probability),
+        explain,
     };
     match media_type.as_str() {
         media::JSON => {
@@ -75,7 +78,7 @@ pub fn predict_input(
             Ok(PredictInput {
                 kind,
                 images,
-                shape: shape(request.top_k, request.min_probability),
+                shape: shape(request.top_k, request.min_probability, request.explain),
             })
         }
         t if media::is_raw_image(t) => {
@@ -90,11 +93,15 @@ pub fn predict_input(
             let min_probability = query("min_probability")
                 .map(|v| api::predict::parse_min_probability(&v))
                 .transpose()?;
+            let explain = query("explain")
+                .map(|v| api::predict::parse_explain(&v))
+                .transpose()?
+                .unwrap_or(false);
             let image = contract::decode_rgb32(&body, &settings.limits).map_err(|e| ApiError::from_image(e, None))?;
             Ok(PredictInput {
                 kind: Kind::Single,
                 images: vec![image],
-                shape: shape(top_k, min_probability),
+                shape: shape(top_k, min_probability, explain),
             })
         }
         "" => Err(ApiError::new(

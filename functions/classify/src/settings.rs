@@ -35,6 +35,9 @@ pub struct Settings {
     /// Share of predictions, 0 to 100, whose images and answers are printed as capture
     /// records (picked by request id); 0 keeps nothing.
     pub capture_percent: u8,
+    /// Answer images whose `ood_score` is over the model's threshold with a null label,
+    /// as under `min_probability` (off: they are answered and flagged).
+    pub abstain_out_of_distribution: bool,
 }
 
 /// Where the page sends users to sign in (authorization code with PKCE) and as whom.
@@ -136,6 +139,7 @@ impl Settings {
             sign_in: SignIn::from_env()?,
             feedback_uri: non_empty_env("FEEDBACK_URI"),
             max_feedback_bytes: parse_env("MAX_FEEDBACK_BYTES", api::DEFAULT_MAX_FEEDBACK_BYTES)?,
+            abstain_out_of_distribution: parse_env("ABSTAIN_OUT_OF_DISTRIBUTION", false)?,
             capture_percent: {
                 let p: u8 = parse_env("CAPTURE_PERCENT", 0)?;
                 if p > 100 {
@@ -181,6 +185,7 @@ impl Default for Settings {
             capture_percent: 0,
             feedback_uri: None,
             max_feedback_bytes: api::DEFAULT_MAX_FEEDBACK_BYTES,
+            abstain_out_of_distribution: false,
         }
     }
 }

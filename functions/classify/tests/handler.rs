@@ -521,6 +521,10 @@ fn the_page_names_its_sign_in_only_when_configured() {
         !plain.contains("<meta name=\"sign-in"),
         "no sign-in meta without SIGN_IN_URL"
     );
+    assert!(
+        !plain.contains("<meta name=\"feedback\""),
+        "no corrections without FEEDBACK_URI"
+    );
     let signed = page(&app_with(Settings {
         sign_in: Some(classify::settings::SignIn {
             url: "https://demo.auth.eu-west-1.amazoncognito.com".into(),
@@ -701,6 +705,11 @@ fn feedback_is_checked_answered_and_stored() {
     assert_eq!(pixels.len(), 32 * 32 * 3, "stored as the 32x32 image the model sees");
     assert_eq!(by_image.model_version, with_store.served().current.classifier.version());
 
+    // The page offers corrections on such a stack.
+    let r = with_store.handle(&event("GET", "/", json!({}), None, ""));
+    let Some(Body::Text(html)) = r.body else { panic!("page") };
+    assert!(html.contains(r#"<meta name="feedback" content="on">"#));
+
     // Without FEEDBACK_URI the route answers 404.
     let r = app().handle(&event(
         "POST",
@@ -710,4 +719,99 @@ fn feedback_is_checked_answered_and_stored() {
         "",
     ));
     assert_eq!(error_code(&r), (404, ErrorCode::NotFound));
+}
+
+/// The shipped model answers with a prediction set and an out-of-distribution score, and
+/// with where it looked when asked; the model before it (no such output or metadata)
+/// still serves and simply leaves them out.
+#[test]
+fn answers_say_what_the_model_does_not_know_and_older_models_omit_it() {
+    let ship = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/ship.jpg")).unwrap();
+    let single = |app: &App, query: &str| -> Value {
+        let r = app.handle(&event(
+            "POST",
+            "/predict",
+            json!({"content-type": "image/jpeg"}),
+            Some(&ship),
+            query,
+        ));
+        assert_eq!(r.status_code, 200);
+        body(&r)
+    };
+    let plain = single(app(), "");
+    let set = plain["prediction_set"].as_array().expect("a prediction set");
+    assert_eq!(set[0], plain["label"], "the top label leads the set");
+    assert!(plain["ood_score"].is_number());
+    assert_eq!(
+        plain["out_of_distribution"],
+        json!(false),
+        "a photo of a ship is in distribution"
+    );
+    assert!(plain.get("saliency").is_none(), "maps only when asked");
+    let explained = single(app(), "explain=true");
+    let map: api::Saliency = serde_json::from_value(explained["saliency"].clone()).unwrap();
+    assert_eq!(map.label, explained["label"].as_str().unwrap());
+    assert_eq!(map.values.len(), map.width * map.height);
+    assert_eq!((map.width, map.height), (7, 7));
+    assert!(map.values.iter().all(|v| (0.0..=1.0).contains(v)) && map.values.contains(&1.0));
+    let png = image::load_from_memory(&STANDARD.decode(&map.png).unwrap()).unwrap();
+    assert_eq!((png.width(), png.height()), (32, 32));
+    let r = predict_json(json!({"image": STANDARD.encode(&ship), "explain": "maybe"}));
+    assert_eq!(error_code(&r), (400, ErrorCode::InvalidExplain));
+    let m: ModelInfo = body(&app().handle(&event("GET", "/model", json!({}), None, "")));
+    let u = m.uncertainty.expect("the shipped model states its terms");
+    assert_eq!((u.coverage, u.abstain_out_of_distribution), (Some(0.9), false));
+
+    // The model file before these outputs existed.
+    let previous = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/models/cifar10-f5958a9e.onnx"
+    );
+    let settings = Settings {
+        model_uri: Some(format!("file://{previous}")),
+        ..Settings::default()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let old = rt
+        .block_on(classify::init(settings))
+        .expect("the previous model still loads");
+    let answer = single(&old, "explain=true");
+    for key in ["prediction_set", "ood_score", "out_of_distribution"] {
+        assert!(answer.get(key).is_none(), "{key} from a model without it: {answer}");
+    }
+    assert!(answer["saliency"].is_object(), "occlusion needs nothing from the file");
+    assert_eq!(answer["label"], plain["label"], "same weights, same answer");
+    let m: ModelInfo = body(&old.handle(&event("GET", "/model", json!({}), None, "")));
+    assert!(m.uncertainty.is_none());
+
+    // Abstaining on out-of-distribution images, when the deployment asks for it.
+    let settings = Settings {
+        abstain_out_of_distribution: true,
+        ..Settings::default()
+    };
+    let strict = rt.block_on(classify::init(settings)).unwrap();
+    let flat = encode(
+        RgbImage::from_pixel(32, 32, image::Rgb([40, 200, 90])).into(),
+        ImageFormat::Png,
+    );
+    let r = strict.handle(&event(
+        "POST",
+        "/predict",
+        json!({"content-type": "image/png"}),
+        Some(&flat),
+        "",
+    ));
+    let answer: Value = body(&r);
+    assert_eq!(
+        answer["out_of_distribution"],
+        json!(true),
+        "a flat colour is none of the classes: {answer}"
+    );
+    assert_eq!(
+        (answer["label"].clone(), answer["matched"].clone()),
+        (Value::Null, json!(false))
+    );
 }

@@ -1,6 +1,7 @@
 //! Who may call, over HTTP through the runtime API emulator: an `edge` stack's function
 //! refuses requests that did not come through its CloudFront (no shared origin header),
-//! and a Cognito stack's page signs its user in (code with PKCE) and sends the token.
+//! and a Cognito stack's page signs its user in (code with PKCE), sends the token, and
+//! sends a correction with it when the stack takes corrections.
 
 use std::process::Command;
 
@@ -32,10 +33,12 @@ fn the_page_signs_in_with_pkce_and_sends_the_token() {
     let work = tempfile::tempdir().unwrap();
     let idp = free_port();
     let client = "page-test-client";
+    let corrections = work.path().join("feedback");
     let watch = start_function(
         &[
             ("SIGN_IN_URL", format!("http://127.0.0.1:{idp}")),
             ("SIGN_IN_CLIENT_ID", client.into()),
+            ("FEEDBACK_URI", format!("file://{}/", corrections.display())),
         ],
         work.path(),
     );
@@ -49,4 +52,13 @@ fn the_page_signs_in_with_pkce_and_sends_the_token() {
             .env("CLIENT_ID", client),
     );
     assert!(ok, "sign-in page test: {text}");
+    // The page's correction was stored, as the 32x32 image with the label picked.
+    let stored: Vec<contract::capture::FeedbackRecord> = std::fs::read_dir(&corrections)
+        .unwrap()
+        .flat_map(|day| std::fs::read_dir(day.unwrap().path()).unwrap())
+        .map(|f| serde_json::from_slice(&std::fs::read(f.unwrap().path()).unwrap()).unwrap())
+        .collect();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].label, "frog");
+    assert!(contract::capture::decode_image(stored[0].image.as_deref().unwrap()).is_ok());
 }

@@ -89,7 +89,11 @@ pub fn run(args: Args) -> Result<()> {
     let classes = data.classes.len();
     let flat: Vec<f32> = rows.iter().flatten().copied().collect();
     let ece = cal::expected_calibration_error(&flat, &data.labels, classes);
-    let ood_rows = classifier.probabilities(&cal::out_of_distribution_images(400, 7))?;
+    let ood_images: Vec<contract::Rgb32> = trainer::ood::KINDS
+        .iter()
+        .flat_map(|kind| trainer::ood::images(kind, 100, &data.images, 7))
+        .collect();
+    let ood_rows = classifier.probabilities(&ood_images)?;
     let points = cal::operating_points(&rows, &data.labels, &ood_rows, &[0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]);
     if let Some(path) = &args.predictions {
         let per_image: Vec<_> = data

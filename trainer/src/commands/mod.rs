@@ -1,5 +1,6 @@
 //! One module per subcommand: its arguments and a `run`.
 
+pub mod calibrate;
 pub mod drift;
 pub mod evaluate;
 pub mod models;
