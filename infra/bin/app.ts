@@ -18,6 +18,7 @@ classifierStacks(app, ctx('stackName') ?? 'ImageClassifier', {
   reservedConcurrency: num('reservedConcurrency'),
   memorySize: num('memorySize'),
   minProbability: num('minProbability'),
+  abstainOutOfDistribution: flag('abstainOutOfDistribution'),
   modelRefreshSeconds: num('modelRefreshSeconds'),
   throttleRate: num('throttleRate'),
   throttleBurst: num('throttleBurst'),

@@ -35,6 +35,8 @@ export interface ClassifierStackProps extends StackProps {
   readonly memorySize?: number;
   /** Default top-1 probability under which an answer is "none of these" (0 = off). */
   readonly minProbability?: number;
+  /** Answer images over the model's ood_threshold with a null label (default: answer and flag them). */
+  readonly abstainOutOfDistribution?: boolean;
   /** Seconds between checks of models/latest.json on a warm instance (0 = only at cold start). */
   readonly modelRefreshSeconds?: number;
   readonly throttleRate?: number;
@@ -211,6 +213,7 @@ export class ClassifierStack extends Stack {
         MODEL_URI: `s3://${this.modelBucket.bucketName}/${MODELS_PREFIX}latest.json`,
         ALLOWED_ORIGINS: allowedOrigins.join(','),
         MIN_PROBABILITY: String(props.minProbability ?? 0),
+        ABSTAIN_OUT_OF_DISTRIBUTION: String(props.abstainOutOfDistribution ?? false),
         MODEL_REFRESH_SECONDS: String(props.modelRefreshSeconds ?? 60),
         RUST_LOG: 'info',
       },

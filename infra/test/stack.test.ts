@@ -58,6 +58,7 @@ test('function: arm64 provided.al2023, model pointer, log retention, read only m
         MODEL_URI: { 'Fn::Join': ['', ['s3://', { Ref: Match.stringLikeRegexp('ModelBucket') }, '/models/latest.json']] },
         ALLOWED_ORIGINS: '*',
         MIN_PROBABILITY: '0',
+        ABSTAIN_OUT_OF_DISTRIBUTION: 'false',
         MODEL_REFRESH_SECONDS: '60',
       },
     },
