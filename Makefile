@@ -15,7 +15,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: help check-tools setup setup-test run test test-arm64 test-infra lint build build-arm64 \
         train train-seed evaluate calibrate bench bench-function bench-memory bench-ceiling bench-load \
-        bench-refresh bench-torch trainer-libtorch fuzz bootstrap deploy url publish-model destroy clean
+        bench-refresh bench-torch trainer-libtorch fuzz bootstrap deploy url publish-model destroy clean package
 
 help:
 	@echo "make run           serve the bundled model on http://127.0.0.1:$(PORT)/lambda-url/$(FUNCTION)/"
@@ -25,6 +25,7 @@ help:
 	@echo "make evaluate      score models/cifar10.onnx on the validation images it was trained without"
 	@echo "make calibrate     refit models/cifar10.onnx's temperature, prediction sets and ood_score (no retraining)"
 	@echo "make bootstrap / deploy / url / publish-model / destroy   the AWS stack (docs/deploy.md)"
+	@echo "make package       the arm64 deployment zip, its sizes held to 10 MB (binary) and 5 MB (zip)"
 	@echo "make bench         training images/s per net (train-bench); make bench-torch: beside PyTorch"
 	@echo "make bench-function  latency table of the function; other bench-* targets: docs/benchmarks.md"
 	@echo "make fuzz          cargo fuzz (nightly) on every target, FUZZ_SECONDS each"
@@ -100,7 +101,12 @@ test-arm64: setup-test build-arm64
 	env $(LINTED) cargo test --release --workspace --test e2e -- --ignored arm64::
 
 build-arm64: setup
-	cargo lambda build --release --arm64 -p $(FUNCTION) --bin $(FUNCTION)
+	cargo lambda build --profile lambda --arm64 -p $(FUNCTION) --bin $(FUNCTION)
+
+# The deployment package: the arm64 bootstrap (embedded model included, no executable
+# packer) zipped as Lambda takes it; prints both sizes and fails over 10 MB / 5 MB.
+package: build-arm64
+	$(PY) scripts/package.py target/lambda/$(FUNCTION)/bootstrap target/lambda/$(FUNCTION).zip
 
 test-infra:
 	cd infra && npm test

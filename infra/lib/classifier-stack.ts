@@ -24,7 +24,7 @@ import { Construct } from 'constructs';
 
 /** Everything a deployment may choose; read from CDK context by bin/app.ts. */
 export interface ClassifierStackProps extends StackProps {
-  /** Folder holding `bootstrap` (cargo lambda build --release --arm64 output). */
+  /** Folder holding `bootstrap` (`make build-arm64`: cargo lambda build --profile lambda --arm64). */
   readonly functionCodePath?: string;
   /** Origins allowed by CORS; `*` for any. */
   readonly allowedOrigins?: string[];

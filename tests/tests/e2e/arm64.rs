@@ -1,4 +1,4 @@
-//! The real arm64 `bootstrap` (cargo lambda build --release --arm64) under qemu-aarch64,
+//! The real arm64 `bootstrap` (`make build-arm64`: cargo lambda build --profile lambda --arm64) under qemu-aarch64,
 //! served by a minimal Lambda runtime API on loopback: it must answer `/health` and a
 //! prediction. Timings under emulation mean nothing and are not looked at.
 
