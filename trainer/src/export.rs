@@ -58,6 +58,13 @@ pub struct Exported {
 const BATCH: &str = "N";
 /// burn's logits, renamed: where the head (TTA average, temperature, softmax) starts.
 pub(crate) const LOGITS: &str = "contract/logits";
+/// The head's tensors that `uncertainty` reads or rewrites: the TTA view weights
+/// (`[1, views]`) and their reshape, the temperature's inverse and the logits divided
+/// by it.
+pub(crate) const VIEW_WEIGHTS: &str = "contract/view_weights";
+pub(crate) const VIEW_SHAPE: &str = "contract/view_shape";
+pub(crate) const INV_TEMPERATURE: &str = "contract/inv_temperature";
+pub(crate) const CALIBRATED: &str = "contract/calibrated";
 
 /// Export an inference-mode model (see `Module::valid`).
 pub fn export(model: &Net, meta: &ExportMeta, head: Head) -> Result<Exported> {
@@ -275,27 +282,20 @@ fn wrap_contract(proto: &mut ModelProto, classes: usize, head: Head) -> Result<(
         // burn ran on the views stacked along N: [V * N, C] -> [V, N * C], weighted by a
         // [1, V] MatMul (every runtime has it), back to [N, C].
         let weights: Vec<f32> = views.iter().map(|v| v.weight).collect();
-        graph.initializer.push(float_constant(
-            "contract/view_weights",
-            vec![1, views.len() as i64],
-            weights,
-        ));
         graph
             .initializer
-            .push(int_constant("contract/view_shape", vec![views.len() as i64, -1]));
+            .push(float_constant(VIEW_WEIGHTS, vec![1, views.len() as i64], weights));
+        graph
+            .initializer
+            .push(int_constant(VIEW_SHAPE, vec![views.len() as i64, -1]));
         graph
             .initializer
             .push(int_constant("contract/row_shape", vec![-1, classes as i64]));
         graph.node.extend([
-            node(
-                "Reshape",
-                &[LOGITS, "contract/view_shape"],
-                "contract/view_logits",
-                vec![],
-            ),
+            node("Reshape", &[LOGITS, VIEW_SHAPE], "contract/view_logits", vec![]),
             node(
                 "MatMul",
-                &["contract/view_weights", "contract/view_logits"],
+                &[VIEW_WEIGHTS, "contract/view_logits"],
                 "contract/tta_flat",
                 vec![],
             ),
@@ -311,14 +311,11 @@ fn wrap_contract(proto: &mut ModelProto, classes: usize, head: Head) -> Result<(
     if head.temperature != 1.0 {
         graph
             .initializer
-            .push(scalar_constant("contract/inv_temperature", 1.0 / head.temperature));
-        graph.node.push(node(
-            "Mul",
-            &[logits, "contract/inv_temperature"],
-            "contract/calibrated",
-            vec![],
-        ));
-        logits = "contract/calibrated";
+            .push(scalar_constant(INV_TEMPERATURE, 1.0 / head.temperature));
+        graph
+            .node
+            .push(node("Mul", &[logits, INV_TEMPERATURE], CALIBRATED, vec![]));
+        logits = CALIBRATED;
     }
     graph
         .node

@@ -382,13 +382,7 @@ fn export_checked(fitted: &Fitted, data: &Splits, evaluated: &Evaluated) -> Resu
     };
     let burn_rows = export::burn_probabilities(&fitted.model, &probe, head)?;
     let exported = export::export(&fitted.model, &meta, head)?;
-    let parity = export::check_parity(&exported.bytes, &probe, &burn_rows)?;
-    if parity.max_abs_diff > PARITY_TOLERANCE || !parity.argmax_agree {
-        return Err(TrainError::Export(format!(
-            "tract disagrees with burn on the exported file: max |diff| {:.2e}, argmax agree {}",
-            parity.max_abs_diff, parity.argmax_agree
-        )));
-    }
+    let parity = parity_checked(&exported.bytes, &probe, &burn_rows, "the exported file")?;
     eprintln!(
         "export: tract matches burn on {} images (max |diff| {:.2e})",
         parity.images, parity.max_abs_diff
@@ -409,13 +403,7 @@ fn export_checked(fitted: &Fitted, data: &Splits, evaluated: &Evaluated) -> Resu
     let config = &fitted.config;
     let attached = crate::uncertainty::attach(&bytes, &data.val, config.export.coverage, config.data.seed)?;
     crate::uncertainty::print(&attached.report);
-    let parity = export::check_parity(&attached.bytes, &probe, &burn_rows)?;
-    if parity.max_abs_diff > PARITY_TOLERANCE || !parity.argmax_agree {
-        return Err(TrainError::Export(format!(
-            "the finished file disagrees with burn: max |diff| {:.2e}",
-            parity.max_abs_diff
-        )));
-    }
+    let parity = parity_checked(&attached.bytes, &probe, &burn_rows, "the finished file")?;
     Ok(Exported {
         version: attached.version,
         bytes: attached.bytes,
@@ -428,6 +416,19 @@ fn export_checked(fitted: &Fitted, data: &Splits, evaluated: &Evaluated) -> Resu
             probabilities: burn_rows.into_iter().take(GOLDEN_IMAGES).collect(),
         },
     })
+}
+
+/// tract's answers on `bytes` against burn's rows, refused above `PARITY_TOLERANCE` or
+/// on any top-1 disagreement; `what` names the file in the error.
+fn parity_checked(bytes: &[u8], probe: &[Rgb32], burn_rows: &[Vec<f32>], what: &str) -> Result<export::ParityReport> {
+    let parity = export::check_parity(bytes, probe, burn_rows)?;
+    if parity.max_abs_diff > PARITY_TOLERANCE || !parity.argmax_agree {
+        return Err(TrainError::Export(format!(
+            "tract disagrees with burn on {what}: max |diff| {:.2e}, argmax agree {}",
+            parity.max_abs_diff, parity.argmax_agree
+        )));
+    }
+    Ok(parity)
 }
 
 /// The profile of `val` as the model in `onnx` answers it.

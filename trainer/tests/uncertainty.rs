@@ -122,8 +122,8 @@ fn in_corner(image: &Rgb32, corner: usize) -> Rgb32 {
 /// map itself.
 fn corner_mass(model: &Classifier, image: &Rgb32, corner: usize) -> (f32, Vec<f32>) {
     use inference::saliency::{PATCH, SIDE, STRIDE};
-    let top = contract::argmax(&model.probabilities(std::slice::from_ref(image)).unwrap()[0]).0;
-    let map = inference::saliency::occlusion(model, image, top).unwrap();
+    let (top, probability) = contract::argmax(&model.probabilities(std::slice::from_ref(image)).unwrap()[0]);
+    let map = inference::saliency::occlusion(model, image, top, probability).unwrap();
     let total: f32 = map.iter().sum::<f32>().max(1e-12);
     let half = IMAGE_SIDE / 2;
     // The share of square i's pixels [i * STRIDE, i * STRIDE + PATCH) in the first or second half.

@@ -18,7 +18,7 @@ pub struct Classifier {
     /// Optimised for N = 1 and run once per image: with every shape known, tract picks
     /// kernels that beat its symbolic-batch plan per image even for batches of 32
     /// (0.9 vs 2.0 ms per image on the shipped model, measured by `classify`'s bench).
-    plan: Arc<TypedRunnableModel>,
+    plan: Plan,
     labels: Vec<String>,
     metadata: BTreeMap<String, String>,
     /// Position of the optional output older files lack.
@@ -152,7 +152,7 @@ impl Classifier {
         if let Some(graph) = proto.graph.as_mut() {
             crate::fold::fold_batch_norms(graph);
         }
-        let plan = optimise(&proto).map_err(|e| ModelError::Parse(format!("{e:#}")))?;
+        let plan = Plan::new(&proto)?;
         let this = Self {
             plan,
             labels,
@@ -211,26 +211,43 @@ impl Classifier {
     }
 
     fn one(&self, image: &Rgb32) -> Result<Answer, ModelError> {
+        let mut outputs = self.plan.run(image)?;
+        let ood_score = self.ood_output.and_then(|i| outputs[i].first().copied());
+        Ok(Answer {
+            probabilities: outputs.swap_remove(0),
+            ood_score,
+        })
+    }
+}
+
+/// A graph with its input fixed to one uint8 image, optimised: how every graph here is
+/// run, the served classifier's and the trainer's probe of a graph it is fitting alike.
+pub struct Plan(Arc<TypedRunnableModel>);
+
+impl Plan {
+    pub fn new(proto: &ModelProto) -> Result<Self, ModelError> {
+        optimise(proto)
+            .map(Plan)
+            .map_err(|e| ModelError::Parse(format!("{e:#}")))
+    }
+
+    /// Every output for one image, as floats, in the graph's output order.
+    pub fn run(&self, image: &Rgb32) -> Result<Vec<Vec<f32>>, ModelError> {
         let input = tract_ndarray::Array4::from_shape_vec((1, IMAGE_SIDE, IMAGE_SIDE, CHANNELS), image.to_vec())
             .map_err(|e| ModelError::Inference(e.to_string()))?;
         let outputs = self
-            .plan
+            .0
             .run(tvec!(Tensor::from(input).into()))
             .map_err(|e| ModelError::Inference(format!("{e:#}")))?;
-        let floats = |i: usize| -> Result<Vec<f32>, ModelError> {
-            let view = outputs[i]
-                .to_plain_array_view::<f32>()
-                .map_err(|e| ModelError::Inference(e.to_string()))?;
-            Ok(view.iter().copied().collect())
-        };
-        let ood_score = match self.ood_output {
-            Some(i) => floats(i)?.first().copied(),
-            None => None,
-        };
-        Ok(Answer {
-            probabilities: floats(0)?,
-            ood_score,
-        })
+        outputs
+            .iter()
+            .map(|o| {
+                let view = o
+                    .to_plain_array_view::<f32>()
+                    .map_err(|e| ModelError::Inference(e.to_string()))?;
+                Ok(view.iter().copied().collect())
+            })
+            .collect()
     }
 }
 

@@ -11,5 +11,5 @@ mod test_graphs;
 #[cfg(test)]
 mod tract_kernels;
 
-pub use classifier::{Answer, Classifier, Conformal, metadata_of, parse_proto};
+pub use classifier::{Answer, Classifier, Conformal, Plan, metadata_of, parse_proto};
 pub use error::ModelError;

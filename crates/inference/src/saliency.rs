@@ -16,10 +16,15 @@ pub const STRIDE: usize = 4;
 /// Cells per side of the map: (32 - 8) / 4 + 1.
 pub const SIDE: usize = (IMAGE_SIDE - PATCH) / STRIDE + 1;
 
-/// Per cell, rows first, how much the probability of `class` fell when that square was
-/// hidden (0 where hiding it did not lower it). `SIDE * SIDE` forward passes.
-pub fn occlusion(classifier: &Classifier, image: &Rgb32, class: usize) -> Result<Vec<f32>, ModelError> {
-    let base = classifier.probabilities(std::slice::from_ref(image))?[0][class];
+/// Per cell, rows first, how much the probability of `class` fell from `probability`
+/// (what the model gave it on `image` whole, from the answer already computed) when that
+/// square was hidden (0 where hiding it did not lower it). `SIDE * SIDE` forward passes.
+pub fn occlusion(
+    classifier: &Classifier,
+    image: &Rgb32,
+    class: usize,
+    probability: f32,
+) -> Result<Vec<f32>, ModelError> {
     let pixels = (IMAGE_SIDE * IMAGE_SIDE) as u32;
     let mean: [u8; 3] =
         std::array::from_fn(|c| (image.chunks_exact(3).map(|p| u32::from(p[c])).sum::<u32>() / pixels) as u8);
@@ -38,6 +43,6 @@ pub fn occlusion(classifier: &Classifier, image: &Rgb32, class: usize) -> Result
     Ok(classifier
         .probabilities(&hidden)?
         .iter()
-        .map(|row| (base - row[class]).max(0.0))
+        .map(|row| (probability - row[class]).max(0.0))
         .collect())
 }

@@ -559,7 +559,7 @@ fn result(
         predictions[0].probability >= shape.min_probability && !(abstain_ood && out_of_distribution == Some(true));
     let top = contract::argmax(row).0;
     let saliency = if shape.explain {
-        let map = inference::saliency::occlusion(classifier, pixels, top)
+        let map = inference::saliency::occlusion(classifier, pixels, top, row[top])
             .map_err(|e| ApiError::new(ErrorCode::InferenceFailed, e.to_string()))?;
         Some(crate::saliency::saliency(&map, inference::saliency::SIDE, &labels[top]))
     } else {

@@ -8,11 +8,12 @@ use tract_onnx::pb::{
 };
 
 use crate::error::{Result, TrainError};
-use crate::export::{float_constant, int_attribute, int_constant, node, scalar_constant, tensor_type};
+use crate::export::{
+    CALIBRATED, INV_TEMPERATURE, VIEW_SHAPE, VIEW_WEIGHTS, float_constant, int_attribute, int_constant, node,
+    scalar_constant, tensor_type,
+};
 
 const PREFIX: &str = "uncertainty/";
-const INV_TEMPERATURE: &str = "contract/inv_temperature";
-const CALIBRATED: &str = "contract/calibrated";
 /// -logsumexp of the calibrated logits, `[N]`: a probe output while fitting.
 pub(super) const ENERGY: &str = "uncertainty/energy";
 /// The pooled penultimate features averaged over the test-time views (what the head's
@@ -191,7 +192,7 @@ pub fn add_probe(proto: &mut ModelProto) -> Result<Option<usize>> {
     let views = graph
         .initializer
         .iter()
-        .find(|i| i.name == "contract/view_weights")
+        .find(|i| i.name == VIEW_WEIGHTS)
         .and_then(|i| i.dims.get(1).copied())
         .unwrap_or(1);
     // The features the head reads, averaged over the views as the logits are.
@@ -208,13 +209,13 @@ pub fn add_probe(proto: &mut ModelProto) -> Result<Option<usize>> {
             ),
             node(
                 "Reshape",
-                &["uncertainty/view_features", "contract/view_shape"],
+                &["uncertainty/view_features", VIEW_SHAPE],
                 "uncertainty/stacked_features",
                 vec![],
             ),
             node(
                 "MatMul",
-                &["contract/view_weights", "uncertainty/stacked_features"],
+                &[VIEW_WEIGHTS, "uncertainty/stacked_features"],
                 "uncertainty/mean_features",
                 vec![],
             ),

@@ -203,7 +203,7 @@ fn graph_temperature(proto: &tract_onnx::pb::ModelProto) -> f64 {
     proto
         .graph
         .as_ref()
-        .and_then(|g| g.initializer.iter().find(|i| i.name == "contract/inv_temperature"))
+        .and_then(|g| g.initializer.iter().find(|i| i.name == crate::export::INV_TEMPERATURE))
         .and_then(|i| i.float_data.first().copied())
         .map_or(1.0, |inv| 1.0 / f64::from(inv))
 }

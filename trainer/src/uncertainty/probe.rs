@@ -2,9 +2,9 @@
 //! the energy and the pooled features of each image, which the fit needs and the served
 //! graph keeps inside.
 
-use contract::{CHANNELS, IMAGE_SIDE, OUTPUT_NAME, Rgb32};
+use contract::{OUTPUT_NAME, Rgb32};
+use inference::Plan;
 use tract_onnx::pb::ModelProto;
-use tract_onnx::prelude::*;
 
 use super::graph::{ENERGY, FEATURES};
 use crate::error::{Result, TrainError};
@@ -30,7 +30,7 @@ impl Probed {
 
 /// A probed graph, optimised for one image at a time as the function runs it.
 pub struct Probe {
-    plan: Arc<TypedRunnableModel>,
+    plan: Plan,
     probabilities: usize,
     energy: usize,
     features: Option<usize>,
@@ -50,42 +50,22 @@ impl Probe {
         let at = |name: &str| outputs.iter().position(|o| *o == name);
         let probabilities = at(OUTPUT_NAME).ok_or_else(|| export_err("no probabilities output"))?;
         let energy = at(ENERGY).ok_or_else(|| export_err("no energy output: call add_probe first"))?;
-        let features = at(FEATURES);
-        let mut model = tract_onnx::onnx().model_for_proto_model(proto).map_err(export_err)?;
-        let shape: TVec<usize> = tvec![1, IMAGE_SIDE, IMAGE_SIDE, CHANNELS];
-        model
-            .set_input_fact(0, InferenceFact::dt_shape(u8::datum_type(), shape))
-            .map_err(export_err)?;
-        let plan = model
-            .into_optimized()
-            .and_then(|m| m.into_runnable())
-            .map_err(export_err)?;
         Ok(Self {
-            plan,
+            plan: Plan::new(proto).map_err(export_err)?,
             probabilities,
             energy,
-            features,
+            features: at(FEATURES),
         })
     }
 
     pub fn run(&self, images: &[Rgb32]) -> Result<Probed> {
         let mut out = Probed::default();
         for image in images {
-            let input = tract_ndarray::Array4::from_shape_vec((1, IMAGE_SIDE, IMAGE_SIDE, CHANNELS), image.to_vec())
-                .map_err(export_err)?;
-            let answers = self.plan.run(tvec!(Tensor::from(input).into())).map_err(export_err)?;
-            let floats = |i: usize| -> Result<Vec<f32>> {
-                Ok(answers[i]
-                    .to_plain_array_view::<f32>()
-                    .map_err(export_err)?
-                    .iter()
-                    .copied()
-                    .collect())
-            };
-            out.probabilities.extend(floats(self.probabilities)?);
-            out.energy.extend(floats(self.energy)?);
+            let answers = self.plan.run(image).map_err(export_err)?;
+            out.probabilities.extend(&answers[self.probabilities]);
+            out.energy.extend(&answers[self.energy]);
             if let Some(f) = self.features {
-                out.features.extend(floats(f)?);
+                out.features.extend(&answers[f]);
             }
         }
         Ok(out)
