@@ -15,16 +15,18 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: help check-tools setup setup-test run test test-arm64 test-infra lint build build-arm64 \
         train train-seed evaluate calibrate bench bench-function bench-memory bench-ceiling bench-load \
-        bench-refresh bench-torch trainer-libtorch fuzz bootstrap deploy url publish-model destroy clean package
+        bench-refresh bench-torch trainer-libtorch trainer-wgpu trainer-cuda test-wgpu bench-shards shard-data trainer-image push-trainer-image train-cloud fuzz bootstrap deploy url publish-model destroy clean package
 
 help:
 	@echo "make run           serve the bundled model on http://127.0.0.1:$(PORT)/lambda-url/$(FUNCTION)/"
 	@echo "make test          install test tools; fmt, clippy, build, unit, integration, end-to-end and infra tests"
 	@echo "make test-arm64    the arm64 Lambda build, run under qemu (CI runs it after make test)"
+	@echo "make test-wgpu     the GPU backend on Mesa's software Vulkan, checked against the CPU one (CI runs it)"
 	@echo "make train         train the default net on DATA_TGZ=$(DATA_TGZ) into RUN_DIR=$(RUN_DIR)"
 	@echo "make evaluate      score models/cifar10.onnx on the validation images it was trained without"
 	@echo "make calibrate     refit models/cifar10.onnx's temperature, prediction sets and ood_score (no retraining)"
 	@echo "make bootstrap / deploy / url / publish-model / destroy   the AWS stack (docs/deploy.md)"
+	@echo "make trainer-image / push-trainer-image / train-cloud   the managed training job (docs/training.md)"
 	@echo "make package       the arm64 deployment zip, its sizes held to 10 MB (binary) and 5 MB (zip)"
 	@echo "make bench         training images/s per net (train-bench); make bench-torch: beside PyTorch"
 	@echo "make bench-function  latency table of the function; other bench-* targets: docs/benchmarks.md"
@@ -100,6 +102,17 @@ test: check-tools
 test-arm64: setup-test build-arm64
 	env $(LINTED) cargo test --release --workspace --test e2e -- --ignored arm64::
 
+# The trainer's wgpu backend on Mesa's software Vulkan (lavapipe): no GPU needed, slow, so
+# outside make test's budget (CI runs it after make test). wgpu wants a runtime directory.
+test-wgpu: setup
+	@if ! ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1; then \
+	  echo "installing Mesa's Vulkan drivers (apt-get)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    mesa-vulkan-drivers >/dev/null; \
+	fi
+	export XDG_RUNTIME_DIR=$${XDG_RUNTIME_DIR:-$$(mktemp -d)}; \
+	  env $(LINTED) cargo test --release -p trainer --features wgpu --test wgpu -- --test-threads 1
+
 build-arm64: setup
 	cargo lambda build --profile lambda --arm64 -p $(FUNCTION) --bin $(FUNCTION)
 
@@ -164,6 +177,14 @@ bench-torch: trainer-libtorch
 	$(TORCH_ENV) ./target/release/train-bench --data $(DATA_TGZ) --images 2048 \
 		--backends flex,libtorch --torch-python $(TORCH_PY)
 
+# The GPU backends (docs/training.md): `trainer train --backend wgpu|cuda`. cuda needs
+# the CUDA toolkit at build time and a driver at run time.
+trainer-wgpu:
+	cargo build --release -p trainer --features wgpu --bin trainer
+
+trainer-cuda:
+	cargo build --release -p trainer --features cuda --bin trainer
+
 # The function's latency table, tract beside ONNX Runtime.
 # ONNX Runtime and numpy come with the .venv (scripts/requirements.txt).
 bench-function: setup build
@@ -179,6 +200,15 @@ bench-ceiling: build
 
 bench-load: setup build
 	target/release/load 8 250
+
+# Peak RSS of a streamed epoch against dataset size (sharded data, docs/training.md).
+bench-shards: build
+	target/release/shard-bench
+
+# DATA_TGZ as WebDataset shards for `trainer train --shards` (SHARDS_OUT may be s3://...).
+SHARDS_OUT ?= .data/shards
+shard-data:
+	cargo run --release -p trainer -- data shard $(DATA_TGZ) --out $(SHARDS_OUT)
 
 bench-refresh: setup build
 	target/release/refresh_bench 3000
@@ -209,7 +239,7 @@ bootstrap: infra/node_modules
 	$(CDK) bootstrap $(CDK_ARGS)
 
 deploy: setup infra/node_modules build-arm64
-	$(CDK) deploy --all --require-approval never --outputs-file cdk-outputs.json $(CDK_ARGS)
+	$(CDK) deploy --all --require-approval never --outputs-file cdk-outputs.json -c trainingImageTag=$(TRAINER_TAG) $(CDK_ARGS)
 
 url:
 	@test -f $(OUTPUTS) || { echo "no $(OUTPUTS): run make deploy first" >&2; exit 1; }
@@ -221,6 +251,27 @@ publish-model:
 	cargo run --release -p trainer -- publish --model $(MODEL) --to s3://$$bucket/
 	@echo "Warm instances switch within MODEL_REFRESH_SECONDS (60 s by default) of their next request;"
 	@echo "cold starts load it at once. Watch: curl \$$(make -s url)/health (model_version, refresh)."
+
+# The managed training job (-c training=true, docs/training.md): the trainer image, built
+# without a Docker engine by buildah where there is one, pushed to the stack's repository
+# under this commit's tag (deploy names the same tag), then a job submitted and followed.
+TRAINER_TAG ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo dev)
+IMAGE_TOOL  ?= $(shell command -v docker 2>/dev/null || command -v buildah 2>/dev/null)
+trainer-image:
+	@test -n "$(IMAGE_TOOL)" || { echo "needs docker or buildah" >&2; exit 1; }
+	$(IMAGE_TOOL) build -f trainer/Dockerfile -t trainer:$(TRAINER_TAG) .
+
+push-trainer-image: trainer-image
+	@test -f $(OUTPUTS) || { echo "no $(OUTPUTS): make deploy CDK_ARGS='-c training=true' first" >&2; exit 1; }
+	@repo=$$($(OUTPUT) TrainingRepository); test "$$repo" != undefined || { echo "deploy with -c training=true first" >&2; exit 1; }; \
+	aws ecr get-login-password | $(IMAGE_TOOL) login --username AWS --password-stdin $${repo%%/*} && \
+	$(IMAGE_TOOL) tag trainer:$(TRAINER_TAG) $$repo:$(TRAINER_TAG) && $(IMAGE_TOOL) push $$repo:$(TRAINER_TAG)
+
+# DATA: s3://<bucket>/datasets/<file>.tar.gz; PRESET and BUDGET as for make train.
+PRESET ?= default
+BUDGET ?= 60m
+train-cloud: setup
+	$(PY) scripts/train_cloud.py --outputs $(OUTPUTS) --preset $(PRESET) --budget $(BUDGET) $(if $(DATA),--data $(DATA))
 
 destroy: infra/node_modules
 	$(CDK) destroy --all --force $(CDK_ARGS)

@@ -40,5 +40,13 @@ classifierStacks(app, ctx('stackName') ?? 'ImageClassifier', {
   captureRetentionDays: num('captureRetentionDays'),
   feedback: flag('feedback'),
   feedbackRetentionDays: num('feedbackRetentionDays'),
+  training: flag('training')
+    ? {
+        instanceTypes: ctx('trainingInstanceTypes')?.split(','),
+        spot: flag('trainingSpot'),
+        maxvCpus: num('trainingMaxvCpus'),
+        imageTag: ctx('trainingImageTag'),
+      }
+    : undefined,
 });
 Validations.of(app).addPlugins(new AwsSolutionsChecks(app, { verbose: true }));

@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import { CfnOutput, CfnResource, Duration, RemovalPolicy, Stack, StackProps, Validations } from 'aws-cdk-lib';
+import { CfnOutput, Duration, RemovalPolicy, Stack, StackProps } from 'aws-cdk-lib';
 import * as acm from 'aws-cdk-lib/aws-certificatemanager';
 import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpIamAuthorizer, HttpJwtAuthorizer, HttpUserPoolAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
@@ -21,6 +21,8 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
+import { ack, checkovSkip, MODELS_PREFIX, CAPTURE_PREFIX, FEEDBACK_PREFIX } from './common';
+import { TrainingJob, TrainingProps } from './training';
 
 /** Everything a deployment may choose; read from CDK context by bin/app.ts. */
 export interface ClassifierStackProps extends StackProps {
@@ -78,6 +80,9 @@ export interface ClassifierStackProps extends StackProps {
   /** CloudFront with the web ACL of `EdgeStack` in front; the execute-api URL then refuses
    * callers that bypass it. Set by `edgeStacks` together with the ACL. */
   readonly edge?: { readonly webAclArn: string };
+  /** The managed training job (AWS Batch on GPU instances) beside the service; off by
+   * default. It reads `datasets/` and publishes under `models/`, never moving `latest.json`. */
+  readonly training?: TrainingProps;
 }
 
 /** The header CloudFront adds for the function to tell its requests from ones that
@@ -100,22 +105,7 @@ export const RELEASE_CONFIGS: Record<string, codedeploy.ILambdaDeploymentConfig>
 /** Where the function's per-request metric records (embedded metric format) land. */
 export const METRICS_NAMESPACE = 'Classifier';
 
-/** Acknowledge one cdk-nag finding on a construct, with the reason it is accepted. */
-export function ack(scope: Construct, id: string, reason: string): void {
-  Validations.of(scope).acknowledge({ id, reason });
-}
-
-/** Tell checkov (run on the synthesized template by the infra tests) why a check does not apply. */
-export function checkovSkip(scope: Construct, checks: [id: string, reason: string][]): void {
-  const resource = (CfnResource.isCfnResource(scope) ? scope : scope.node.defaultChild) as CfnResource;
-  resource.addMetadata('checkov', { skip: checks.map(([id, comment]) => ({ id, comment })) });
-}
-
-/** Prefix readers may see and publishers may write. */
-export const MODELS_PREFIX = 'models/';
-/** Where Firehose delivers captured traffic, and where corrections are stored. */
-export const CAPTURE_PREFIX = 'capture/';
-export const FEEDBACK_PREFIX = 'feedback/';
+export { ack, checkovSkip, MODELS_PREFIX, CAPTURE_PREFIX, FEEDBACK_PREFIX, DATASETS_PREFIX } from './common';
 
 export class ClassifierStack extends Stack {
   readonly modelBucket: s3.Bucket;
@@ -124,6 +114,7 @@ export class ClassifierStack extends Stack {
   readonly live: lambda.Alias;
   readonly api: apigwv2.HttpApi;
   readonly alarmTopic: sns.Topic;
+  readonly training?: TrainingJob;
 
   constructor(scope: Construct, id: string, props: ClassifierStackProps = {}) {
     super(scope, id, props);
@@ -534,6 +525,9 @@ export class ClassifierStack extends Stack {
       });
     }
     new CfnOutput(this, 'ModelBucketName', { value: this.modelBucket.bucketName });
+    if (props.training) {
+      this.training = new TrainingJob(this, 'Training', { ...props.training, bucket: this.modelBucket, logKey });
+    }
     new CfnOutput(this, 'PublisherPolicyArn', { value: publisher.managedPolicyArn });
     new CfnOutput(this, 'ReleaseDeploymentGroup', {
       value: `${releases.application.applicationName}/${releases.deploymentGroupName}`,

@@ -1,12 +1,14 @@
-//! Which burn backend does the training. `flex` (pure Rust) is the default so the
-//! trainer builds anywhere; `libtorch` is an optional feature for measuring what a
-//! native kernel library buys, never a requirement.
+//! Which burn backend does the training: the one module that knows backends exist. The
+//! recipe (model, optimizer, schedule, export) sees only burn's `Device`, so a GPU run and
+//! a CPU run are the same code. `flex` (pure Rust, CPU) is the default so the trainer
+//! builds anywhere; `wgpu` (Vulkan/Metal/DX12), `cuda` and `libtorch` are cargo features,
+//! never requirements.
 
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-#[cfg(not(feature = "libtorch"))]
+#[cfg(not(all(feature = "libtorch", feature = "wgpu", feature = "cuda")))]
 use crate::error::TrainError;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -17,6 +19,11 @@ pub enum Backend {
     Flex,
     /// burn's LibTorch backend on the CPU (build with `--features libtorch`).
     Libtorch,
+    /// burn's CubeCL backend on the first Vulkan, Metal or DX12 adapter (build with
+    /// `--features wgpu`); Mesa's software Vulkan (lavapipe) also runs it, slowly.
+    Wgpu,
+    /// burn's CubeCL backend on the first CUDA GPU (build with `--features cuda`).
+    Cuda,
 }
 
 impl Backend {
@@ -30,11 +37,18 @@ impl Backend {
             #[allow(deprecated)]
             Backend::Libtorch => Ok(burn::backend::LibTorchDevice::Cpu.into()),
             #[cfg(not(feature = "libtorch"))]
-            Backend::Libtorch => Err(TrainError::Config(
-                "this trainer was built without the `libtorch` feature; build it with \
-                 `make trainer-libtorch` (needs PyTorch in .venv-torch, see README)"
-                    .into(),
+            Backend::Libtorch => Err(missing(
+                "libtorch",
+                "make trainer-libtorch (needs PyTorch in .venv-torch, see README)",
             )),
+            #[cfg(feature = "wgpu")]
+            Backend::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+            #[cfg(not(feature = "wgpu"))]
+            Backend::Wgpu => Err(missing("wgpu", "make trainer-wgpu")),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda => Ok(Device::cuda(0)),
+            #[cfg(not(feature = "cuda"))]
+            Backend::Cuda => Err(missing("cuda", "make trainer-cuda (needs the CUDA toolkit)")),
         }
     }
 
@@ -53,6 +67,13 @@ impl Backend {
     }
 }
 
+#[cfg(not(all(feature = "libtorch", feature = "wgpu", feature = "cuda")))]
+fn missing(feature: &str, how: &str) -> TrainError {
+    TrainError::Config(format!(
+        "this trainer was built without the `{feature}` feature; build it with `{how}`"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,6 +85,19 @@ mod tests {
         {
             let err = Backend::Libtorch.device().unwrap_err().to_string();
             assert!(err.contains("libtorch"), "{err}");
+        }
+        #[cfg(not(feature = "wgpu"))]
+        {
+            let err = Backend::Wgpu.device().unwrap_err().to_string();
+            assert!(
+                err.contains("`wgpu` feature") && err.contains("make trainer-wgpu"),
+                "{err}"
+            );
+        }
+        #[cfg(not(feature = "cuda"))]
+        {
+            let err = Backend::Cuda.device().unwrap_err().to_string();
+            assert!(err.contains("`cuda` feature"), "{err}");
         }
     }
 }

@@ -19,14 +19,19 @@ pub struct DataArgs {
     /// Download the official CIFAR-10 binary release (MD5-checked) into this cache folder.
     #[arg(long)]
     download_cifar: Option<PathBuf>,
+    /// WebDataset shards and their index.json (`trainer data shard`), in a folder or
+    /// under `s3://bucket/prefix/`: streamed, for datasets bigger than memory.
+    #[arg(long)]
+    shards: Option<String>,
 }
 
 impl DataArgs {
     pub fn source(&self, test: bool) -> DataSource {
-        match (&self.data, &self.cifar_binary, &self.download_cifar) {
-            (Some(p), _, _) => DataSource::Folder(p.clone()),
-            (_, Some(d), _) => DataSource::CifarBinary { dir: d.clone(), test },
-            (_, _, Some(c)) => DataSource::CifarDownload { cache: c.clone(), test },
+        match (&self.data, &self.cifar_binary, &self.download_cifar, &self.shards) {
+            (Some(p), ..) => DataSource::Folder(p.clone()),
+            (_, Some(d), ..) => DataSource::CifarBinary { dir: d.clone(), test },
+            (_, _, Some(c), _) => DataSource::CifarDownload { cache: c.clone(), test },
+            (.., Some(s)) => DataSource::Shards(s.clone()),
             _ => unreachable!("clap requires one data source"),
         }
     }

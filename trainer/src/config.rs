@@ -115,6 +115,11 @@ train_config! {
         /// Percent of corrections held out (by correction id, so the same ones each run)
         /// as the "real traffic" validation set.
         feedback_holdout_percent: u8 = 20,
+        /// Sharded data (`--shards`): samples mixed across shards before one is drawn
+        /// (memory: this many decoded images, 3 KB each).
+        shuffle_buffer: usize = 10000,
+        /// Sharded data: decoded shards read ahead of training.
+        prefetch_shards: usize = 2,
     }
     /// The network: architecture, widths, whitening layer, normalisation.
     net: NetConfig {

@@ -37,6 +37,10 @@ pub enum TrainError {
     Model(#[from] inference::ModelError),
     #[error(transparent)]
     Scoring(#[from] scoring::ScoringError),
+    #[error(transparent)]
+    Shards(#[from] shards::ShardError),
+    #[error("{0}")]
+    Store(String),
 }
 
 pub type Result<T, E = TrainError> = std::result::Result<T, E>;

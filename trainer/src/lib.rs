@@ -16,6 +16,7 @@ pub mod muon;
 pub mod ood;
 pub mod plots;
 pub mod run;
+pub mod sharded;
 pub mod training;
 pub mod tta;
 pub mod uncertainty;

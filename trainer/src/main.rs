@@ -42,6 +42,9 @@ enum Command {
     /// Fit a model file's temperature, prediction sets and out-of-distribution threshold
     /// on its validation halves, adding the outputs older files lack (no retraining).
     Calibrate(commands::calibrate::Args),
+    /// Prepare datasets: `data shard` writes an image folder as WebDataset shards for
+    /// `train --shards` (datasets bigger than memory, local or on S3).
+    Data(commands::data::Args),
 }
 
 fn main() -> Result<()> {
@@ -54,5 +57,6 @@ fn main() -> Result<()> {
         Command::Plot(args) => commands::plot::run(args),
         Command::Drift(args) => commands::drift::run(args),
         Command::Calibrate(args) => commands::calibrate::run(args),
+        Command::Data(args) => commands::data::run(args),
     }
 }

@@ -15,8 +15,9 @@ use crate::error::{Result, TrainError, io};
 use crate::export::{self, ExportMeta};
 use crate::metrics::{Calibration, Confusion, RunMetrics, SplitReport};
 use crate::model::Net;
+use crate::training::{InMemory, TrainSet};
 use crate::tta::Tta;
-use crate::{plots, training};
+use crate::{plots, sharded, training};
 
 /// Where labelled images come from.
 #[derive(Debug, Clone)]
@@ -27,6 +28,9 @@ pub enum DataSource {
     CifarBinary { dir: PathBuf, test: bool },
     /// The official release, downloaded into (or found in) this cache folder.
     CifarDownload { cache: PathBuf, test: bool },
+    /// WebDataset shards with their `index.json`, in a folder or under `s3://bucket/prefix/`
+    /// (`trainer data shard` writes them): streamed, never all in memory.
+    Shards(String),
 }
 
 impl DataSource {
@@ -42,6 +46,9 @@ impl DataSource {
             DataSource::Folder(p) => data::load_image_folder(p, skip_bad),
             DataSource::CifarBinary { dir, test } => cifar_binary::load(dir, split(*test)),
             DataSource::CifarDownload { cache, test } => cifar_binary::load(&cifar_binary::fetch(cache)?, split(*test)),
+            DataSource::Shards(at) => Err(TrainError::Config(format!(
+                "{at}: sharded data streams for training only; give a test set as an image folder or CIFAR binary"
+            ))),
         }
     }
 }
@@ -94,8 +101,8 @@ impl Golden {
 pub fn train(opts: RunOptions) -> Result<RunMetrics> {
     let wall = Instant::now();
     opts.config.validate().map_err(TrainError::Config)?;
-    let data = Splits::load(&opts)?;
-    let fitted = fit(&opts.config, &data)?;
+    let mut data = Splits::load(&opts)?;
+    let fitted = fit(&opts.config, &mut data)?;
     let evaluated = evaluate(&fitted, &data)?;
     let exported = export_checked(&fitted, &data, &evaluated)?;
     let metrics = metrics(fitted, &data, evaluated, &exported, wall);
@@ -105,8 +112,11 @@ pub fn train(opts: RunOptions) -> Result<RunMetrics> {
 
 /// The labelled images of a run, split.
 struct Splits {
-    full: Dataset,
-    train: Dataset,
+    classes: Vec<String>,
+    /// Where they came from, for metrics and model metadata.
+    source: String,
+    skipped: usize,
+    train: TrainData,
     val: Dataset,
     test: Option<Dataset>,
     /// The held-out share of users' corrections, and what the rest added to training.
@@ -130,10 +140,28 @@ pub struct RealTrafficCounts {
     pub unusable: usize,
 }
 
+/// The training split: in memory, or streamed from shards.
+enum TrainData {
+    Memory(Dataset),
+    Streamed(Box<sharded::Streamed>),
+}
+
+impl TrainData {
+    fn len(&self) -> usize {
+        match self {
+            TrainData::Memory(d) => d.len(),
+            TrainData::Streamed(s) => s.len(),
+        }
+    }
+}
+
 impl Splits {
     /// Load, split stratified and seeded (capped at `train_limit`), and load the test set.
     fn load(opts: &RunOptions) -> Result<Splits> {
         let config = &opts.config.data;
+        if let DataSource::Shards(at) = &opts.data {
+            return Splits::sharded(opts, at);
+        }
         let full = opts.data.load(opts.skip_bad_images)?;
         let classes = full.classes.len();
         let (mut train_idx, val_idx) = data::stratified_split(&full.labels, classes, config.val_size, config.seed);
@@ -150,18 +178,7 @@ impl Splits {
                 val.len()
             )));
         }
-        let test = match &opts.test {
-            Some(src) => Some(src.load(opts.skip_bad_images)?),
-            None => None,
-        };
-        if let Some(t) = &test
-            && t.classes != full.classes
-        {
-            return Err(TrainError::Config(format!(
-                "test classes {:?} differ from training classes {:?}",
-                t.classes, full.classes
-            )));
-        }
+        let test = load_test(opts, &full.classes)?;
         eprintln!(
             "data: {} ({} classes): {} train, {} validation{}{}",
             full.source,
@@ -181,13 +198,58 @@ impl Splits {
             None => None,
         };
         Ok(Splits {
-            full,
-            train,
+            classes: full.classes,
+            source: full.source,
+            skipped: full.skipped,
+            train: TrainData::Memory(train),
             val,
             test,
             real,
         })
     }
+
+    /// Shards carry their split: validation in memory, training streamed.
+    fn sharded(opts: &RunOptions, at: &str) -> Result<Splits> {
+        if opts.feedback.is_some() {
+            return Err(TrainError::Config(
+                "--feedback adds corrections to an in-memory training set; with --shards, shard them in with the rest"
+                    .into(),
+            ));
+        }
+        let opened = sharded::open(at, &opts.config)?;
+        let test = load_test(opts, &opened.classes)?;
+        eprintln!(
+            "data: {} ({} classes): {} train (streamed, {} per epoch), {} validation{}",
+            opened.source,
+            opened.classes.len(),
+            opened.train.total(),
+            opened.train.len(),
+            opened.val.len(),
+            test.as_ref().map(|t| format!(", {} test", t.len())).unwrap_or_default(),
+        );
+        Ok(Splits {
+            classes: opened.classes,
+            source: opened.source,
+            skipped: 0,
+            train: TrainData::Streamed(Box::new(opened.train)),
+            val: opened.val,
+            test,
+            real: None,
+        })
+    }
+}
+
+/// The test set, if any, with the training classes.
+fn load_test(opts: &RunOptions, classes: &[String]) -> Result<Option<Dataset>> {
+    let Some(src) = &opts.test else { return Ok(None) };
+    let test = src.load(opts.skip_bad_images)?;
+    if test.classes != classes {
+        return Err(TrainError::Config(format!(
+            "test classes {:?} differ from training classes {classes:?}",
+            test.classes
+        )));
+    }
+    Ok(Some(test))
 }
 
 /// Split corrections by id into a held-out "real traffic" set and a share added to
@@ -255,21 +317,35 @@ struct Fitted {
 }
 
 /// Fit the whitening filters, build the net and train it.
-fn fit(config: &TrainConfig, data: &Splits) -> Result<Fitted> {
+fn fit(config: &TrainConfig, data: &mut Splits) -> Result<Fitted> {
     let device = config.compute.backend.device()?.autodiff();
     device.seed(config.data.seed);
-    let whitening = (config.net.whiten && config.net.arch == crate::model::Arch::Airbench).then(|| {
-        let refs: Vec<&Rgb32> = data.train.images.iter().take(config.net.whiten_images).collect();
-        crate::model::whitening_filters(&data::to_input(&refs, None), config.net.whiten_eps)
-    });
-    let model = Net::new(config, data.full.classes.len(), whitening, &device);
+    let mut in_memory;
+    let train: &mut dyn TrainSet = match &mut data.train {
+        TrainData::Memory(d) => {
+            in_memory = InMemory::new(d);
+            &mut in_memory
+        }
+        TrainData::Streamed(s) => s.as_mut(),
+    };
+    let whitening = if config.net.whiten && config.net.arch == crate::model::Arch::Airbench {
+        let head = train.head(config.net.whiten_images)?;
+        let refs: Vec<&Rgb32> = head.iter().collect();
+        Some(crate::model::whitening_filters(
+            &data::to_input(&refs, None),
+            config.net.whiten_eps,
+        ))
+    } else {
+        None
+    };
+    let model = Net::new(config, data.classes.len(), whitening, &device);
     let start = Instant::now();
-    let (model, epochs) = training::fit(config, model, &data.train, &data.val, &device, |m| {
+    let (model, epochs) = training::fit(config, model, train, &data.val, &device, |m| {
         eprintln!(
             "epoch {:>3}: train loss {:.4} acc {:.4} | val loss {:.4} acc {:.4} | {:.0} img/s, {:.1}s",
             m.epoch, m.train_loss, m.train_accuracy, m.val_loss, m.val_accuracy, m.images_per_second, m.seconds
         );
-    });
+    })?;
     let train_seconds = start.elapsed().as_secs_f64();
     let mut ran = config.clone();
     ran.schedule.epochs = epochs.len();
@@ -301,7 +377,7 @@ fn evaluate(fitted: &Fitted, data: &Splits) -> Result<Evaluated> {
     } else {
         training::evaluate(model, &data.val, batch, &infer, Tta::default()).accuracy
     };
-    let classes = data.full.classes.len();
+    let classes = data.classes.len();
     let temperature = crate::uncertainty::fit_temperature(
         &val_eval.logits,
         &data.val.labels,
@@ -368,8 +444,8 @@ struct Exported {
 fn export_checked(fitted: &Fitted, data: &Splits, evaluated: &Evaluated) -> Result<Exported> {
     let trained_at = contract::pointer::now_rfc3339();
     let meta = ExportMeta {
-        labels: data.full.classes.clone(),
-        dataset: data.full.source.clone(),
+        labels: data.classes.clone(),
+        dataset: data.source.clone(),
         val_accuracy: evaluated.validation.accuracy,
         trained_at: trained_at.clone(),
         config_json: serde_json::to_string(&fitted.config).expect("config serialises"),
@@ -451,10 +527,10 @@ fn metrics(fitted: Fitted, data: &Splits, evaluated: Evaluated, exported: &Expor
     let train_images = fitted.epochs.len() * data.train.len();
     RunMetrics {
         model_version: exported.version.clone(),
-        dataset: data.full.source.clone(),
-        classes: data.full.classes.clone(),
+        dataset: data.source.clone(),
+        classes: data.classes.clone(),
         train_images: data.train.len(),
-        skipped_images: data.full.skipped,
+        skipped_images: data.skipped,
         final_train_accuracy: fitted.epochs.last().map(|e| e.train_accuracy).unwrap_or(f64::NAN),
         epochs: fitted.epochs,
         validation: evaluated.validation,

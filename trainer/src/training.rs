@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{OptimizerKind, TrainConfig};
 use crate::data::{Augment, Dataset, to_input};
+use crate::error::Result;
 use crate::lookahead::{self, Lookahead};
 use crate::model::Net;
 use crate::muon::FilterMuon;
@@ -119,11 +120,11 @@ pub fn epochs_for_budget(budget_s: f64, epoch_s: f64) -> usize {
 pub fn fit(
     config: &TrainConfig,
     mut model: Net,
-    train: &Dataset,
+    train: &mut dyn TrainSet,
     val: &Dataset,
     device: &Device,
     mut on_epoch: impl FnMut(&EpochMetrics),
-) -> (Net, Vec<EpochMetrics>) {
+) -> Result<(Net, Vec<EpochMetrics>)> {
     let mut optim = optimizer(config, &model);
     let loss_fn = CrossEntropyLossConfig::new()
         .with_smoothing((config.optimiser.label_smoothing > 0.0).then_some(config.optimiser.label_smoothing))
@@ -134,7 +135,6 @@ pub fn fit(
     let mut total_steps = steps_per_epoch * epochs;
     let bias_ids = model.norm_bias_ids();
     let mut lookahead = config.optimiser.lookahead.then(|| Lookahead::new(&model));
-    let mut order: Vec<usize> = (0..train.len()).collect();
     let mut history = Vec::new();
     let mut step = 0;
     let mut epoch = 0;
@@ -143,23 +143,33 @@ pub fn fit(
         if config.net.whiten && epoch == config.net.whiten_bias_epochs + 1 {
             model = model.freeze_whitening();
         }
-        order.shuffle(&mut rng);
+        train.start_epoch(epoch, &mut rng)?;
+        // The epoch's first batches, kept for re-estimating batch-norm statistics after
+        // the last one (a time budget settles which epoch is last only after the first).
+        let mut replay: Vec<Vec<contract::Rgb32>> = Vec::new();
+        let keep = if lookahead.is_some() {
+            config.optimiser.lookahead_bn_batches
+        } else {
+            0
+        };
         let bar = scoring::progress::bar(train.len() as u64, &format!("epoch {epoch}/{epochs}"));
         let start = Instant::now();
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         let mut lr = 0.0;
-        for chunk in order.chunks(config.schedule.batch_size) {
-            // Phases label `train-bench --profile`'s breakdown (no-ops otherwise).
-            set_phase(phase::DATA);
-            let images: Vec<&contract::Rgb32> = chunk.iter().map(|&i| &train.images[i]).collect();
-            let labels: Vec<u8> = chunk.iter().map(|&i| train.labels[i]).collect();
+        // Phases label `train-bench --profile`'s breakdown (no-ops otherwise).
+        set_phase(phase::DATA);
+        while let Some(batch) = train.next_batch(config.schedule.batch_size) {
+            let batch = batch?;
+            let chunk = &batch.ids;
+            let images: Vec<&contract::Rgb32> = batch.images.iter().collect();
+            let labels = &batch.labels;
             let flips = config.augmentation.flip.flips(chunk, epoch, config.data.seed, &mut rng);
             let aug = Augment {
                 translate: config.augmentation.translate,
                 flips: &flips,
             };
             let x = input_tensor(&images, Some((aug, &mut rng)), device);
-            let y = label_tensor(&labels, device);
+            let y = label_tensor(labels, device);
             set_phase(phase::FORWARD);
             let logits = model.forward(x);
             let loss = loss_fn.forward(logits.clone(), y.clone());
@@ -197,6 +207,10 @@ pub fn fit(
                 correct as f64 / seen as f64,
                 seen as f64 / secs
             ));
+            if replay.len() < keep {
+                replay.push(batch.images);
+            }
+            set_phase(phase::DATA);
         }
         if epoch == epochs
             && let Some(la) = lookahead.as_mut()
@@ -210,11 +224,8 @@ pub fn fit(
             // autodiff graph, which the model's own would keep alive after the output is
             // dropped (about 1 GB per batch of 1,024, 8 GB of peak memory).
             let stats = model.clone().no_grad();
-            for chunk in order
-                .chunks(config.schedule.batch_size)
-                .take(config.optimiser.lookahead_bn_batches)
-            {
-                let images: Vec<&contract::Rgb32> = chunk.iter().map(|&i| &train.images[i]).collect();
+            for images in &replay {
+                let images: Vec<&contract::Rgb32> = images.iter().collect();
                 drop(stats.forward(input_tensor(&images, None, device)));
             }
         }
@@ -254,7 +265,77 @@ pub fn fit(
         on_epoch(&m);
         history.push(m);
     }
-    (model, history)
+    Ok((model, history))
+}
+
+/// One training step's images, labels and the images' ids (stable across epochs, which
+/// the alternating flip needs).
+pub struct Batch {
+    pub images: Vec<contract::Rgb32>,
+    pub labels: Vec<u8>,
+    pub ids: Vec<usize>,
+}
+
+/// What `fit` trains on: a dataset in memory, or shards streamed from a folder or S3
+/// (`crate::sharded`), one epoch at a time.
+pub trait TrainSet {
+    /// Images per epoch.
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The first `n` images (the whitening filters are fitted on them).
+    fn head(&mut self, n: usize) -> Result<Vec<contract::Rgb32>>;
+    /// Begin epoch `epoch` (from 1) in a fresh order.
+    fn start_epoch(&mut self, epoch: usize, rng: &mut StdRng) -> Result<()>;
+    /// The epoch's next batch of up to `size` images; `None` when it is over.
+    fn next_batch(&mut self, size: usize) -> Option<Result<Batch>>;
+}
+
+/// A dataset in memory, shuffled per epoch with the run's generator.
+pub struct InMemory<'a> {
+    data: &'a Dataset,
+    order: Vec<usize>,
+    at: usize,
+}
+
+impl<'a> InMemory<'a> {
+    pub fn new(data: &'a Dataset) -> Self {
+        InMemory {
+            data,
+            order: (0..data.len()).collect(),
+            at: 0,
+        }
+    }
+}
+
+impl TrainSet for InMemory<'_> {
+    fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    fn head(&mut self, n: usize) -> Result<Vec<contract::Rgb32>> {
+        Ok(self.data.images.iter().take(n).copied().collect())
+    }
+
+    fn start_epoch(&mut self, _epoch: usize, rng: &mut StdRng) -> Result<()> {
+        self.order.shuffle(rng);
+        self.at = 0;
+        Ok(())
+    }
+
+    fn next_batch(&mut self, size: usize) -> Option<Result<Batch>> {
+        let chunk = self.order.get(self.at..)?.get(..size.min(self.order.len() - self.at))?;
+        if chunk.is_empty() {
+            return None;
+        }
+        self.at += chunk.len();
+        Some(Ok(Batch {
+            images: chunk.iter().map(|&i| self.data.images[i]).collect(),
+            labels: chunk.iter().map(|&i| self.data.labels[i]).collect(),
+            ids: chunk.to_vec(),
+        }))
+    }
 }
 
 /// Plain cross-entropy and accuracy of an inference-mode model, on logits averaged over

@@ -4,6 +4,9 @@
 
 use std::path::Path;
 
+#[path = "pipeline/sharded_data.rs"]
+mod sharded_data;
+
 use contract::{IMAGE_BYTES, ModelPointer, meta};
 use trainer::config::Preset;
 use trainer::data::cifar_binary;

@@ -99,6 +99,36 @@ impl Store {
         }
     }
 
+    /// Copy one object to a local file, streamed (a dataset may not fit in memory), via a
+    /// temporary file so a broken download never looks like a whole one.
+    pub async fn download(&self, key: &str, to: &Path) -> Result<()> {
+        match self {
+            Store::S3 { client, bucket, .. } => {
+                use std::io::Write;
+                let out = client
+                    .get_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .send()
+                    .await
+                    .map_err(|e| self.fail(key, format!("GET: {}", aws_sdk_s3::error::DisplayErrorContext(e))))?;
+                let tmp = to.with_extension("partial");
+                // Blocking writes: the callers are command-line tools with nothing else to run.
+                let mut file = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io(&tmp))?);
+                let mut body = out.body;
+                while let Some(chunk) = body.try_next().await.map_err(|e| self.fail(key, e))? {
+                    file.write_all(&chunk).map_err(io(&tmp))?;
+                }
+                file.into_inner()
+                    .map_err(|e| io(&tmp)(e.into_error()))?
+                    .sync_all()
+                    .map_err(io(&tmp))?;
+                std::fs::rename(&tmp, to).map_err(io(to))
+            }
+            Store::File { dir } => std::fs::copy(dir.join(key), to).map(|_| ()).map_err(io(dir.join(key))),
+        }
+    }
+
     /// Every object whose key starts with `under` (a folder-like prefix ending in `/`).
     pub async fn list(&self, under: &str) -> Result<Vec<Listed>> {
         match self {

@@ -10,7 +10,8 @@ use crate::{ScoringError, io};
 /// `(class, file name) -> bytes` of an image folder, in a stable order.
 pub type Files = BTreeMap<(String, String), Vec<u8>>;
 
-fn is_targz(path: &Path) -> bool {
+/// Whether `path` names a gzipped tar archive.
+pub fn is_targz(path: &Path) -> bool {
     let name = path.to_string_lossy();
     name.ends_with(".tar.gz") || name.ends_with(".tgz")
 }
@@ -27,7 +28,13 @@ pub fn read_image_files(path: &Path) -> Result<Files, ScoringError> {
 /// Class names of an image folder's files in label order: `known`'s order when the
 /// folders are exactly those classes (a model's labels, CIFAR-10's), else sorted.
 pub fn class_names<S: AsRef<str>>(files: &Files, known: &[S]) -> Vec<String> {
-    let mut names: Vec<String> = files.keys().map(|(c, _)| c.clone()).collect();
+    class_names_of(files.keys().map(|(c, _)| c.as_str()), known)
+}
+
+/// [`class_names`] for the class of each file, in any order.
+pub fn class_names_of<'a, S: AsRef<str>>(classes: impl Iterator<Item = &'a str>, known: &[S]) -> Vec<String> {
+    let mut names: Vec<String> = classes.map(str::to_string).collect();
+    names.sort_unstable();
     names.dedup();
     let mut sorted_known: Vec<&str> = known.iter().map(AsRef::as_ref).collect();
     sorted_known.sort_unstable();
@@ -42,8 +49,33 @@ fn is_hidden(name: &str) -> bool {
     name.starts_with('.')
 }
 
+/// `(class, file name)` of a directory's images, sorted, without reading them: for
+/// datasets too big to hold (`trainer data shard`).
+pub fn list_image_files(root: &Path) -> Result<Vec<(String, String)>, ScoringError> {
+    let mut listed = Vec::new();
+    walk_dir_tree(root, |class, name, _| {
+        listed.push((class.to_string(), name.to_string()));
+        Ok(())
+    })?;
+    listed.sort_unstable();
+    Ok(listed)
+}
+
 fn read_dir_tree(root: &Path) -> Result<Files, ScoringError> {
     let mut files = Files::new();
+    walk_dir_tree(root, |class, name, path| {
+        let bytes = fs::read(path).map_err(io(path))?;
+        files.insert((class.to_string(), name.to_string()), bytes);
+        Ok(())
+    })?;
+    Ok(files)
+}
+
+/// Calls `visit(class, file name, path)` for each visible file of `<root>/<class>/`.
+fn walk_dir_tree(
+    root: &Path,
+    mut visit: impl FnMut(&str, &str, &Path) -> Result<(), ScoringError>,
+) -> Result<(), ScoringError> {
     for class in fs::read_dir(root).map_err(io(root))? {
         let class = class.map_err(io(root))?;
         let class_name = class.file_name().to_string_lossy().into_owned();
@@ -54,12 +86,11 @@ fn read_dir_tree(root: &Path) -> Result<Files, ScoringError> {
             let file = file.map_err(io(class.path()))?;
             let name = file.file_name().to_string_lossy().into_owned();
             if file.path().is_file() && !is_hidden(&name) {
-                let bytes = fs::read(file.path()).map_err(io(file.path()))?;
-                files.insert((class_name.clone(), name), bytes);
+                visit(&class_name, &name, &file.path())?;
             }
         }
     }
-    Ok(files)
+    Ok(())
 }
 
 fn read_targz(path: &Path) -> Result<Files, ScoringError> {
@@ -110,6 +141,10 @@ mod tests {
         tar.append_dir_all("set", &root).unwrap();
         tar.into_inner().unwrap().finish().unwrap();
         assert_eq!(read_image_files(&archive).unwrap(), plain);
+        assert_eq!(
+            list_image_files(&root).unwrap(),
+            plain.keys().cloned().collect::<Vec<_>>()
+        );
         assert_eq!(class_names(&plain, &["dog", "cat"]), ["dog", "cat"], "the known order");
         assert_eq!(class_names(&plain, &["dog", "cat", "cow"]), ["cat", "dog"], "sorted");
         assert!(matches!(

@@ -5,6 +5,7 @@ mod access;
 mod arm64;
 mod canary;
 mod ceiling;
+mod cloud;
 mod docs;
 mod init;
 mod load;

@@ -1,6 +1,7 @@
 //! One module per subcommand: its arguments and a `run`.
 
 pub mod calibrate;
+pub mod data;
 pub mod drift;
 pub mod evaluate;
 pub mod models;

@@ -44,9 +44,33 @@ pub struct Args {
     /// or a folder); by default `capture/` beside the feedback location.
     #[arg(long, requires = "feedback")]
     capture: Option<String>,
+    /// After a run that passes its checks, upload it (model, metrics, plots) to this
+    /// `s3://bucket/prefix/` or `file://dir/` without moving `latest.json`: what serves
+    /// changes only by `trainer models promote` or `canary`. What the managed job runs.
+    #[arg(long)]
+    publish: Option<String>,
 }
 
-pub fn run(args: Args) -> Result<()> {
+/// `--data s3://bucket/key.tar.gz`: the archive is copied to this folder first.
+fn data_cache() -> PathBuf {
+    std::env::temp_dir().join("trainer-data")
+}
+
+pub fn run(mut args: Args) -> Result<()> {
+    // Checked before an hour of training, not after.
+    if let Some(dest) = &args.publish {
+        dest.parse::<contract::Location>()
+            .map_err(|reason| anyhow::anyhow!("--publish {dest}: {reason}"))?;
+    }
+    if let Some(uri) = args
+        .data
+        .data
+        .as_ref()
+        .and_then(|p| p.to_str())
+        .filter(|p| p.starts_with("s3://"))
+    {
+        args.data.data = Some(download(uri, &data_cache())?);
+    }
     let file = match &args.config {
         Some(path) => Some(std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?),
         None => None,
@@ -61,7 +85,9 @@ pub fn run(args: Args) -> Result<()> {
     let test = match args.test.as_deref() {
         None => None,
         Some("cifar") => match args.data.source(true) {
-            DataSource::Folder(_) => bail!("--test cifar needs --cifar-binary or --download-cifar as the data source"),
+            DataSource::Folder(_) | DataSource::Shards(_) => {
+                bail!("--test cifar needs --cifar-binary or --download-cifar as the data source")
+            }
             other => Some(other),
         },
         Some(path) => Some(DataSource::Folder(path.into())),
@@ -106,7 +132,39 @@ pub fn run(args: Args) -> Result<()> {
         m.peak_rss_mib.map_or("n/a".into(), |v| format!("{v:.0} MiB"))
     );
     println!("config             {}", serde_json::to_string(&m.config)?);
+    if let Some(dest) = &args.publish {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let p = rt.block_on(registry::publish_model(
+            &args.out.join("model.onnx"),
+            dest,
+            registry::Pointer::Leave,
+        ))?;
+        println!("published          {} (latest.json left as it was)", p.model_uri);
+    }
     Ok(())
+}
+
+/// Copy `s3://bucket/key` into `cache` (streamed) and name the local copy.
+fn download(uri: &str, cache: &Path) -> Result<PathBuf> {
+    let (bucket, key) = match uri.parse() {
+        Ok(contract::Location::S3 { bucket, key }) => (bucket, key),
+        Ok(_) => bail!("--data {uri}: not an s3:// URI"),
+        Err(reason) => bail!("--data {uri}: {reason}"),
+    };
+    let name = key.rsplit('/').next().filter(|n| !n.is_empty());
+    let Some(name) = name else {
+        bail!("--data {uri}: name one object (a .tar.gz of an image folder), not a prefix")
+    };
+    std::fs::create_dir_all(cache).with_context(|| format!("creating {}", cache.display()))?;
+    let local = cache.join(name);
+    eprintln!("data: copying {uri} to {}", local.display());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let store = registry::Store::open(&format!("s3://{bucket}/")).await?;
+        store.download(&key, &local).await
+    })
+    .with_context(|| format!("downloading {uri}"))?;
+    Ok(local)
 }
 
 /// Corrections from `uri`, joined with the captured traffic at `capture` (or `capture/`

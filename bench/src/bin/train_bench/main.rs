@@ -13,6 +13,7 @@ use clap::Parser;
 use trainer::backend::Backend;
 use trainer::cli::DataArgs;
 use trainer::config::{ConfigOverrides, Preset, TrainConfig};
+use trainer::training::InMemory;
 
 /// Training images/s of each net and backend (and PyTorch's, side by side).
 #[derive(Parser)]
@@ -115,11 +116,11 @@ fn main() -> Result<()> {
                 .whiten
                 .then(|| vec![0.05f32; trainer::model::WHITEN_WIDTH * 12]);
             let model = trainer::model::Net::new(config, full.classes.len(), whitening, &device);
-            let (model, _) = trainer::training::fit(config, model, &warm, &probe, &device, |_| {});
+            let (model, _) = trainer::training::fit(config, model, &mut InMemory::new(&warm), &probe, &device, |_| {})?;
             trainer::memory::reset_peak_rss();
             let profiled = args.profile && backend == Backend::Flex && name == DEFAULT_NET;
             burn_flex::profile::enable(profiled);
-            let (_, h) = trainer::training::fit(config, model, &set, &probe, &device, |_| {});
+            let (_, h) = trainer::training::fit(config, model, &mut InMemory::new(&set), &probe, &device, |_| {})?;
             burn_flex::profile::enable(false);
             if profiled {
                 profile = Some((name.clone(), burn_flex::profile::take()));
