@@ -50,15 +50,21 @@ setup: $(VENV)/.base
 
 SUDO := $(shell [ "$$(id -u 2>/dev/null)" = 0 ] || echo sudo)
 
-setup-test: setup
-	@if ! command -v qemu-aarch64 >/dev/null || [ ! -d /usr/aarch64-linux-gnu ] || [ ! -x /usr/bin/chromium ]; then \
-	  echo "installing qemu-user, the arm64 C library and chromium (apt-get)"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    qemu-user libc6-arm64-cross chromium >/dev/null; \
-	fi
-	@for d in infra tests/web clients/typescript; do \
-	  if [ ! -d $$d/node_modules ]; then (cd $$d && npm ci --no-audit --no-fund); fi; \
-	done
+# The downloads wait on the network, not the CPU: the .venv, the three npm installs and apt
+# run side by side, and any failure fails the target.
+setup-test:
+	@pids=""; \
+	 $(MAKE) --no-print-directory setup & pids="$$pids $$!"; \
+	 for d in infra tests/web clients/typescript; do \
+	   if [ ! -d $$d/node_modules ]; then (cd $$d && npm ci --no-audit --no-fund) & pids="$$pids $$!"; fi; \
+	 done; \
+	 if ! command -v qemu-aarch64 >/dev/null || [ ! -d /usr/aarch64-linux-gnu ] || [ ! -x /usr/bin/chromium ]; then \
+	   echo "installing qemu-user, the arm64 C library and chromium (apt-get)"; \
+	   $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	     qemu-user libc6-arm64-cross chromium >/dev/null || failed=1; \
+	 fi; \
+	 for p in $$pids; do wait $$p || failed=1; done; \
+	 [ -z "$$failed" ]
 
 # --- run locally ---
 # The function's release binary behind cargo lambda's emulator of the Lambda runtime API
