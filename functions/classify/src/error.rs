@@ -51,6 +51,9 @@ pub enum LoadError {
     Uri(String),
     #[error("reading {uri}: {reason}")]
     Fetch { uri: String, reason: String },
+    /// An S3 request that failed; the error names the object.
+    #[error(transparent)]
+    Object(#[from] objects::ObjectError),
     #[error("pointer {uri} is not a model pointer: {reason}")]
     Pointer { uri: String, reason: String },
     #[error("{uri}: sha256 {actual} does not match the pointer's {expected}")]

@@ -13,7 +13,7 @@ use contract::capture::{CAPTURE_VERSION, CaptureRecord, FeedbackRecord, feedback
 use contract::{IMAGE_SIDE, Split};
 use http::Method;
 use inference::Classifier;
-use registry::store::Store;
+use objects::Store;
 
 use crate::error::ApiError;
 use crate::metrics::{RequestMetrics, size_class};

@@ -67,15 +67,11 @@ pub async fn init(settings: Settings) -> Result<App, LoadError> {
         _ => None,
     };
     let feedback = match settings.feedback_uri.clone() {
-        Some(uri) => Some(
-            registry::store::Store::open(&uri)
-                .await
-                .map_err(|e| LoadError::Setting {
-                    name: "FEEDBACK_URI",
-                    value: uri.clone(),
-                    reason: e.to_string(),
-                })?,
-        ),
+        Some(uri) => Some(objects::Store::open(&uri).map_err(|e| LoadError::Setting {
+            name: "FEEDBACK_URI",
+            value: uri.clone(),
+            reason: e.to_string(),
+        })?),
         None => None,
     };
     let app = App::new(served, settings, refresher);

@@ -29,7 +29,7 @@ pub enum Poll {
 
 /// A model pointer on S3 and the ETag of the version last read.
 pub struct PointerWatch {
-    client: aws_sdk_s3::Client,
+    client: objects::Client,
     pub bucket: String,
     pub key: String,
     pub etag: Option<String>,
@@ -48,31 +48,16 @@ impl PointerWatch {
     /// Conditional GET of the pointer (If-None-Match on the last ETag); the model itself is
     /// not fetched yet.
     pub async fn poll(&self) -> Result<Poll, LoadError> {
-        let mut req = self.client.get_object().bucket(&self.bucket).key(&self.key);
-        if let Some(etag) = &self.etag {
-            req = req.if_none_match(etag);
-        }
-        let out = match req.send().await {
-            Ok(out) => out,
-            Err(e) => {
-                return match e.raw_response().map(|r| r.status().as_u16()) {
-                    Some(304) => Ok(Poll::Unchanged),
-                    // The function may list the bucket, so a missing key is a 404, not a 403.
-                    Some(404) => Ok(Poll::Missing),
-                    _ => Err(LoadError::Fetch {
-                        uri: self.uri(),
-                        reason: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
-                    }),
-                };
-            }
-        };
-        let etag = out.e_tag().map(str::to_owned);
-        let body = out.body.collect().await.map_err(|e| LoadError::Fetch {
-            uri: self.uri(),
-            reason: e.to_string(),
-        })?;
-        let pointer = parse_pointer(&self.uri(), &body.into_bytes())?;
-        Ok(Poll::Found(pointer, etag))
+        let got = self
+            .client
+            .get(&self.bucket, &self.key, self.etag.as_deref())
+            .await
+            .map_err(LoadError::Object)?;
+        Ok(match got {
+            objects::Got::NotModified => Poll::Unchanged,
+            objects::Got::Missing => Poll::Missing,
+            objects::Got::Object { bytes, etag } => Poll::Found(parse_pointer(&self.uri(), &bytes)?, etag),
+        })
     }
 
     /// The model a pointer names, its sha256 checked.
@@ -134,7 +119,7 @@ pub async fn fetch(uri: Option<&str>) -> Result<Fetched, LoadError> {
             })
         }
         Location::S3 { bucket, key } => {
-            let client = registry::s3::client().await;
+            let client = objects::Client::from_env().map_err(LoadError::Object)?;
             if !key.ends_with(".json") {
                 let bytes = get(&client, &bucket, &key).await?;
                 return Ok(Fetched {
@@ -173,21 +158,17 @@ pub async fn fetch(uri: Option<&str>) -> Result<Fetched, LoadError> {
     }
 }
 
-async fn get(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Vec<u8>, LoadError> {
+async fn get(client: &objects::Client, bucket: &str, key: &str) -> Result<Vec<u8>, LoadError> {
     let uri = format!("s3://{bucket}/{key}");
-    let out = client
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .map_err(|e| LoadError::Fetch {
-            uri: uri.clone(),
-            reason: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
-        })?;
-    let body = out.body.collect().await.map_err(|e| LoadError::Fetch {
-        uri,
-        reason: e.to_string(),
-    })?;
-    Ok(body.into_bytes().to_vec())
+    match client.get(bucket, key, None).await.map_err(LoadError::Object)? {
+        objects::Got::Object { bytes, .. } => Ok(bytes),
+        objects::Got::Missing => Err(LoadError::Fetch {
+            uri,
+            reason: "no such object".into(),
+        }),
+        objects::Got::NotModified => Err(LoadError::Fetch {
+            uri,
+            reason: "answered 304 Not Modified to an unconditional GET".into(),
+        }),
+    }
 }

@@ -618,12 +618,7 @@ fn feedback_is_checked_answered_and_stored() {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = rt
-        .block_on(registry::store::Store::open(&format!(
-            "file://{}/",
-            dir.path().display()
-        )))
-        .unwrap();
+    let store = objects::Store::open(&format!("file://{}/", dir.path().display())).unwrap();
     let with_store = app_with(Settings {
         max_feedback_bytes: 50_000,
         ..Settings::default()

@@ -97,3 +97,103 @@ fn arm64_bootstrap_answers_health_and_a_prediction() {
     let log = service.log_text();
     assert!(log.contains("model loaded"), "cold start is logged:\n{log}");
 }
+
+/// A 32x32 image as PNG (lossless: the function decodes exactly these pixels).
+fn png(pixels: &contract::Rgb32) -> Vec<u8> {
+    let img = image::RgbImage::from_raw(32, 32, pixels.to_vec()).expect("32x32x3");
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(&mut out, image::ImageFormat::Png)
+        .unwrap();
+    out.into_inner()
+}
+
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+#[ignore = "needs the arm64 build and qemu-user; run by `make test-arm64`"]
+fn arm64_answers_match_x86_on_the_golden_pair_and_every_fixture_image() {
+    let bootstrap = root().join("target/lambda/classify/bootstrap");
+    assert!(
+        bootstrap.is_file(),
+        "{} missing: run `make build-arm64`",
+        bootstrap.display()
+    );
+    let golden: Value = serde_json::from_slice(&std::fs::read(root().join("models/golden.json")).unwrap()).unwrap();
+    let golden_images: Vec<Vec<u8>> = golden["images_hex"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| png(&unhex(h.as_str().unwrap()).try_into().unwrap()))
+        .collect();
+    let fixtures: Vec<Vec<u8>> = sample_images(50).into_iter().map(|(_, _, bytes)| bytes).collect();
+    assert_eq!(fixtures.len(), 500);
+    // Every class's probability (top_k 10), in batches the API takes.
+    let mut requests: Vec<&[Vec<u8>]> = vec![&golden_images];
+    requests.extend(fixtures.chunks(64));
+    let events: Vec<Value> = requests
+        .iter()
+        .rev()
+        .map(|batch| {
+            let body = json!({"images": batch.iter().map(|b| STANDARD.encode(b)).collect::<Vec<_>>(), "top_k": 10});
+            event("POST", "/predict", "application/json", Some(body.to_string()), false)
+        })
+        .collect();
+    let (port, rx) = runtime_api::start(events);
+    let work = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new("qemu-aarch64");
+    cmd.args(["-L", "/usr/aarch64-linux-gnu"])
+        .arg(&bootstrap)
+        .envs(runtime_api::lambda_env(port));
+    let service = Service::spawn("qemu-bootstrap", cmd, work.path());
+
+    let x86 = inference::Classifier::from_bytes(&std::fs::read(root().join("models/cifar10.onnx")).unwrap()).unwrap();
+    let labels = x86.labels().to_vec();
+    let limits = contract::DecodeLimits::default();
+    let (mut images, mut worst) = (0, 0f32);
+    for batch in &requests {
+        let (_, answer) = rx
+            .recv_timeout(Duration::from_secs(600))
+            .unwrap_or_else(|e| panic!("no answer from the arm64 bootstrap ({e}):\n{}", service.log_text()));
+        assert_eq!(answer["statusCode"], 200, "{answer}");
+        let arm: api::BatchPredictResponse = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+        let decoded: Vec<contract::Rgb32> = batch
+            .iter()
+            .map(|b| contract::decode_rgb32(b, &limits).unwrap())
+            .collect();
+        let want = x86.probabilities(&decoded).unwrap();
+        assert_eq!(arm.results.len(), want.len());
+        for (result, row) in arm.results.iter().zip(&want) {
+            assert_eq!(result.predictions.len(), labels.len());
+            assert_eq!(
+                result.predictions[0].label,
+                labels[contract::argmax(row).0],
+                "same top-1"
+            );
+            for p in &result.predictions {
+                let i = labels.iter().position(|l| *l == p.label).unwrap();
+                worst = worst.max((p.probability - row[i]).abs());
+            }
+            images += 1;
+        }
+    }
+    assert_eq!(images, 508);
+    assert!(worst <= 1e-4, "arm64 and x86 probabilities differ by up to {worst}");
+    // The golden pair itself: arm64's first answer against burn's recorded outputs.
+    let want: Vec<Vec<f64>> = serde_json::from_value(golden["probabilities"].clone()).unwrap();
+    let decoded: Vec<contract::Rgb32> = golden_images
+        .iter()
+        .map(|b| contract::decode_rgb32(b, &limits).unwrap())
+        .collect();
+    for (got, want) in x86.probabilities(&decoded).unwrap().iter().zip(&want) {
+        for (a, b) in got.iter().zip(want) {
+            assert!((f64::from(*a) - b).abs() <= 1e-4, "x86 {a} vs golden {b}");
+        }
+    }
+    eprintln!("arm64 vs x86: {images} images, same top-1, max |difference| {worst:.2e}");
+}

@@ -212,3 +212,42 @@ fn the_checks_find_what_they_look_for() {
     );
     assert!(Path::new(&root()).join("Makefile").is_file());
 }
+
+/// The crate boundaries architecture.md states as `cargo tree -p X -e normal | grep -cE
+/// "..."` prints 0: each is run, so the document and the dependency graph cannot drift.
+#[test]
+fn the_dependency_boundaries_architecture_states_hold() {
+    let text = std::fs::read_to_string(root().join("docs/architecture.md")).unwrap();
+    let flat = text.replace('\n', " ");
+    let mut checked = 0;
+    for claim in flat.split("`cargo tree -p ").skip(1) {
+        let Some((command, rest)) = claim.split_once('`') else {
+            continue;
+        };
+        assert!(rest.trim_start().starts_with("prints 0"), "unexpected claim: {command}");
+        let (package, pattern) = command
+            .split_once(" -e normal | grep -cE \"")
+            .and_then(|(p, rest)| Some((p, rest.strip_suffix('"')?)))
+            .unwrap_or_else(|| panic!("cannot read the claim `cargo tree -p {command}`"));
+        let out = std::process::Command::new("cargo")
+            .args(["tree", "--offline", "-e", "normal", "-p", package])
+            .current_dir(root())
+            .output()
+            .expect("cargo tree");
+        assert!(
+            out.status.success(),
+            "cargo tree -p {package}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let tree = String::from_utf8_lossy(&out.stdout);
+        let words: Vec<&str> = pattern.split('|').collect();
+        let hits: Vec<&str> = tree.lines().filter(|l| words.iter().any(|w| l.contains(w))).collect();
+        assert!(
+            hits.is_empty(),
+            "{package} depends on what architecture.md rules out:\n{}",
+            hits.join("\n")
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 3, "architecture.md states three boundaries");
+}
