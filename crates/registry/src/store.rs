@@ -36,7 +36,7 @@ impl Store {
             Location::S3 { bucket, key } => Store::S3 {
                 client: crate::s3::client().await,
                 bucket,
-                prefix: normalise_prefix(&key),
+                prefix: objects::normalise_prefix(&key),
             },
             Location::File(dir) => Store::File { dir },
         })
@@ -188,34 +188,13 @@ impl Store {
     }
 }
 
-fn normalise_prefix(key: &str) -> String {
-    let trimmed = key.trim_matches('/');
-    if trimmed.is_empty() {
-        String::new()
-    } else {
-        format!("{trimmed}/")
-    }
-}
-
 /// Write via a temporary file and rename, so readers see whole files only.
 fn put_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(io(parent))?;
-    }
-    let tmp = path.with_extension("partial");
-    std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prefixes_are_normalised() {
-        assert_eq!(normalise_prefix(""), "");
-        assert_eq!(normalise_prefix("/"), "");
-        assert_eq!(normalise_prefix("prod"), "prod/");
-        assert_eq!(normalise_prefix("/a/b/"), "a/b/");
-    }
+    objects::folder::put(path, bytes).map_err(|e| match e {
+        objects::ObjectError::Io { path, source } => RegistryError::Io { path, source },
+        other => RegistryError::Store {
+            dest: path.display().to_string(),
+            reason: other.to_string(),
+        },
+    })
 }
