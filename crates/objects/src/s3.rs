@@ -329,6 +329,96 @@ mod tests {
         assert!(parse_endpoint("ftp://x").is_err());
     }
 
+    /// A loopback server that answers each connection with the next canned response and
+    /// counts what it was asked.
+    fn canned(responses: Vec<&'static str>) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for (stream, response) in listener.incoming().flatten().zip(responses) {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut head = String::new();
+                while reader.read_line(&mut head).unwrap_or(0) > 2 && !head.ends_with("\r\n\r\n") {}
+                log.lock().unwrap().push(head);
+                let mut out = stream;
+                let _ = out.write_all(response.as_bytes());
+            }
+        });
+        (endpoint, seen)
+    }
+
+    fn with_attempts(endpoint: &str, attempts: u32) -> Client {
+        let creds = Credentials {
+            access_key: "a".into(),
+            secret_key: "b".into(),
+            session_token: Some("t".into()),
+        };
+        Client::new(
+            creds,
+            "us-east-1".into(),
+            Some(parse_endpoint(endpoint).unwrap()),
+            attempts,
+        )
+        .unwrap()
+    }
+
+    const UNAVAILABLE: &str = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+    #[tokio::test]
+    async fn transient_answers_are_retried_and_the_object_and_etag_come_back() {
+        let ok = "HTTP/1.1 200 OK\r\nETag: \"e1\"\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
+        let (endpoint, seen) = canned(vec![UNAVAILABLE, UNAVAILABLE, ok]);
+        let got = with_attempts(&endpoint, 3)
+            .get("b", "k/x.json", Some("\"e0\""))
+            .await
+            .unwrap();
+        assert_eq!(
+            got,
+            Got::Object {
+                bytes: b"hello".to_vec(),
+                etag: Some("\"e1\"".into())
+            }
+        );
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 3);
+        let last = seen[2].to_ascii_lowercase();
+        assert!(last.starts_with("get /b/k/x.json http/1.1"), "{last}");
+        for header in [
+            "if-none-match: \"e0\"",
+            "x-amz-security-token: t",
+            "authorization: aws4-hmac-sha256 credential=a/",
+        ] {
+            assert!(last.contains(header), "{header} missing from {last}");
+        }
+    }
+
+    #[tokio::test]
+    async fn attempts_are_bounded_and_statuses_are_told_apart() {
+        let (endpoint, seen) = canned(vec![UNAVAILABLE, UNAVAILABLE, UNAVAILABLE]);
+        let e = with_attempts(&endpoint, 2)
+            .get("b", "k", None)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("503"), "{e}");
+        assert_eq!(seen.lock().unwrap().len(), 2, "two attempts, not three");
+
+        let denied = "HTTP/1.1 403 Forbidden\r\nContent-Length: 72\r\nConnection: close\r\n\r\n\
+                      <Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>";
+        let missing = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        let same = "HTTP/1.1 304 Not Modified\r\nConnection: close\r\n\r\n";
+        let (endpoint, seen) = canned(vec![denied, missing, same]);
+        let client = with_attempts(&endpoint, 3);
+        let e = client.get("b", "k", None).await.unwrap_err().to_string();
+        assert_eq!(e, "s3://b/k: S3 answered 403: AccessDenied: Access Denied");
+        assert_eq!(client.get("b", "k", None).await.unwrap(), Got::Missing);
+        assert_eq!(client.get("b", "k", Some("\"e\"")).await.unwrap(), Got::NotModified);
+        assert_eq!(seen.lock().unwrap().len(), 3, "4xx and 304 are not retried");
+    }
+
     #[tokio::test]
     async fn an_unreachable_endpoint_is_an_error_naming_the_object() {
         let e = client(Some("http://127.0.0.1:9"))
