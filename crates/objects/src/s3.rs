@@ -119,7 +119,7 @@ impl Client {
     }
 
     pub async fn put(&self, bucket: &str, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<()> {
-        let hash = sigv4::sha256_hex(&bytes);
+        let hash = contract::sha256_hex(&bytes);
         let extra = [("content-type", content_type)];
         let (status, _, body) = self.send(Method::PUT, bucket, key, &extra, bytes.into(), &hash).await?;
         if status.is_success() {

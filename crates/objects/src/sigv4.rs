@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use contract::sha256_hex;
 use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 /// The role's keys as Lambda hands them to the function.
 #[derive(Clone)]
@@ -36,10 +37,6 @@ pub struct Request<'a> {
 
 /// SHA-256 of an empty payload: what a GET signs.
 pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
 
 /// The headers to send with the request: `x-amz-date`, `x-amz-content-sha256`,
 /// `x-amz-security-token` when there is one, and `authorization`.

@@ -229,17 +229,12 @@ fn the_dependency_boundaries_architecture_states_hold() {
             .split_once(" -e normal | grep -cE \"")
             .and_then(|(p, rest)| Some((p, rest.strip_suffix('"')?)))
             .unwrap_or_else(|| panic!("cannot read the claim `cargo tree -p {command}`"));
-        let out = std::process::Command::new("cargo")
-            .args(["tree", "--offline", "-e", "normal", "-p", package])
-            .current_dir(root())
-            .output()
-            .expect("cargo tree");
-        assert!(
-            out.status.success(),
-            "cargo tree -p {package}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let (ok, tree) = e2e::run(
+            std::process::Command::new("cargo")
+                .args(["tree", "--offline", "-e", "normal", "-p", package])
+                .current_dir(root()),
         );
-        let tree = String::from_utf8_lossy(&out.stdout);
+        assert!(ok, "cargo tree -p {package}: {tree}");
         let words: Vec<&str> = pattern.split('|').collect();
         let hits: Vec<&str> = tree.lines().filter(|l| words.iter().any(|w| l.contains(w))).collect();
         assert!(
