@@ -15,7 +15,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: help check-tools setup setup-test run test test-arm64 test-infra lint build build-arm64 \
         train train-seed evaluate calibrate bench bench-function bench-memory bench-ceiling bench-load \
-        bench-refresh bench-torch trainer-libtorch trainer-wgpu trainer-cuda test-wgpu bench-shards shard-data trainer-image push-trainer-image train-cloud fuzz bootstrap deploy url publish-model destroy clean package package-size
+        bench-refresh bench-engine bench-time-to-accuracy bench-torch trainer-libtorch trainer-wgpu trainer-cuda test-wgpu bench-shards shard-data trainer-image push-trainer-image train-cloud fuzz bootstrap deploy url publish-model destroy clean package package-size
 
 help:
 	@echo "make run           serve the bundled model on http://127.0.0.1:$(PORT)/lambda-url/$(FUNCTION)/"
@@ -29,7 +29,7 @@ help:
 	@echo "make trainer-image / push-trainer-image / train-cloud   the managed training job (docs/training.md)"
 	@echo "make package       the arm64 deployment zip, its sizes held to 10 MB (binary) and 5 MB (zip)"
 	@echo "make package-size  the same zip's sizes beside that budget, without failing over it"
-	@echo "make bench         training images/s per net (train-bench); make bench-torch: beside PyTorch"
+	@echo "make bench         training images/s per net (train-bench); make bench-engine: beside PyTorch CPU"
 	@echo "make bench-function  latency table of the function; other bench-* targets: docs/benchmarks.md"
 	@echo "make fuzz          cargo fuzz (nightly) on every target, FUZZ_SECONDS each"
 	@echo "make lint          cargo fmt --check and clippy -D warnings"
@@ -176,13 +176,24 @@ TORCH_PY   := $(TORCH_VENV)/bin/python
 TORCH_ENV  := LIBTORCH_USE_PYTORCH=1 PYTHON_SYS_EXECUTABLE=$(CURDIR)/$(TORCH_PY) \
 	LD_LIBRARY_PATH=$$($(TORCH_PY) -c 'import torch, os; print(os.path.dirname(torch.__file__))')/lib
 
-$(TORCH_VENV)/.base:
+$(TORCH_VENV)/.base: scripts/torch-requirements.txt
 	python3 -m venv $(TORCH_VENV)
-	$(TORCH_PY) -m pip install -q torch==2.9.0 numpy==2.4.6
+	$(TORCH_PY) -m pip install -q -r scripts/torch-requirements.txt
 	touch $@
 
 trainer-libtorch: $(TORCH_VENV)/.base
 	$(TORCH_ENV) cargo build --release -p trainer --features libtorch
+
+# The engine beside PyTorch CPU on the shipped net at the recipe's batch, median of
+# three alternating rounds (PyTorch in NCHW and channels_last, the faster counting), and
+# minutes to accuracy of the same recipe in both (EPOCHS, one run each).
+EPOCHS ?= 8
+bench-engine: build $(TORCH_VENV)/.base
+	target/release/train-bench --data $(DATA_TGZ) --images 4096 --batch-size 1024 \
+		--torch-python $(TORCH_PY) --rounds 3
+bench-time-to-accuracy: build $(TORCH_VENV)/.base
+	target/release/train-bench --data $(DATA_TGZ) --torch-python $(TORCH_PY) \
+		--time-to-accuracy $(EPOCHS)
 
 bench-torch: trainer-libtorch
 	$(TORCH_ENV) cargo build --release -p bench --bin train-bench --features libtorch

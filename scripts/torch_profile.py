@@ -2,7 +2,7 @@
 and by operator and input shape (torch.profiler: the shape names the layer), to set
 beside `train-bench --profile` in vendor/burn-flex/PATCHES.md.
 
-    .venv-torch/bin/python scripts/torch_profile.py [BATCH] [THREADS]
+    .venv-torch/bin/python scripts/torch_profile.py [BATCH] [THREADS] [nchw|channels_last]
 
 Timing only: random images, the net and optimiser of `scripts/torch_bench.py` with the
 trainer's default settings. Never part of `make test`.
@@ -39,9 +39,11 @@ def main():
     batch = int(sys.argv[1]) if len(sys.argv) > 1 else 1024
     torch.set_num_threads(int(sys.argv[2]) if len(sys.argv) > 2 else 2)
     torch.manual_seed(0)
+    layout = torch.channels_last if sys.argv[3:4] == ["channels_last"] else torch.contiguous_format
     model, opt = make(NET, 10)
+    model = model.to(memory_format=layout)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=NET["label_smoothing"])
-    x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
+    x, y = torch.randn(batch, 3, 32, 32).contiguous(memory_format=layout), torch.randint(0, 10, (batch,))
     step(model, opt, loss_fn, x, y)  # warm-up
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         for _ in range(2):

@@ -18,7 +18,10 @@ fn data(len: usize, seed: usize) -> Vec<f32> {
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    trainer::memory::keep_freed_memory();
+    assert!(
+        trainer::memory::keep_freed_memory(),
+        "mimalloc is not the global allocator"
+    );
     trainer::backend::Backend::Flex.set_threads(2);
     let reps: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(3);
     let n = 1024;

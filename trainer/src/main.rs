@@ -48,7 +48,10 @@ enum Command {
 }
 
 fn main() -> Result<()> {
-    trainer::memory::keep_freed_memory();
+    anyhow::ensure!(
+        trainer::memory::keep_freed_memory(),
+        "mimalloc is not the global allocator"
+    );
     match Cli::parse().command {
         Command::Train(args) => commands::train::run(*args),
         Command::Evaluate(args) => commands::evaluate::run(args),

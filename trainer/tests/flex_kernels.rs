@@ -1,9 +1,10 @@
 //! The burn-flex kernels patched in `vendor/burn-flex` (conv2d forward and both
-//! gradients, tiling max pool, vectorised GELU and its gradient) checked through burn's public API and autodiff against
+//! gradients, tiling max pool, vectorised GELU and its gradient, fused training batch
+//! norm both ways) checked through burn's public API and autodiff against
 //! their definitions, at the shapes the shipped net trains with and at awkward ones.
 
 use burn::tensor::activation::gelu;
-use burn::tensor::module::{conv2d, max_pool2d_with_indices};
+use burn::tensor::module::{batch_norm_train, conv2d, max_pool2d_with_indices};
 use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
 use burn::tensor::{Device, Tensor, TensorData};
 
@@ -114,8 +115,20 @@ fn check_conv(x_shape: [usize; 4], c_out: usize, k: [usize; 2], stride: [usize; 
     let device = Device::flex().autodiff();
     let xt = Tensor::<4>::from_data(TensorData::new(x, x_shape), &device).require_grad();
     let wt = Tensor::<4>::from_data(TensorData::new(w, w_shape), &device).require_grad();
-    let bt = Tensor::<1>::from_data(TensorData::new(bias, [c_out]), &device);
-    let y = conv2d(xt.clone(), wt.clone(), Some(bt), ConvOptions::new(stride, pad, dil, 1));
+    let bt = Tensor::<1>::from_data(TensorData::new(bias, [c_out]), &device).require_grad();
+    let y = conv2d(
+        xt.clone(),
+        wt.clone(),
+        Some(bt.clone()),
+        ConvOptions::new(stride, pad, dil, 1),
+    );
+    let plane = y_shape[2] * y_shape[3];
+    let want_db: Vec<Sum> = (0..c_out)
+        .map(|o| {
+            let terms = (0..y_shape[0]).flat_map(|b| &dy[(b * c_out + o) * plane..(b * c_out + o + 1) * plane]);
+            terms.fold((0.0, 0.0), |(s, a), &v| (s + f64::from(v), a + f64::from(v).abs()))
+        })
+        .collect();
     let loss = (y.clone() * Tensor::<4>::from_data(TensorData::new(dy, y_shape), &device)).sum();
     let grads = loss.backward();
     let vec = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().unwrap();
@@ -123,6 +136,8 @@ fn check_conv(x_shape: [usize; 4], c_out: usize, k: [usize; 2], stride: [usize; 
     assert_close(&format!("{what} y"), vec(y), &want.y);
     assert_close(&format!("{what} dx"), vec(xt.grad(&grads).unwrap()), &want.dx);
     assert_close(&format!("{what} dw"), vec(wt.grad(&grads).unwrap()), &want.dw);
+    let db = bt.grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
+    assert_close(&format!("{what} db"), db, &want_db);
 }
 
 #[test]
@@ -139,6 +154,12 @@ fn conv_forward_and_gradients_match_their_definitions() {
     check_conv([2, 3, 9, 7], 4, [3, 2], [2, 1], [0, 1], [1, 1]);
     check_conv([2, 2, 9, 9], 3, [3, 3], [1, 2], [2, 2], [2, 1]);
     check_conv([2, 5, 6, 6], 3, [1, 1], [1, 1], [0, 0], [1, 1]);
+    // Planes up to 16 px take the channels-last path, wider ones NCHW: the same
+    // stride, rectangular-kernel and dilation cases on both sides of the line, and the
+    // shipped net's 15 px layer beside its 31 px one.
+    check_conv([3, 6, 15, 15], 8, [3, 3], [1, 1], [1, 1], [1, 1]);
+    check_conv([2, 3, 21, 40], 4, [3, 2], [2, 1], [0, 1], [1, 1]);
+    check_conv([2, 2, 19, 37], 3, [3, 3], [1, 2], [2, 2], [2, 1]);
 }
 
 fn check_max_pool(shape: [usize; 4], k: usize, x: Vec<f32>) {
@@ -258,4 +279,107 @@ fn gelu_and_its_gradient_match_their_definitions() {
     // The same values through the strided path: [3, 5, 7, 9] transposed.
     check_gelu(x[..945].to_vec(), [3, 5, 7, 9], true);
     check_gelu(x[n - 945..].to_vec(), [3, 5, 7, 9], true);
+}
+
+/// Training batch norm and its three gradients for `loss = sum(y * dy)`, from the
+/// definition in f64: `y = gamma (x - mean) / sqrt(var + eps) + beta` with the batch's
+/// own mean and biased variance per channel.
+fn check_batch_norm(x: Vec<f32>, shape: [usize; 4], transpose: bool) {
+    let [n, c, h, w] = shape;
+    let plane = h * w;
+    let eps = 1e-5;
+    let gamma: Vec<f32> = (0..c).map(|i| 0.5 + i as f32 * 0.25).collect();
+    let beta: Vec<f32> = (0..c).map(|i| i as f32 * 0.5 - 1.0).collect();
+    let dy = values(x.len(), 9);
+    let at = |b: usize, ch: usize, i: usize| (b * c + ch) * plane + i;
+
+    let device = Device::flex().autodiff();
+    let leaf = Tensor::<4>::from_data(TensorData::new(x.clone(), shape), &device).require_grad();
+    let gt = Tensor::<1>::from_data(TensorData::new(gamma.clone(), [c]), &device).require_grad();
+    let bt = Tensor::<1>::from_data(TensorData::new(beta.clone(), [c]), &device).require_grad();
+    let mut dyt = Tensor::<4>::from_data(TensorData::new(dy.clone(), shape), &device);
+    let mut xt = leaf.clone();
+    if transpose {
+        // Same values, strided: laid out as [n, w, h, c] and viewed back as [n, c, h, w].
+        let src = Tensor::<4>::from_data(TensorData::new(x.clone(), shape), &device);
+        xt = src
+            .swap_dims(1, 3)
+            .into_data_tensor(&device)
+            .swap_dims(1, 3)
+            .require_grad();
+        dyt = dyt.swap_dims(1, 3).into_data_tensor(&device).swap_dims(1, 3);
+    }
+    let out = batch_norm_train(xt.clone(), gt.clone(), bt.clone(), eps);
+    let grads = (out.output.clone() * dyt).sum().backward();
+    let vec4 = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().unwrap();
+    let vec1 = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().unwrap();
+    let dx_leaf = if transpose { &xt } else { &leaf };
+    let (y, dx) = (vec4(out.output), vec4(dx_leaf.grad(&grads).unwrap()));
+    let (mean, var) = (vec1(out.mean), vec1(out.variance));
+    let (dg, db) = (vec1(gt.grad(&grads).unwrap()), vec1(bt.grad(&grads).unwrap()));
+
+    let m = (n * plane) as f64;
+    let close = |what: &str, got: f32, want: f64, scale: f64| {
+        assert!(
+            (f64::from(got) - want).abs() <= 2e-5 * scale.max(1.0),
+            "{what}: {got}, want {want} ({shape:?}, transposed {transpose})"
+        );
+    };
+    for ch in 0..c {
+        let xs: Vec<f64> = (0..n)
+            .flat_map(|b| (0..plane).map(move |i| (b, i)))
+            .map(|(b, i)| f64::from(x[at(b, ch, i)]))
+            .collect();
+        let mu = xs.iter().sum::<f64>() / m;
+        let v = xs.iter().map(|x| (x - mu) * (x - mu)).sum::<f64>() / m;
+        let inv = 1.0 / (v + eps).sqrt();
+        close("mean", mean[ch], mu, mu.abs());
+        close("variance", var[ch], v, v);
+        let (mut sum_dy, mut sum_dy_xhat) = (0.0, 0.0);
+        for b in 0..n {
+            for i in 0..plane {
+                let k = at(b, ch, i);
+                let xhat = (f64::from(x[k]) - mu) * inv;
+                close("y", y[k], f64::from(gamma[ch]) * xhat + f64::from(beta[ch]), 1.0);
+                sum_dy += f64::from(dy[k]);
+                sum_dy_xhat += f64::from(dy[k]) * xhat;
+            }
+        }
+        close("beta grad", db[ch], sum_dy, m);
+        close("gamma grad", dg[ch], sum_dy_xhat, m);
+        for b in 0..n {
+            for i in 0..plane {
+                let k = at(b, ch, i);
+                let xhat = (f64::from(x[k]) - mu) * inv;
+                let want = f64::from(gamma[ch]) * inv * (f64::from(dy[k]) - sum_dy / m - xhat * sum_dy_xhat / m);
+                close("x grad", dx[k], want, f64::from(gamma[ch]) * inv);
+            }
+        }
+    }
+}
+
+trait IntoDataTensor {
+    /// A contiguous copy, so that swapping dims back gives a strided view.
+    fn into_data_tensor(self, device: &Device) -> Self;
+}
+
+impl IntoDataTensor for Tensor<4> {
+    fn into_data_tensor(self, device: &Device) -> Self {
+        Tensor::from_data(self.into_data(), device)
+    }
+}
+
+#[test]
+fn batch_norm_and_its_gradients_match_their_definitions() {
+    // Planes of 9, 49 and 225 floats (the shipped net's 3, 7 and 15 px), not multiples
+    // of the eight-lane sums; one-pixel planes; more images than a rayon split.
+    check_batch_norm(values(5 * 3 * 7 * 9, 5), [5, 3, 7, 9], false);
+    check_batch_norm(values(64 * 4 * 3 * 3, 6), [64, 4, 3, 3], false);
+    check_batch_norm(values(3 * 8 * 15 * 15, 7), [3, 8, 15, 15], false);
+    check_batch_norm(values(40 * 5, 8), [40, 5, 1, 1], false);
+    // A mean about 350 standard deviations from zero: sums and centring must not cancel.
+    let offset: Vec<f32> = values(6 * 2 * 7 * 7, 3).iter().map(|v| 100.0 + v * 0.25).collect();
+    check_batch_norm(offset, [6, 2, 7, 7], false);
+    // A strided input and gradient.
+    check_batch_norm(values(4 * 3 * 5 * 6, 2), [4, 3, 5, 6], true);
 }

@@ -50,13 +50,24 @@ struct Args {
     /// other, and print minutes per epoch and validation accuracy for both.
     #[arg(long)]
     time_to_accuracy: Option<usize>,
+    /// Measure this many rounds, each every burn backend then PyTorch, and report each
+    /// cell's median: the machines drift by 10-30 % within minutes.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
 }
+
+/// The trainer's allocator, so flex's figures are the ones `trainer train` gets.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The shipped net's row, the one `--profile` breaks down.
 const DEFAULT_NET: &str = "airbench (default)";
 
 fn main() -> Result<()> {
-    trainer::memory::keep_freed_memory();
+    anyhow::ensure!(
+        trainer::memory::keep_freed_memory(),
+        "mimalloc is not the global allocator"
+    );
     let args = Args::parse();
     if let Some(epochs) = args.time_to_accuracy {
         return time_to_accuracy(&args, epochs);
@@ -103,52 +114,97 @@ fn main() -> Result<()> {
         // one-off that a one-epoch measurement would count as training.
         c.optimiser.lookahead = false;
     }
-    // rows[net][backend]
-    let mut rows = vec![Vec::new(); nets.len()];
+    // rounds[round][net][backend]
+    let mut rounds = Vec::new();
+    let mut torch_rounds = Vec::new();
     let mut profile = None;
-    for &backend in &args.backends {
-        for (row, (name, config)) in rows.iter_mut().zip(&nets) {
-            let device = backend.device()?.autodiff();
-            device.seed(config.data.seed);
-            // Timing only: any filters of the right shape cost the same as fitted ones.
-            let whitening = config
-                .net
-                .whiten
-                .then(|| vec![0.05f32; trainer::model::WHITEN_WIDTH * 12]);
-            let model = trainer::model::Net::new(config, full.classes.len(), whitening, &device);
-            let (model, _) = trainer::training::fit(config, model, &mut InMemory::new(&warm), &probe, &device, |_| {})?;
-            trainer::memory::reset_peak_rss();
-            let profiled = args.profile && backend == Backend::Flex && name == DEFAULT_NET;
-            burn_flex::profile::enable(profiled);
-            let (_, h) = trainer::training::fit(config, model, &mut InMemory::new(&set), &probe, &device, |_| {})?;
-            burn_flex::profile::enable(false);
-            if profiled {
-                profile = Some((name.clone(), burn_flex::profile::take()));
+    for round in 0..args.rounds.max(1) {
+        let mut rows = vec![Vec::new(); nets.len()];
+        for &backend in &args.backends {
+            for (row, (name, config)) in rows.iter_mut().zip(&nets) {
+                let device = backend.device()?.autodiff();
+                device.seed(config.data.seed);
+                // Timing only: any filters of the right shape cost the same as fitted ones.
+                let whitening = config
+                    .net
+                    .whiten
+                    .then(|| vec![0.05f32; trainer::model::WHITEN_WIDTH * 12]);
+                let model = trainer::model::Net::new(config, full.classes.len(), whitening, &device);
+                let (model, _) =
+                    trainer::training::fit(config, model, &mut InMemory::new(&warm), &probe, &device, |_| {})?;
+                trainer::memory::reset_peak_rss();
+                let profiled = args.profile && round == 0 && backend == Backend::Flex && name == DEFAULT_NET;
+                burn_flex::profile::enable(profiled);
+                let (_, h) = trainer::training::fit(config, model, &mut InMemory::new(&set), &probe, &device, |_| {})?;
+                burn_flex::profile::enable(false);
+                if profiled {
+                    profile = Some((name.clone(), burn_flex::profile::take()));
+                }
+                let peak = trainer::memory::peak_rss_mib().unwrap_or(f64::NAN);
+                eprintln!(
+                    "round {}: burn {backend:?} {name}: {:.1} img/s, peak RSS {peak:.0} MiB",
+                    round + 1,
+                    h[0].images_per_second
+                );
+                row.push((h[0].images_per_second, peak));
             }
-            let peak = trainer::memory::peak_rss_mib().unwrap_or(f64::NAN);
-            eprintln!(
-                "burn {backend:?} {name}: {:.1} img/s, peak RSS {peak:.0} MiB",
-                h[0].images_per_second
-            );
-            row.push((h[0].images_per_second, peak));
+        }
+        rounds.push(rows);
+        if let Some(py) = &args.torch_python {
+            let runs = torch::pytorch_images_per_second(py, &nets, &set, args.batch_size, args.threads)?;
+            for ((name, _), t) in nets.iter().zip(&runs) {
+                eprintln!(
+                    "round {}: PyTorch {name}: {:.1} img/s ({})",
+                    round + 1,
+                    t.images_per_second,
+                    t.layout
+                );
+            }
+            torch_rounds.push(runs);
         }
     }
-    let torch = match &args.torch_python {
-        Some(py) => Some(torch::pytorch_images_per_second(
-            py,
-            &nets,
-            &set,
-            args.batch_size,
-            args.threads,
-        )?),
-        None => None,
+    // The median round of each cell's images/s (the lower middle for an even count);
+    // peak RSS from the first round, since the allocator keeps freed memory mapped and
+    // later rounds would report the process's peak so far.
+    let median_of = |v: Vec<(f64, f64)>| {
+        let first_peak = v[0].1;
+        let mut ips: Vec<f64> = v.into_iter().map(|(ips, _)| ips).collect();
+        ips.sort_by(f64::total_cmp);
+        (ips[(ips.len() - 1) / 2], first_peak)
     };
+    let rows: Vec<Vec<(f64, f64)>> = (0..nets.len())
+        .map(|i| {
+            (0..args.backends.len())
+                .map(|b| median_of(rounds.iter().map(|r| r[i][b]).collect()))
+                .collect()
+        })
+        .collect();
+    let torch: Option<Vec<torch::TorchRun>> = (!torch_rounds.is_empty()).then(|| {
+        (0..nets.len())
+            .map(|i| {
+                let mut runs: Vec<&torch::TorchRun> = torch_rounds.iter().map(|r| &r[i]).collect();
+                runs.sort_by(|a, b| a.images_per_second.total_cmp(&b.images_per_second));
+                let m = runs[(runs.len() - 1) / 2];
+                torch::TorchRun {
+                    images_per_second: m.images_per_second,
+                    peak_rss_mib: m.peak_rss_mib,
+                    layout: m.layout.clone(),
+                }
+            })
+            .collect()
+    });
+    if args.rounds > 1 {
+        println!(
+            "median of {} rounds, each every burn backend then PyTorch:",
+            args.rounds
+        );
+    }
     let mut head = String::from("| net | batch | images | threads |");
     for b in &args.backends {
         head += &format!(" burn {b:?} img/s | {b:?} peak RSS MiB |");
     }
     if torch.is_some() {
-        head += " PyTorch img/s | PyTorch peak RSS MiB |";
+        head += " PyTorch img/s (faster layout) | PyTorch peak RSS MiB |";
         for b in &args.backends {
             head += &format!(" {b:?} / PyTorch |");
         }
@@ -161,9 +217,10 @@ fn main() -> Result<()> {
             line += &format!(" {v:.1} | {peak:.0} |");
         }
         if let Some(t) = &torch {
-            line += &format!(" {:.1} | {:.0} |", t[i].0, t[i].1);
+            let t = &t[i];
+            line += &format!(" {:.1} ({}) | {:.0} |", t.images_per_second, t.layout, t.peak_rss_mib);
             for (v, _) in &rows[i] {
-                line += &format!(" {:.2}x |", v / t[i].0);
+                line += &format!(" {:.2}x |", v / t.images_per_second);
             }
         }
         println!("{line}");

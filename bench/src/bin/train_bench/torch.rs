@@ -66,10 +66,19 @@ struct TorchLine {
     name: String,
     images_per_second: f64,
     peak_rss_mib: Option<f64>,
+    layout: String,
+}
+
+/// PyTorch's figure for one net: the faster of its NCHW and channels_last runs.
+pub struct TorchRun {
+    pub images_per_second: f64,
+    pub peak_rss_mib: f64,
+    /// `nchw` or `channels_last`: which layout was faster.
+    pub layout: String,
 }
 
 /// Train each named config for one epoch over `set` in PyTorch with `python`, after one
-/// untimed warm-up batch; (images/s, peak RSS MiB of that measurement) per config, in
+/// untimed warm-up batch, in NCHW and in channels_last; the faster run per config, in
 /// order. The images go over already normalised by [`to_input`], so both sides see the
 /// same pixels.
 pub fn pytorch_images_per_second(
@@ -78,7 +87,7 @@ pub fn pytorch_images_per_second(
     set: &Dataset,
     batch_size: usize,
     threads: usize,
-) -> Result<Vec<(f64, f64)>> {
+) -> Result<Vec<TorchRun>> {
     let fail = |reason: String| anyhow!("PyTorch bench with {}: {reason}", python.display());
     let dir = tempfile::tempdir().context("a temporary folder")?;
     let refs: Vec<&contract::Rgb32> = set.images.iter().collect();
@@ -142,7 +151,11 @@ pub fn pytorch_images_per_second(
         return Err(fail("output does not list the nets asked for".into()));
     }
     Ok(lines
-        .iter()
-        .map(|l| (l.images_per_second, l.peak_rss_mib.unwrap_or(f64::NAN)))
+        .into_iter()
+        .map(|l| TorchRun {
+            images_per_second: l.images_per_second,
+            peak_rss_mib: l.peak_rss_mib.unwrap_or(f64::NAN),
+            layout: l.layout,
+        })
         .collect())
 }

@@ -2,12 +2,12 @@
 //!
 //! These operations power neural network modules like convolutions and pooling.
 
-use crate::ops::{conv, conv_transpose, conv2d_gemm, deform_conv, interpolate, pool};
+use crate::ops::{batch_norm, conv, conv_transpose, conv2d_gemm, deform_conv, interpolate, pool};
 use crate::{Flex, FlexTensor, Layout};
 use burn_backend::{
     DType, Element, TensorMetadata,
     ops::{
-        AttentionModuleOptions, ConvOptions, ConvTransposeOptions, DeformConv2dBackward,
+        AttentionModuleOptions, BatchNormTrain, BatchNormTrainBackward, ConvOptions, ConvTransposeOptions, DeformConv2dBackward,
         DeformConvOptions, FloatTensorOps, IntTensorOps, InterpolateMode, InterpolateOptions,
         MaxPool2dBackward, MaxPool2dWithIndices, ModuleOps, conv::pad_asymmetric_conv_input,
     },
@@ -66,6 +66,33 @@ pub(crate) fn cast_from_f32<E: Element + Pod + Copy>(
 }
 
 impl ModuleOps<Flex> for Flex {
+    // Overridden (not in upstream 0.22.1): see `batch_norm`.
+    fn batch_norm_train(
+        x: FloatTensor<Flex>,
+        gamma: FloatTensor<Flex>,
+        beta: FloatTensor<Flex>,
+        epsilon: f64,
+    ) -> BatchNormTrain<Flex> {
+        let _span = crate::profile::span("batch norm forward", x.layout().shape());
+        let (output, mean, variance) = batch_norm::batch_norm_train(x, gamma, beta, epsilon);
+        BatchNormTrain::new(output, mean, variance)
+    }
+
+    // Overridden (not in upstream 0.22.1): see `batch_norm`.
+    fn batch_norm_train_backward(
+        x: FloatTensor<Flex>,
+        gamma: FloatTensor<Flex>,
+        mean: FloatTensor<Flex>,
+        variance: FloatTensor<Flex>,
+        epsilon: f64,
+        output_grad: FloatTensor<Flex>,
+    ) -> BatchNormTrainBackward<Flex> {
+        let _span = crate::profile::span("batch norm backward", x.layout().shape());
+        let (x_grad, gamma_grad, beta_grad) =
+            batch_norm::batch_norm_train_backward(x, gamma, mean, variance, epsilon, output_grad);
+        BatchNormTrainBackward::new(x_grad, gamma_grad, beta_grad)
+    }
+
     fn conv1d(
         x: FloatTensor<Flex>,
         weight: FloatTensor<Flex>,
@@ -113,6 +140,27 @@ impl ModuleOps<Flex> for Flex {
         conv_grad_via_f32("conv2d_x_backward", weight, output_grad, |w, dy| {
             conv2d_gemm::conv2d_x_backward(&x_shape, w, dy, &options)
         })
+    }
+
+    // Overridden (not in upstream 0.22.1): upstream copies the gradient channel-first
+    // to sum it; see `batch_norm::channel_sums`.
+    fn conv2d_bias_backward(
+        x: FloatTensor<Flex>,
+        bias: FloatTensor<Flex>,
+        output_grad: FloatTensor<Flex>,
+    ) -> FloatTensor<Flex> {
+        let _span = crate::profile::span("conv bias grad", output_grad.layout().shape());
+        if let Some(sums) = batch_norm::channel_sums(&output_grad) {
+            return Flex::float_reshape(sums, bias.shape());
+        }
+        let [batch_size, _, _, _] = x.shape().dims();
+        let [_, channels_out, height_out, width_out] = output_grad.shape().dims();
+        let grad = Flex::float_swap_dims(output_grad, 0, 1);
+        let grad = Flex::float_reshape(
+            grad,
+            Shape::new([channels_out, batch_size * height_out * width_out]),
+        );
+        Flex::float_reshape(Flex::float_sum_dim(grad, 1), bias.shape())
     }
 
     // Overridden (not in upstream 0.22.1): see `conv2d_gemm`.
