@@ -76,6 +76,8 @@ class AirbenchNet(nn.Module):
             # Timing only: any frozen filters cost the same as fitted ones.
             self.stem = nn.Conv2d(3, widths[0], 2, bias=True)
             self.stem.weight.requires_grad_(False)
+            # The recipe freezes the bias after 3 epochs; then no gradient reaches the stem.
+            self.stem.bias.requires_grad_(not net.get("whiten_bias_frozen", False))
             self.stem_norm = nn.Identity()
             side = 31
         else:

@@ -115,6 +115,7 @@ pub fn pytorch_images_per_second(
             "widths": c.net.widths.0,
             "activation": c.net.activation,
             "whiten": c.net.whiten,
+            "whiten_bias_frozen": c.net.whiten && c.net.whiten_bias_epochs == 0,
             "bn_momentum": c.net.bn_momentum,
             "bn_eps": c.net.bn_eps,
             "bn_fixed_scale": c.net.bn_fixed_scale,
