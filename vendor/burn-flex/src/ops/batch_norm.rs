@@ -98,11 +98,6 @@ fn is_plain_f32(t: &FlexTensor) -> bool {
     t.dtype() == DType::F32
 }
 
-/// A contiguous view of `t`'s f32 values (copying only when it is strided).
-fn contiguous(t: FlexTensor) -> FlexTensor {
-    if t.layout().is_contiguous() { t } else { t.to_contiguous() }
-}
-
 fn values(t: &FlexTensor) -> &[f32] {
     t.as_slice::<f32>().expect("batch norm: contiguous f32 tensor")
 }
@@ -175,8 +170,8 @@ pub fn batch_norm_train(
     }
     let shape = x.layout().shape().clone();
     let (n, c, plane) = dims(&shape);
-    let x = contiguous(x);
-    let (gamma, beta) = (contiguous(gamma), contiguous(beta));
+    let x = x.into_contiguous();
+    let (gamma, beta) = (gamma.into_contiguous(), beta.into_contiguous());
     let xs = values(&x);
     let image = c * plane;
     let moments = fold_images(
@@ -238,9 +233,9 @@ pub fn batch_norm_train_backward(
     }
     let shape = x.layout().shape().clone();
     let (n, c, plane) = dims(&shape);
-    let x = contiguous(x);
-    let (gamma, mean, variance) = (contiguous(gamma), contiguous(mean), contiguous(variance));
-    let mut dy = contiguous(output_grad);
+    let x = x.into_contiguous();
+    let (gamma, mean, variance) = (gamma.into_contiguous(), mean.into_contiguous(), variance.into_contiguous());
+    let mut dy = output_grad.into_contiguous();
     let (xs, mu) = (values(&x), values(&mean));
     let image = c * plane;
     // Σ dy and Σ dy (x - mean) per channel.
@@ -299,7 +294,7 @@ pub fn batch_norm_train_backward(
             }
         }
     };
-    let in_place = dy.layout().start_offset() == 0 && dy.is_unique();
+    let in_place = dy.is_unique();
     let x_grad = if image == 0 {
         dy
     } else if in_place {
@@ -321,7 +316,7 @@ pub fn channel_sums(t: &FlexTensor) -> Option<FlexTensor> {
     if !is_plain_f32(t) || t.layout().shape().num_dims() < 2 {
         return None;
     }
-    let t = contiguous(t.clone());
+    let t = t.clone().into_contiguous();
     let (n, c, plane) = dims(t.layout().shape());
     let image = c * plane;
     let ts = values(&t);
