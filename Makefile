@@ -13,7 +13,7 @@ PORT      ?= 9000
 CDK_ARGS  ?=
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help check-tools setup setup-test run test test-arm64 test-infra lint build build-arm64 \
+.PHONY: help check-tools setup setup-test toolchain run test test-arm64 test-infra lint build build-arm64 \
         train train-seed evaluate calibrate bench bench-function bench-memory bench-ceiling bench-load \
         bench-refresh bench-engine bench-time-to-accuracy bench-torch trainer-libtorch trainer-wgpu trainer-cuda test-wgpu bench-shards shard-data trainer-image push-trainer-image train-cloud fuzz bootstrap deploy url publish-model destroy clean package package-size
 
@@ -45,7 +45,10 @@ $(VENV)/.base: scripts/requirements.txt
 	$(PY) -m pip install -q --no-compile -r scripts/requirements.txt
 	touch $@
 
-setup: $(VENV)/.base
+setup: $(VENV)/.base toolchain
+
+# What the Rust build itself needs: the arm64 target, clippy and rustfmt.
+toolchain:
 	rustup target add aarch64-unknown-linux-gnu >/dev/null
 	rustup component add clippy rustfmt >/dev/null 2>&1 || true
 
@@ -92,9 +95,14 @@ LINTED := RUSTC_WORKSPACE_WRAPPER=$(CLIPPY_DRIVER) CLIPPY_ARGS=-D__CLIPPY_HACKER
 
 test: check-tools
 	@rm -rf target/test-stages && mkdir -p target/test-stages && date +%s > target/test-stages/start
-	@scripts/stage.sh setup $(MAKE) --no-print-directory setup-test
+	@scripts/stage.sh toolchain $(MAKE) --no-print-directory toolchain
 	@scripts/stage.sh fmt cargo fmt --all -- --check
-	@scripts/stage.sh build-and-clippy env $(LINTED) cargo build --release --workspace --all-targets --timings
+	@# The downloads (.venv, npm, apt) wait on the network and the build on the CPU, so they
+	@# run side by side; nothing in the build reads what they fetch.
+	@scripts/stage.sh setup $(MAKE) --no-print-directory setup-test > /dev/null 2>&1 & setup=$$!; \
+	 scripts/stage.sh build-and-clippy env $(LINTED) cargo build --release --workspace --all-targets --timings; \
+	 build=$$?; wait $$setup; setup_status=$$?; cat target/test-stages/setup.log; \
+	 [ $$build = 0 ] && [ $$setup_status = 0 ]
 	@# The infra tests need no Rust build: they run beside the Rust tests, which spend much
 	@# of their time waiting on servers, and their log follows.
 	@scripts/stage.sh infra-tests $(MAKE) --no-print-directory test-infra > /dev/null 2>&1 & infra=$$!; \
