@@ -227,6 +227,117 @@ fn valid_range_maxpool(
     (start as usize, end as usize)
 }
 
+/// An index type the tiled max pool writes directly.
+trait PoolIndex: bytemuck::Pod + Send + Sync {
+    fn from_usize(i: usize) -> Self;
+}
+
+impl PoolIndex for i32 {
+    fn from_usize(i: usize) -> Self {
+        i as i32
+    }
+}
+
+impl PoolIndex for i64 {
+    fn from_usize(i: usize) -> Self {
+        i as i64
+    }
+}
+
+/// Shape of a max pool whose windows tile the input (kernel = stride, no padding or
+/// dilation, every window inside; the depth window is 1, so `out_d` is the input's).
+struct TiledPool {
+    planes: usize,
+    plane: usize,
+    in_h: usize,
+    in_w: usize,
+    out_d: usize,
+    out_h: usize,
+    out_w: usize,
+    kernel_h: usize,
+    kernel_w: usize,
+}
+
+/// Non-overlapping windows that all lie inside the input (2x2/2 pools, global pools,
+/// and floor-mode pools over odd sides, whose last row/column no window reaches): no
+/// padding or bounds arithmetic per output, which dominated the generic loop.
+fn max_pool_tiled<T, I>(x_data: &[T], d: &TiledPool, neg_inf: T) -> (Vec<T>, Vec<I>)
+where
+    T: bytemuck::Pod + Copy + PartialOrd + Send + Sync + num_traits::Float,
+    I: PoolIndex,
+{
+    let spatial_out = d.out_d * d.out_h * d.out_w;
+    let in_w = d.in_w;
+    let (out_h, out_w, kernel_h, kernel_w) = (d.out_h, d.out_w, d.kernel_h, d.kernel_w);
+    let in_h_w = d.in_h * in_w;
+    let mut output = vec![neg_inf; d.planes * spatial_out];
+    let mut indices = vec![I::zeroed(); d.planes * spatial_out];
+    let pool_plane = |bc: usize, out: &mut [T], idx: &mut [I]| {
+        let x_plane = &x_data[bc * d.plane..][..d.plane];
+        if kernel_h == 2 && kernel_w == 2 && d.out_d == 1 {
+            // The common 2x2 case as selects rather than branches: which of the four
+            // wins is data-dependent, and mispredicted branches dominated this loop.
+            for oh in 0..out_h {
+                let top = 2 * oh * in_w;
+                let (r0, r1) = (&x_plane[top..top + in_w], &x_plane[top + in_w..top + 2 * in_w]);
+                let o_row = &mut out[oh * out_w..(oh + 1) * out_w];
+                let i_row = &mut idx[oh * out_w..(oh + 1) * out_w];
+                for ow in 0..out_w {
+                    let c = 2 * ow;
+                    let (mut best, mut best_i) = (r0[c], top + c);
+                    for (val, i) in [(r0[c + 1], top + c + 1), (r1[c], top + in_w + c), (r1[c + 1], top + in_w + c + 1)] {
+                        let take = val > best || val.is_nan();
+                        best = if take { val } else { best };
+                        best_i = if take { i } else { best_i };
+                    }
+                    o_row[ow] = best;
+                    i_row[ow] = I::from_usize(best_i);
+                }
+            }
+            return;
+        }
+        for od in 0..d.out_d {
+            for oh in 0..out_h {
+                for ow in 0..out_w {
+                    let first = od * in_h_w + oh * kernel_h * in_w + ow * kernel_w;
+                    let (mut best, mut best_i) = (x_plane[first], first);
+                    for kh in 0..kernel_h {
+                        let row = first + kh * in_w;
+                        for (kw, &val) in x_plane[row..row + kernel_w].iter().enumerate() {
+                            // Same rule as the generic loop: larger wins, the last NaN wins.
+                            if val > best || val.is_nan() {
+                                best = val;
+                                best_i = row + kw;
+                            }
+                        }
+                    }
+                    let o = (od * out_h + oh) * out_w + ow;
+                    out[o] = best;
+                    idx[o] = I::from_usize(best_i);
+                }
+            }
+        }
+    };
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        output
+            .par_chunks_mut(spatial_out)
+            .zip(indices.par_chunks_mut(spatial_out))
+            .enumerate()
+            .for_each(|(bc, (out, idx))| pool_plane(bc, out, idx));
+    }
+    #[cfg(not(feature = "rayon"))]
+    for (bc, (out, idx)) in output
+        .chunks_mut(spatial_out)
+        .zip(indices.chunks_mut(spatial_out))
+        .enumerate()
+    {
+        pool_plane(bc, out, idx);
+    }
+    (output, indices)
+}
+
 /// Generic 3D max pooling with indices implementation.
 #[allow(clippy::too_many_arguments)]
 fn max_pool3d_with_indices_impl<T>(
@@ -262,9 +373,7 @@ where
 
     let spatial_out = out_d * out_h * out_w;
     let x_data: &[T] = x.storage();
-    // Non-overlapping windows that all lie inside the input (2x2/2 pools, global pools,
-    // and floor-mode pools over odd sides, whose last row/column no window reaches):
-    // no padding or bounds arithmetic per output, which dominated the generic loop.
+    // Windows that tile the input: see `max_pool_tiled`.
     if kernel_d == 1
         && stride == [1, kernel_h, kernel_w]
         && padding == [0, 0, 0]
@@ -273,84 +382,35 @@ where
         && out_w * kernel_w <= in_w
         && spatial_out > 0
     {
-        let mut output = vec![neg_inf; batch_size * channels * spatial_out];
-        let mut indices = vec![-1i64; batch_size * channels * spatial_out];
         let plane = in_d * in_h * in_w;
-        let pool_plane = |bc: usize, out: &mut [T], idx: &mut [i64]| {
-            let x_plane = &x_data[bc * plane..][..plane];
-            if kernel_h == 2 && kernel_w == 2 && in_d == 1 {
-                // The common 2x2 case as selects rather than branches: which of the four
-                // wins is data-dependent, and mispredicted branches dominated this loop.
-                for oh in 0..out_h {
-                    let top = 2 * oh * in_w;
-                    let (r0, r1) = (&x_plane[top..top + in_w], &x_plane[top + in_w..top + 2 * in_w]);
-                    let o_row = &mut out[oh * out_w..(oh + 1) * out_w];
-                    let i_row = &mut idx[oh * out_w..(oh + 1) * out_w];
-                    for ow in 0..out_w {
-                        let c = 2 * ow;
-                        let (mut best, mut best_i) = (r0[c], top + c);
-                        for (val, i) in [(r0[c + 1], top + c + 1), (r1[c], top + in_w + c), (r1[c + 1], top + in_w + c + 1)] {
-                            let take = val > best || val.is_nan();
-                            best = if take { val } else { best };
-                            best_i = if take { i } else { best_i };
-                        }
-                        o_row[ow] = best;
-                        i_row[ow] = best_i as i64;
-                    }
-                }
-                return;
-            }
-            for od in 0..out_d {
-                for oh in 0..out_h {
-                    for ow in 0..out_w {
-                        let first = od * in_h * in_w + oh * kernel_h * in_w + ow * kernel_w;
-                        let (mut best, mut best_i) = (x_plane[first], first);
-                        for kh in 0..kernel_h {
-                            let row = first + kh * in_w;
-                            for (kw, &val) in x_plane[row..row + kernel_w].iter().enumerate() {
-                                // Same rule as below: larger wins, the last NaN wins.
-                                if val > best || val.is_nan() {
-                                    best = val;
-                                    best_i = row + kw;
-                                }
-                            }
-                        }
-                        let o = (od * out_h + oh) * out_w + ow;
-                        out[o] = best;
-                        idx[o] = best_i as i64;
-                    }
-                }
-            }
+        let dims = TiledPool {
+            planes: batch_size * channels,
+            plane,
+            in_h,
+            in_w,
+            out_d,
+            out_h,
+            out_w,
+            kernel_h,
+            kernel_w,
         };
-        #[cfg(feature = "rayon")]
-        {
-            use rayon::prelude::*;
-            output
-                .par_chunks_mut(spatial_out)
-                .zip(indices.par_chunks_mut(spatial_out))
-                .enumerate()
-                .for_each(|(bc, (out, idx))| pool_plane(bc, out, idx));
-        }
-        #[cfg(not(feature = "rayon"))]
-        for (bc, (out, idx)) in output
-            .chunks_mut(spatial_out)
-            .zip(indices.chunks_mut(spatial_out))
-            .enumerate()
-        {
-            pool_plane(bc, out, idx);
-        }
         let out_shape = Shape::from(vec![batch_size, channels, out_d, out_h, out_w]);
+        // Indices straight in i32 (the device's default int type, which autodiff asks
+        // for): writing i64 and casting afterwards moved three times the index bytes.
+        let (output, indices) = if i32::try_from(plane).is_ok() {
+            let (out, idx) = max_pool_tiled::<T, i32>(x_data, &dims, neg_inf);
+            (out, (Bytes::from_elems(idx), DType::I32))
+        } else {
+            let (out, idx) = max_pool_tiled::<T, i64>(x_data, &dims, neg_inf);
+            (out, (Bytes::from_elems(idx), DType::I64))
+        };
         return (
             FlexTensor::new(
                 Bytes::from_elems(output),
                 Layout::contiguous(out_shape.clone()),
                 dtype,
             ),
-            FlexTensor::new(
-                Bytes::from_elems(indices),
-                Layout::contiguous(out_shape),
-                DType::I64,
-            ),
+            FlexTensor::new(indices.0, Layout::contiguous(out_shape), indices.1),
         );
     }
     let kernel = |od: usize, oh: usize, ow: usize, x_offset: usize| {
