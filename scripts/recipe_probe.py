@@ -4,8 +4,9 @@ Rust trainer reaches in its CPU hour. Diagnostic only: never part of `make test`
 
     python3 scripts/recipe_probe.py TRAIN_TAR_GZ OUT_JSON [seeds=N] [limit=N] [threads=N] [epochs=N] [variant ...]
 
-(`epochs=N` overrides every variant's epoch count; `train-bench --time-to-accuracy` runs
-this script on the CPU with it.)
+(`epochs=N` overrides every variant's epoch count; `per_epoch=1` also validates after
+each epoch, off the clock, and records those points in the run's `epochs`;
+`train-bench --time-to-accuracy` runs this script on the CPU with both.)
 
 Each variant is a name from VARIANTS below; runs print one line each and land in
 OUT_JSON as they finish. Mirrors trainer/src (config.rs defaults): 2x2 whitening conv
@@ -189,7 +190,7 @@ def evaluate(model, x, y, level):
     return (torch.cat(outs).argmax(1) == y).float().mean().item()
 
 
-def run(cfg, data, seed):
+def run(cfg, data, seed, per_epoch=False):
     xtr, ytr, xva, yva = data
     dev = xtr.device
     torch.manual_seed(seed)
@@ -223,6 +224,9 @@ def run(cfg, data, seed):
     first_flip = torch.rand(len(xtr), device=dev, generator=gen) < 0.5
     step = 0
     t0 = time.perf_counter()
+    # Seconds spent validating between epochs (per_epoch), kept off the training time.
+    paused = 0.0
+    history = []
     for epoch in range(cfg["epochs"]):
         model.whiten.bias.requires_grad = epoch < cfg["whiten_bias_epochs"]
         model.train()
@@ -260,6 +264,14 @@ def run(cfg, data, seed):
                     for k, p in model.named_parameters():
                         avg[k].lerp_(p, 1 - decay)
                         p.copy_(avg[k])
+        if per_epoch and epoch + 1 < cfg["epochs"]:
+            # As the trainer validates after each epoch: the current weights and running
+            # statistics, without and with mirror TTA.
+            t_eval = time.perf_counter()
+            accs = {lvl: evaluate(model, xva, yva, lvl) for lvl in (0, 1)}
+            history.append(dict(epoch=epoch + 1, seconds=round(t_eval - t0 - paused, 2), tta0=accs[0], tta1=accs[1]))
+            print(json.dumps(history[-1]), flush=True)
+            paused += time.perf_counter() - t_eval
     if avg is not None:
         with torch.no_grad():
             for k, p in model.named_parameters():
@@ -271,15 +283,17 @@ def run(cfg, data, seed):
                     model(xtr[idx])
     if dev.type == "cuda":
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - t0
-    return {lvl: evaluate(model, xva, yva, lvl) for lvl in (0, 1, 2)}, seconds
+    seconds = time.perf_counter() - t0 - paused
+    acc = {lvl: evaluate(model, xva, yva, lvl) for lvl in (0, 1, 2)}
+    history.append(dict(epoch=cfg["epochs"], seconds=round(seconds, 2), tta0=acc[0], tta1=acc[1]))
+    return acc, seconds, history
 
 
 def main():
     tar, out_path = sys.argv[1], sys.argv[2]
     options = dict(a.split("=", 1) for a in sys.argv[3:] if "=" in a)
     names = [a for a in sys.argv[3:] if "=" not in a] or list(VARIANTS)
-    unknown = set(options) - {"seeds", "limit", "threads", "epochs"}
+    unknown = set(options) - {"seeds", "limit", "threads", "epochs", "per_epoch"}
     if unknown:
         raise SystemExit(f"unknown options: {sorted(unknown)}")
     seeds = int(options.get("seeds", 3))
@@ -288,6 +302,7 @@ def main():
         # CPU runs: match the trainer's thread count for a time-to-accuracy comparison.
         torch.set_num_threads(int(options["threads"]))
     epochs = int(options.get("epochs", 0))
+    per_epoch = options.get("per_epoch", "0") == "1"
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     t0 = time.perf_counter()
     images, labels = load(tar)
@@ -304,8 +319,10 @@ def main():
         if epochs:
             cfg["epochs"] = epochs
         for seed in range(seeds):
-            acc, seconds = run(cfg, data, seed)
+            acc, seconds, history = run(cfg, data, seed, per_epoch)
             row = dict(variant=name, seed=seed, seconds=round(seconds, 2), **{f"tta{k}": v for k, v in acc.items()})
+            if per_epoch:
+                row["epochs"] = history
             results.append(row)
             print(json.dumps(row), flush=True)
             with open(out_path, "w") as f:

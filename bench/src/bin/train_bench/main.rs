@@ -291,5 +291,43 @@ fn time_to_accuracy(args: &Args, epochs: usize) -> Result<()> {
         flex.validation.accuracy,
     );
     row("PyTorch CPU (recipe_probe.py)", torch.seconds, torch.tta0, torch.tta1);
+
+    // Minutes of training until each engine's validation after an epoch first reaches a
+    // mark (no TTA, as the trainer validates between epochs), else whether the run's end
+    // reaches it with mirror TTA.
+    let mut flex_points = Vec::new();
+    let mut elapsed = 0.0;
+    for e in &flex.epochs {
+        elapsed += e.seconds;
+        flex_points.push((elapsed, e.val_accuracy));
+    }
+    let torch_points: Vec<(f64, f64)> = torch.epochs.iter().map(|e| (e.seconds, e.tta0)).collect();
+    println!();
+    println!("| engine | minutes to 85 % | minutes to 90 % |");
+    println!("|---|---|---|");
+    let marks = |name: &str, points: &[(f64, f64)], total: f64, tta: f64| {
+        let cells: Vec<String> = [0.85, 0.90]
+            .iter()
+            .map(|&mark| crossing(points, total, tta, mark))
+            .collect();
+        println!("| {name} | {} | {} |", cells[0], cells[1]);
+    };
+    marks("burn flex (trainer)", &flex_points, elapsed, flex.validation.accuracy);
+    marks(
+        "PyTorch CPU (recipe_probe.py)",
+        &torch_points,
+        torch.seconds,
+        torch.tta1,
+    );
     Ok(())
+}
+
+/// When a run first reached `mark`: the first epoch whose validation (no TTA) did, else
+/// the run's end if its mirror-TTA accuracy did.
+fn crossing(points: &[(f64, f64)], total: f64, tta: f64, mark: f64) -> String {
+    match points.iter().position(|&(_, acc)| acc >= mark) {
+        Some(i) => format!("{:.1} (epoch {})", points[i].0 / 60.0, i + 1),
+        None if tta >= mark => format!("{:.1} (end, with mirror TTA)", total / 60.0),
+        None => "not reached".into(),
+    }
 }

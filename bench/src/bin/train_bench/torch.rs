@@ -21,6 +21,16 @@ pub struct ProbeRun {
     pub seconds: f64,
     pub tta0: f64,
     pub tta1: f64,
+    /// Validation after each epoch (the last is the run's end), off the clock.
+    pub epochs: Vec<ProbeEpoch>,
+}
+
+/// Where the run stood after one epoch: training seconds so far and validation accuracy
+/// without TTA (the script also records `tta1`).
+#[derive(Debug, Deserialize)]
+pub struct ProbeEpoch {
+    pub seconds: f64,
+    pub tta0: f64,
 }
 
 #[derive(Deserialize)]
@@ -42,6 +52,7 @@ pub fn pytorch_time_to_accuracy(python: &Path, tar: &Path, epochs: usize, thread
         .arg(&out)
         .args([
             "seeds=1",
+            "per_epoch=1",
             &format!("threads={threads}"),
             &format!("epochs={epochs}"),
             "gelu",
