@@ -130,6 +130,7 @@ pub fn pytorch_images_per_second(
             "bn_momentum": c.net.bn_momentum,
             "bn_eps": c.net.bn_eps,
             "bn_fixed_scale": c.net.bn_fixed_scale,
+            "dirac_init": c.net.dirac_init,
             "dropout": c.net.dropout,
             "optimizer": c.optimiser.optimizer,
             "lr": c.optimiser.lr,
