@@ -282,11 +282,17 @@ fn time_to_accuracy(args: &Args, epochs: usize) -> Result<()> {
             100.0 * tta
         );
     };
-    // Per-epoch training time, without the validation passes between epochs (the
-    // PyTorch script validates once, after its timer stops).
+    // Training seconds so far and validation after each epoch, without the validation
+    // passes (both sides validate between epochs off the clock).
+    let mut flex_points = Vec::new();
+    let mut elapsed = 0.0;
+    for e in &flex.epochs {
+        elapsed += e.seconds;
+        flex_points.push((elapsed, e.val_accuracy));
+    }
     row(
         "burn flex (trainer)",
-        flex.epochs.iter().map(|e| e.seconds).sum(),
+        elapsed,
         flex.validation_accuracy_without_tta,
         flex.validation.accuracy,
     );
@@ -295,12 +301,6 @@ fn time_to_accuracy(args: &Args, epochs: usize) -> Result<()> {
     // Minutes of training until each engine's validation after an epoch first reaches a
     // mark (no TTA, as the trainer validates between epochs), else whether the run's end
     // reaches it with mirror TTA.
-    let mut flex_points = Vec::new();
-    let mut elapsed = 0.0;
-    for e in &flex.epochs {
-        elapsed += e.seconds;
-        flex_points.push((elapsed, e.val_accuracy));
-    }
     let torch_points: Vec<(f64, f64)> = torch.epochs.iter().map(|e| (e.seconds, e.tta0)).collect();
     println!();
     println!("| engine | minutes to 85 % | minutes to 90 % |");

@@ -248,7 +248,6 @@ impl PoolIndex for i64 {
 /// dilation, every window inside; the depth window is 1, so `out_d` is the input's).
 struct TiledPool {
     planes: usize,
-    plane: usize,
     in_h: usize,
     in_w: usize,
     out_d: usize,
@@ -256,6 +255,13 @@ struct TiledPool {
     out_w: usize,
     kernel_h: usize,
     kernel_w: usize,
+}
+
+impl TiledPool {
+    /// Elements of one input `[d, h, w]` plane.
+    fn plane(&self) -> usize {
+        self.out_d * self.in_h * self.in_w
+    }
 }
 
 /// Non-overlapping windows that all lie inside the input (2x2/2 pools, global pools,
@@ -269,11 +275,11 @@ where
     let spatial_out = d.out_d * d.out_h * d.out_w;
     let in_w = d.in_w;
     let (out_h, out_w, kernel_h, kernel_w) = (d.out_h, d.out_w, d.kernel_h, d.kernel_w);
-    let in_h_w = d.in_h * in_w;
+    let (in_h_w, plane) = (d.in_h * in_w, d.plane());
     let mut output = vec![neg_inf; d.planes * spatial_out];
     let mut indices = vec![I::zeroed(); d.planes * spatial_out];
     let pool_plane = |bc: usize, out: &mut [T], idx: &mut [I]| {
-        let x_plane = &x_data[bc * d.plane..][..d.plane];
+        let x_plane = &x_data[bc * plane..][..plane];
         if kernel_h == 2 && kernel_w == 2 && d.out_d == 1 {
             // The common 2x2 case as selects rather than branches: which of the four
             // wins is data-dependent, and mispredicted branches dominated this loop.
@@ -382,10 +388,8 @@ where
         && out_w * kernel_w <= in_w
         && spatial_out > 0
     {
-        let plane = in_d * in_h * in_w;
         let dims = TiledPool {
             planes: batch_size * channels,
-            plane,
             in_h,
             in_w,
             out_d,
@@ -397,7 +401,7 @@ where
         let out_shape = Shape::from(vec![batch_size, channels, out_d, out_h, out_w]);
         // Indices straight in i32 (the device's default int type, which autodiff asks
         // for): writing i64 and casting afterwards moved three times the index bytes.
-        let (output, indices) = if i32::try_from(plane).is_ok() {
+        let (output, indices) = if i32::try_from(dims.plane()).is_ok() {
             let (out, idx) = max_pool_tiled::<T, i32>(x_data, &dims, neg_inf);
             (out, (Bytes::from_elems(idx), DType::I32))
         } else {
