@@ -236,3 +236,48 @@ fn unreadable_images_name_the_file_or_are_skipped_and_counted() {
         .to_string();
     assert!(err.contains("class folders"), "{err}");
 }
+
+/// The workspace's tract-onnx registers an image classifier's operators only
+/// (vendor/tract-onnx/PATCHES.md): every net the trainer builds, with either activation
+/// and every test-time augmentation, must export to a graph that registry loads.
+#[test]
+fn every_net_activation_and_tta_exports_a_graph_the_serving_registry_loads() {
+    use burn::module::Module;
+    use burn::tensor::Device;
+    use trainer::config::{WHITEN_PATCH, WHITEN_WIDTH};
+    use trainer::export::{ExportMeta, Head};
+    use trainer::model::{Activation, Arch, Net};
+
+    let device = Device::flex().autodiff();
+    for arch in [Arch::Seed, Arch::Airbench] {
+        for activation in [Activation::Relu, Activation::Gelu] {
+            for tta_shift in [false, true] {
+                let mut config = Preset::Tiny.config();
+                config.net.arch = arch;
+                config.net.activation = activation;
+                config.export.tta_shift = tta_shift;
+                let whitening =
+                    (arch == Arch::Airbench).then(|| vec![0.1; WHITEN_WIDTH * 3 * WHITEN_PATCH * WHITEN_PATCH]);
+                let net = Net::new(&config, 10, whitening, &device)
+                    .valid()
+                    .to_device(&Device::flex());
+                let meta = ExportMeta {
+                    labels: (0..10).map(|i| format!("class{i}")).collect(),
+                    dataset: "generated".into(),
+                    val_accuracy: 0.1,
+                    trained_at: "2026-12-07T00:00:00Z".into(),
+                    config_json: serde_json::to_string(&config).unwrap(),
+                    val_ece: 0.0,
+                };
+                let head = Head {
+                    tta: config.tta(),
+                    temperature: 1.5,
+                };
+                let exported = trainer::export::export(&net, &meta, head).unwrap();
+                if let Err(e) = inference::Classifier::from_bytes(&exported.bytes) {
+                    panic!("{arch:?}, {activation:?}, shift TTA {tta_shift}: {e}");
+                }
+            }
+        }
+    }
+}

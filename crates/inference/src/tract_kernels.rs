@@ -389,3 +389,27 @@ fn max_pools_match_the_definition() {
         case.check(100 + i as u64);
     }
 }
+
+/// The vendored tract-onnx registers an image classifier's operators only
+/// (vendor/tract-onnx/PATCHES.md): a model with another one, here an operator upstream
+/// supports, must fail to load with an error that names it, and one of the set loads.
+#[test]
+fn an_operator_outside_the_registry_is_named_when_the_model_loads() {
+    use tract_onnx::prelude::{Framework, InferenceModelExt};
+    let load = |op: &str| {
+        let proto = model(
+            vec![node(op, &["x"], "y", vec![])],
+            value_info("x", &[1, 4]),
+            value_info("y", &[1, 4]),
+            vec![],
+        );
+        tract_onnx::onnx()
+            .model_for_proto_model(&proto)
+            .and_then(|m| m.into_optimized())
+            .map(|_| ())
+            .map_err(|e| format!("{e:#}"))
+    };
+    let err = load("Hardmax").unwrap_err();
+    assert!(err.contains("Hardmax"), "{err}");
+    load("Erf").unwrap();
+}
