@@ -1,9 +1,15 @@
-//! Times flex's conv2d forward and backward (both gradients) on the shipped net's layer
-//! shapes at batch 1,024, outside the training loop, so a kernel change can be judged
-//! in seconds: `cargo run --release -p trainer --example conv_layers [reps]`.
+//! Times flex's conv2d forward and backward (both gradients) and its 2x2 max pools on the
+//! shipped net's layer shapes at batch 1,024, outside the training loop, so a kernel
+//! change can be judged in seconds: `cargo run --release -p trainer --example conv_layers
+//! [reps]`.
 
 use std::time::Instant;
 
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use burn::nn::pool::MaxPool2dConfig;
+use burn::tensor::activation::gelu;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -12,6 +18,28 @@ fn data(len: usize, seed: usize) -> Vec<f32> {
     (0..len)
         .map(|i| (((i * 7919 + seed) % 1013) as f32 - 506.0) / 506.0)
         .collect()
+}
+
+/// Values in no pattern (a max pool's speed can depend on which of four wins).
+fn noise(len: usize, seed: u64) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..len).map(|_| rng.random_range(-0.5..0.5)).collect()
+}
+
+/// The fastest of `reps` forward passes and of the backward passes of `sum(y * dy)`.
+fn forward_backward(reps: usize, forward: impl Fn() -> Tensor<4>, dy: &Tensor<4>) -> (f64, f64) {
+    let (mut fwd, mut bwd) = (f64::MAX, f64::MAX);
+    for _ in 0..reps {
+        let t = Instant::now();
+        let y = forward();
+        fwd = fwd.min(t.elapsed().as_secs_f64());
+        let loss = (y * dy.clone()).sum();
+        let t = Instant::now();
+        let g = loss.backward();
+        bwd = bwd.min(t.elapsed().as_secs_f64());
+        drop(g);
+    }
+    (fwd, bwd)
 }
 
 #[global_allocator]
@@ -65,6 +93,42 @@ fn main() {
             bwd * 1e3,
             flop / fwd / 1e9,
             2.0 * flop / bwd / 1e9
+        );
+    }
+    println!();
+    println!("| max pool 2x2 | forward ms | backward ms | GB/s fwd |");
+    println!("|---|---|---|---|");
+    // As the trainer builds them (trainer::model).
+    let pool = MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init();
+    for (c, hw) in [(64usize, 31usize), (128, 15), (128, 7)] {
+        let ad = Device::flex().autodiff();
+        let x = Tensor::<4>::from_data(TensorData::new(noise(n * c * hw * hw, 4), [n, c, hw, hw]), &ad).require_grad();
+        let side = hw / 2;
+        let dy = Tensor::<4>::from_data(TensorData::new(data(n * c * side * side, 5), [n, c, side, side]), &ad);
+        let (fwd, bwd) = forward_backward(reps, || pool.forward(x.clone()), &dy);
+        // Read the input once, write values and i32 indices once.
+        let bytes = 4.0 * (n * c * (hw * hw + 2 * side * side)) as f64;
+        println!(
+            "| {c} @ {hw} px | {:.1} | {:.1} | {:.1} |",
+            fwd * 1e3,
+            bwd * 1e3,
+            bytes / fwd / 1e9
+        );
+    }
+    println!();
+    println!("| GELU | forward ms | backward ms | M elements/s fwd |");
+    println!("|---|---|---|---|");
+    for (c, hw) in [(64usize, 15usize), (24, 31)] {
+        let ad = Device::flex().autodiff();
+        let len = n * c * hw * hw;
+        let x = Tensor::<4>::from_data(TensorData::new(noise(len, 6), [n, c, hw, hw]), &ad).require_grad();
+        let dy = Tensor::<4>::from_data(TensorData::new(noise(len, 7), [n, c, hw, hw]), &ad);
+        let (fwd, bwd) = forward_backward(reps, || gelu(x.clone()), &dy);
+        println!(
+            "| {c} @ {hw} px | {:.1} | {:.1} | {:.0} |",
+            fwd * 1e3,
+            bwd * 1e3,
+            len as f64 / fwd / 1e6
         );
     }
 }

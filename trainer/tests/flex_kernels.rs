@@ -7,6 +7,8 @@ use burn::tensor::activation::gelu;
 use burn::tensor::module::{batch_norm_train, conv2d, max_pool2d_with_indices};
 use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
 use burn::tensor::{Device, Tensor, TensorData};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 fn values(len: usize, seed: usize) -> Vec<f32> {
     (0..len)
@@ -204,6 +206,25 @@ fn non_overlapping_max_pool_matches_its_definition() {
     let mut x = vec![1.0; 16];
     x[5] = f32::NAN;
     check_max_pool([1, 1, 4, 4], 2, x);
+}
+
+/// Three levels, infinities and NaNs in no pattern: ties and NaNs at every window
+/// position, several per window.
+fn ties_and_nans(len: usize, seed: u64) -> Vec<f32> {
+    let levels = [-1.0, 0.0, 1.0, 1.0, 2.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN];
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..len).map(|_| levels[rng.random_range(0..levels.len())]).collect()
+}
+
+#[test]
+fn the_2x2_max_pool_keeps_the_definition_at_every_row_width() {
+    // The f32 2x2 kernel runs rows in vector steps of 8, 4, 2 or 1 with an overlapping
+    // last step, and tasks of 64 planes: every output width from 1 to 17 (odd input
+    // sides included), 150 planes (a short last task), ties and NaNs everywhere.
+    for w in 2..=35 {
+        let shape = [3, 50, 5, w];
+        check_max_pool(shape, 2, ties_and_nans(shape.iter().product(), w as u64));
+    }
 }
 
 /// GELU and its derivative from their definitions, in f64.
