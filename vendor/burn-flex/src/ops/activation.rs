@@ -309,6 +309,8 @@ fn gelu_grad_f32(x: f32) -> f32 {
 }
 
 #[cfg(feature = "simd")]
+// `S` picks the instruction set `with_simd` compiles the body for; the body never names it.
+#[allow(clippy::extra_unused_type_parameters)]
 #[macerator::with_simd]
 fn gelu_slice<S: macerator::Simd>(data: &mut [f32]) {
     for v in data.iter_mut() {
@@ -325,6 +327,8 @@ fn gelu_slice(data: &mut [f32]) {
 
 /// `grad *= gelu'(x)`, in place.
 #[cfg(feature = "simd")]
+// `S` picks the instruction set `with_simd` compiles the body for; the body never names it.
+#[allow(clippy::extra_unused_type_parameters)]
 #[macerator::with_simd]
 fn gelu_grad_slice<S: macerator::Simd>(x: &[f32], grad: &mut [f32]) {
     for (g, &v) in grad.iter_mut().zip(x) {

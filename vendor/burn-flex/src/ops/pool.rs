@@ -391,6 +391,8 @@ fn pool_2x2_step<const W: usize>(
 /// pool at batch 1,024 against 31 ms on patterned data (`cargo run --release -p trainer
 /// --example conv_layers`). Fixed-width steps (8, 4, 2 or 1 outputs, the widest that fits
 /// the row) become vector compares and blends: 16 ms.
+// `S` picks the instruction set `with_simd` compiles the body for; the body never names it.
+#[allow(clippy::extra_unused_type_parameters)]
 #[cfg_attr(feature = "simd", macerator::with_simd)]
 fn max_pool_2x2_f32<#[cfg(feature = "simd")] S: macerator::Simd>(
     x: &[f32],
