@@ -235,6 +235,10 @@ train_config! {
         /// How often each answer's prediction set must hold the true label (split
         /// conformal, fitted on the calibration half of the validation split).
         coverage: f64 = 0.9,
+        /// Store the exported weights as f16: half the file, which is a third of the
+        /// function's zipped package. The net's weights are rounded before the final
+        /// evaluation, so every reported figure is the shipped file's.
+        half_weights: bool = true,
     }
     /// Where and how wide the arithmetic runs.
     compute: ComputeConfig {

@@ -5,7 +5,8 @@
 //! front (cast, transpose, normalise) and the metadata are added here with the
 //! protobuf types tract exposes, so the function feeds raw pixels and nothing else.
 
-use burn::tensor::{Device, Tensor};
+use burn::module::{Module, ModuleMapper, Param};
+use burn::tensor::{Device, Tensor, TensorData};
 use burn_onnx::export::{AxisSpec, InputSpec, OnnxExporter};
 use contract::{CHANNEL_MEAN, CHANNEL_STD, IMAGE_SIDE, INPUT_NAME, OUTPUT_NAME, Rgb32, meta, sha256_hex};
 use prost::Message;
@@ -111,6 +112,47 @@ pub fn export(model: &Net, meta: &ExportMeta, head: Head) -> Result<Exported> {
     proto.doc_string = "CIFAR-style image classifier: uint8 NHWC `image` -> softmax `probabilities` \
                         (and, once `uncertainty::attach` ran, `ood_score`)."
         .into();
+    Ok(Exported {
+        bytes: proto.encode_to_vec(),
+        version,
+    })
+}
+
+/// `model` with every float parameter and running statistic rounded to f16, the values
+/// [`store_half`] will write: the net then answers as its file does.
+pub fn round_to_half<M: Module>(model: M) -> M {
+    struct Round;
+    impl ModuleMapper for Round {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            param.map(|t| {
+                let (shape, device, grad) = (t.shape(), t.device(), t.is_require_grad());
+                let values: Vec<f32> = crate::lookahead::host(&t)
+                    .into_iter()
+                    .map(inference::half::round)
+                    .collect();
+                let t = Tensor::<D>::from_data(TensorData::new(values, shape), &device);
+                if grad { t.require_grad() } else { t }
+            })
+        }
+    }
+    model.map(&mut Round)
+}
+
+/// A finished file with its large weights stored as f16 (`inference::half`), under the
+/// new model version that storing gives it (its other metadata kept).
+pub fn store_half(bytes: &[u8]) -> Result<Exported> {
+    let mut proto = ModelProto::decode(bytes).map_err(|e| TrainError::Export(e.to_string()))?;
+    if let Some(graph) = proto.graph.as_mut() {
+        inference::half::store(graph);
+    }
+    let version = version_of(&proto);
+    match proto.metadata_props.iter_mut().find(|p| p.key == meta::MODEL_VERSION) {
+        Some(prop) => prop.value = version.clone(),
+        None => proto.metadata_props.push(StringStringEntryProto {
+            key: meta::MODEL_VERSION.into(),
+            value: version.clone(),
+        }),
+    }
     Ok(Exported {
         bytes: proto.encode_to_vec(),
         version,

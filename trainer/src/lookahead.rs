@@ -23,7 +23,7 @@ pub fn decay_at(final_decay: f64, step: usize, total: usize) -> f64 {
     final_decay * (step as f64 / total.max(1) as f64).min(1.0).powi(3)
 }
 
-fn host<const D: usize>(t: &Tensor<D>) -> Vec<f32> {
+pub(crate) fn host<const D: usize>(t: &Tensor<D>) -> Vec<f32> {
     t.clone().into_data().try_to_vec_as::<f32>().expect("float tensor")
 }
 

@@ -42,6 +42,8 @@ enum Command {
     /// Fit a model file's temperature, prediction sets and out-of-distribution threshold
     /// on its validation halves, adding the outputs older files lack (no retraining).
     Calibrate(commands::calibrate::Args),
+    /// Store a model file's weights as f16 (half the file; new runs export so already).
+    Half(commands::half::Args),
     /// Prepare datasets: `data shard` writes an image folder as WebDataset shards for
     /// `train --shards` (datasets bigger than memory, local or on S3).
     Data(commands::data::Args),
@@ -60,6 +62,7 @@ fn main() -> Result<()> {
         Command::Plot(args) => commands::plot::run(args),
         Command::Drift(args) => commands::drift::run(args),
         Command::Calibrate(args) => commands::calibrate::run(args),
+        Command::Half(args) => commands::half::run(args),
         Command::Data(args) => commands::data::run(args),
     }
 }

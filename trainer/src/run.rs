@@ -349,8 +349,15 @@ fn fit(config: &TrainConfig, data: &mut Splits) -> Result<Fitted> {
     let train_seconds = start.elapsed().as_secs_f64();
     let mut ran = config.clone();
     ran.schedule.epochs = epochs.len();
+    let model = model.valid().to_device(&Device::flex());
+    // Before any evaluation: what is measured is what the file will hold.
+    let model = if config.export.half_weights {
+        export::round_to_half(model)
+    } else {
+        model
+    };
     Ok(Fitted {
-        model: model.valid().to_device(&Device::flex()),
+        model,
         epochs,
         train_seconds,
         config: ran,
@@ -479,10 +486,19 @@ fn export_checked(fitted: &Fitted, data: &Splits, evaluated: &Evaluated) -> Resu
     let config = &fitted.config;
     let attached = crate::uncertainty::attach(&bytes, &data.val, config.export.coverage, config.data.seed)?;
     crate::uncertainty::print(&attached.report);
-    let parity = parity_checked(&attached.bytes, &probe, &burn_rows, "the finished file")?;
+    // Last, as the uncertainty head reads the linear layer's weights as an initializer.
+    let finished = if config.export.half_weights {
+        export::store_half(&attached.bytes)?
+    } else {
+        export::Exported {
+            bytes: attached.bytes,
+            version: attached.version,
+        }
+    };
+    let parity = parity_checked(&finished.bytes, &probe, &burn_rows, "the finished file")?;
     Ok(Exported {
-        version: attached.version,
-        bytes: attached.bytes,
+        version: finished.version,
+        bytes: finished.bytes,
         uncertainty: attached.report,
         trained_at,
         parity_max_abs_diff: parity.max_abs_diff,

@@ -67,6 +67,19 @@ fn tiny_preset_trains_exports_checks_and_publishes() {
     }
     assert_eq!(props[meta::MODEL_VERSION], metrics.model_version);
     assert_eq!(props[meta::TTA], "mirror");
+    // The weights are stored as f16 (`half_weights`), each behind a cast, and the parity
+    // check above held on that file: burn's net was rounded the same way.
+    let graph = proto.graph.as_ref().unwrap();
+    let halves = graph
+        .initializer
+        .iter()
+        .filter(|i| i.data_type == tract_onnx::pb::tensor_proto::DataType::Float16 as i32)
+        .count();
+    let casts = graph.node.iter().filter(|n| n.op_type == "Cast").count();
+    assert!(
+        halves >= 4 && casts >= halves,
+        "{halves} f16 initializers, {casts} casts"
+    );
     let t: f64 = props[meta::TEMPERATURE].parse().unwrap();
     assert!((t - cal.temperature).abs() < 1e-4, "{t} vs {}", cal.temperature);
     let labels: Vec<String> = serde_json::from_str(&props[meta::LABELS]).unwrap();

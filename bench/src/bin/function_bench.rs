@@ -1,10 +1,10 @@
 //! `cargo run --release -p bench --bin function-bench`: whole-handler latency, cold start, and
 //! tract against ONNX Runtime on the same file, printed as tables (no timed tests).
 
-use std::io::Cursor;
-use std::path::PathBuf;
-use std::process::Command;
-use std::time::Instant;
+use std::io::{BufRead, BufReader, Cursor};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use base64::Engine;
@@ -22,6 +22,8 @@ struct Args {
     previous: Option<PathBuf>,
     iterations: usize,
     ort_python: Option<String>,
+    /// Built `bootstrap` binaries (host architecture) to time against each other instead.
+    bootstraps: Vec<PathBuf>,
 }
 
 fn args() -> Args {
@@ -30,6 +32,7 @@ fn args() -> Args {
         previous: None,
         iterations: 300,
         ort_python: None,
+        bootstraps: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -38,9 +41,11 @@ fn args() -> Args {
             "--previous-model" => a.previous = Some(it.next().expect("--previous-model PATH").into()),
             "--iterations" => a.iterations = it.next().and_then(|v| v.parse().ok()).expect("--iterations N"),
             "--ort-python" => a.ort_python = it.next(),
+            "--bootstrap" => a.bootstraps.push(it.next().expect("--bootstrap PATH").into()),
             "--help" | "-h" => {
                 println!(
-                    "bench [--model PATH] [--previous-model PATH] [--iterations N] [--ort-python PYTHON-WITH-ONNXRUNTIME]"
+                    "bench [--model PATH] [--previous-model PATH] [--iterations N] [--ort-python PYTHON-WITH-ONNXRUNTIME]\n\
+                     bench --bootstrap PATH [--bootstrap PATH ...] [--iterations N]: built bootstraps' handler p50s, alternating"
                 );
                 std::process::exit(0);
             }
@@ -220,6 +225,14 @@ fn main() {
             event("application/json", json!({"images": batch}).to_string(), false),
         ),
     ];
+    if !args.bootstraps.is_empty() {
+        let rows: Vec<_> = cases
+            .into_iter()
+            .filter(|(n, _)| n.starts_with("32x32") || n.starts_with("4032x3024 camera"))
+            .collect();
+        built_bootstraps(&args.bootstraps, &rows, args.iterations);
+        return;
+    }
     println!("| whole handler | p50 ms | p99 ms |\n|---|---|---|");
     for (name, ev) in &cases {
         let t = time_ms(args.iterations, || {
@@ -370,4 +383,74 @@ fn main() {
             ratios.join(", ")
         );
     }
+}
+
+/// The deployed build rather than this binary's profile: each built `bootstrap` (the
+/// `lambda` profile for the host, say) answers under a loopback runtime API, and its
+/// handler latency is read from its own metric lines. The binaries take turns, ROUNDS
+/// times, so this machine's drift lands on all of them alike.
+fn built_bootstraps(paths: &[PathBuf], cases: &[(String, ApiGatewayV2httpRequest)], iterations: usize) {
+    const ROUNDS: usize = 5;
+    let mut p50s = vec![vec![Vec::new(); cases.len()]; paths.len()];
+    for _ in 0..ROUNDS {
+        for (b, path) in paths.iter().enumerate() {
+            for (c, (_, ev)) in cases.iter().enumerate() {
+                let mut t = serve_built(path, ev, iterations);
+                t.sort_by(f64::total_cmp);
+                p50s[b][c].push(percentile(&t, 0.5));
+            }
+        }
+    }
+    println!("| bootstrap ({ROUNDS} alternating rounds: median of per-round p50 ms) | event | p50 ms | per round |");
+    println!("|---|---|---|---|");
+    for (path, per_case) in paths.iter().zip(p50s) {
+        for ((name, _), rounds) in cases.iter().zip(per_case) {
+            let each: Vec<String> = rounds.iter().map(|v| format!("{v:.2}")).collect();
+            let mut sorted = rounds.clone();
+            sorted.sort_by(f64::total_cmp);
+            println!(
+                "| {} | {name} | {:.2} | {} |",
+                path.display(),
+                sorted[sorted.len() / 2],
+                each.join(", ")
+            );
+        }
+    }
+}
+
+/// The handler latencies of `iterations` answers from the bootstrap at `path` to `ev`,
+/// after one more that pays for its start.
+fn serve_built(path: &Path, ev: &ApiGatewayV2httpRequest, iterations: usize) -> Vec<f64> {
+    let event = serde_json::to_value(ev).expect("event");
+    let (port, answers) = e2e::runtime_api::start(vec![event; iterations + 1]);
+    let mut child = Command::new(path)
+        .envs(e2e::runtime_api::lambda_env(port))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, latencies) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if let (Some("/predict"), Some(ms)) = (v["Route"].as_str(), v["Latency"].as_f64()) {
+                let _ = tx.send(ms);
+            }
+        }
+    });
+    let wait = Duration::from_secs(120);
+    for _ in 0..=iterations {
+        let (_, answer) = answers.recv_timeout(wait).expect("the bootstrap answers");
+        assert_eq!(answer["statusCode"], 200, "{answer}");
+    }
+    let t: Vec<f64> = (0..=iterations)
+        .map(|_| latencies.recv_timeout(wait).expect("a metric line per answer"))
+        .skip(1)
+        .collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    t
 }

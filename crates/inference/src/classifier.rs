@@ -90,8 +90,8 @@ impl Classifier {
         Self::from_proto(parse_proto(bytes)?)
     }
 
-    /// Takes the proto whole: its batch norms are folded in place before tract parses it
-    /// (see `fold`), so cold start copies no weights.
+    /// Takes the proto whole: f16-stored weights are expanded (see `half`) and batch norms
+    /// folded in place before tract parses it (see `fold`), so cold start copies no weights.
     pub fn from_proto(mut proto: ModelProto) -> Result<Self, ModelError> {
         let metadata = metadata_of(&proto);
         for key in meta::REQUIRED {
@@ -150,6 +150,7 @@ impl Classifier {
         };
         let ood_threshold = parse_number::<f32>(&metadata, meta::OOD_THRESHOLD)?.filter(|_| ood_output.is_some());
         if let Some(graph) = proto.graph.as_mut() {
+            crate::half::expand(graph);
             crate::fold::fold_batch_norms(graph);
         }
         let plan = Plan::new(&proto)?;

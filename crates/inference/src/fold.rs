@@ -12,22 +12,23 @@
 use tract_onnx::pb::{GraphProto, NodeProto, TensorProto, tensor_proto::DataType};
 
 /// Floats of an initializer (raw little-endian or `float_data`), if it is one.
-fn floats(t: &TensorProto) -> Option<Vec<f32>> {
+pub(crate) fn floats(t: &TensorProto) -> Option<Vec<f32>> {
     if t.data_type != DataType::Float as i32 {
         return None;
     }
     if !t.raw_data.is_empty() {
-        if !t.raw_data.len().is_multiple_of(4) {
-            return None;
-        }
-        return Some(
-            t.raw_data
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-        );
+        return le_values(&t.raw_data, f32::from_le_bytes);
     }
     Some(t.float_data.clone())
+}
+
+/// `raw_data` read as little-endian values of `N` bytes each; `None` for a ragged length.
+pub(crate) fn le_values<const N: usize>(raw: &[u8], decode: impl Fn([u8; N]) -> f32) -> Option<Vec<f32>> {
+    raw.len().is_multiple_of(N).then(|| {
+        raw.chunks_exact(N)
+            .map(|b| decode(b.try_into().expect("chunks of N bytes")))
+            .collect()
+    })
 }
 
 pub(crate) fn float_tensor(name: String, dims: Vec<i64>, values: &[f32]) -> TensorProto {

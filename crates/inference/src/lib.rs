@@ -1,10 +1,12 @@
-//! The one way an exported model is run: tract-onnx, batch norms folded into the convs
-//! before them, the input fixed to one uint8 image, optimised once. `trainer evaluate`,
-//! the export check and the function all score through it, so their answers agree.
+//! The one way an exported model is run: tract-onnx, f16-stored weights expanded, batch
+//! norms folded into the convs before them, the input fixed to one uint8 image, optimised
+//! once. `trainer evaluate`, the export check and the function all score through it, so
+//! their answers agree.
 
 mod classifier;
 mod error;
 pub mod fold;
+pub mod half;
 pub mod saliency;
 #[cfg(test)]
 mod test_graphs;

@@ -64,3 +64,35 @@ fn corrupt_or_foreign_models_are_refused_with_a_reason() {
     let err = inference::Classifier::from_bytes(&stripped).unwrap_err();
     assert!(err.to_string().contains("`labels` is missing"), "{err}");
 }
+
+/// The shipped file stores its weights as f16 (`inference::half`, `trainer half`): every
+/// large initializer, each behind a cast, and storing the expanded graph again gives the
+/// same file back, so the rounding happened once.
+#[test]
+fn shipped_model_stores_its_weights_as_f16_once() {
+    use tract_onnx::pb::tensor_proto::DataType;
+    let bytes = std::fs::read(models().join("cifar10.onnx")).unwrap();
+    let proto = inference::parse_proto(&bytes).unwrap();
+    let graph = proto.graph.as_ref().unwrap();
+    let large_f32 = graph
+        .initializer
+        .iter()
+        .filter(|i| i.data_type == DataType::Float as i32)
+        .filter(|i| i.dims.iter().product::<i64>() >= inference::half::MIN_ELEMENTS as i64)
+        .count();
+    assert_eq!(large_f32, 0, "f32 weights left in the shipped file");
+    let mut expanded = graph.clone();
+    let stored = inference::half::expand(&mut expanded);
+    assert!(stored >= 8, "{stored} f16 tensors");
+    assert_eq!(inference::half::store(&mut expanded), stored);
+    let names = |g: &tract_onnx::pb::GraphProto| {
+        let mut v: Vec<_> = g
+            .initializer
+            .iter()
+            .map(|i| (i.name.clone(), i.raw_data.clone()))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&expanded), names(graph));
+}

@@ -178,11 +178,12 @@ fn arm64_answers_match_x86_on_the_golden_pair_and_every_fixture_image() {
     eprintln!("arm64 vs x86: {images} images, same top-1, max |difference| {worst:.2e}");
 }
 
-/// What the deployment package weighs today (`make package-size`, docs/benchmarks.md),
-/// with 2 % of room: a change that makes it heavier must lower these or say why. Issue
-/// 40's budget (10 MB / 5 MB, what `make package` holds it to) is not met yet.
-const BOOTSTRAP_CEILING_MB: f64 = 14.7;
-const ZIP_CEILING_MB: f64 = 7.5;
+/// What the deployment package weighs today (`make package-size`, docs/benchmarks.md:
+/// 12.36 / 5.99 MB), with 2 % of room: a change that makes it heavier must lower these or
+/// say why. Issue 40's budget (10 MB / 5 MB, what `make package` holds it to) is not met:
+/// tract-core at a size opt-level would meet most of it at 50 % more time per request.
+const BOOTSTRAP_CEILING_MB: f64 = 12.6;
+const ZIP_CEILING_MB: f64 = 6.1;
 
 #[test]
 #[ignore = "needs the arm64 build; run by `make test-arm64`"]
@@ -197,7 +198,7 @@ fn the_package_is_no_heavier_than_its_recorded_size() {
             .arg(work.path().join("classify.zip")),
     );
     assert!(ok, "package.py: {text}");
-    // "bootstrap 14.38 MB (limit 10), /tmp/.../classify.zip 7.36 MB (limit 5)"
+    // "bootstrap 12.36 MB (limit 10), /tmp/.../classify.zip 5.99 MB (limit 5)"
     let sizes: Vec<f64> = text
         .split(" MB")
         .filter_map(|part| part.rsplit(' ').next()?.parse().ok())

@@ -43,6 +43,8 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let bytes = std::fs::read(&args.model).with_context(|| format!("reading {}", args.model.display()))?;
     let mut proto = inference::parse_proto(&bytes)?;
+    // The graph rewrites below read f32 initializers; an f16-stored file is stored so again.
+    let half = proto.graph.as_mut().map_or(0, inference::half::expand) > 0;
     let metadata = inference::metadata_of(&proto);
     let config: trainer::config::TrainConfig =
         serde_json::from_str(metadata.get(meta::CONFIG).context("the model has no config metadata")?)
@@ -75,12 +77,16 @@ pub fn run(args: Args) -> Result<()> {
     uncertainty::graph::set_temperature(&mut proto, temperature)?;
     let attached = uncertainty::attach(&proto.encode_to_vec(), &val, coverage, config.data.seed)?;
     uncertainty::print(&attached.report);
-    let reference = trainer::run::reference_profile(&attached.bytes, &val)?;
-    let out_bytes = trainer::export::with_metadata(
-        &attached.bytes,
-        &[(meta::REFERENCE_PROFILE, serde_json::to_string(&reference)?)],
-    )?;
-    let (report, version) = (attached.report, attached.version);
+    let report = attached.report;
+    let (bytes, version) = if half {
+        let stored = trainer::export::store_half(&attached.bytes)?;
+        (stored.bytes, stored.version)
+    } else {
+        (attached.bytes, attached.version)
+    };
+    let reference = trainer::run::reference_profile(&bytes, &val)?;
+    let out_bytes =
+        trainer::export::with_metadata(&bytes, &[(meta::REFERENCE_PROFILE, serde_json::to_string(&reference)?)])?;
     std::fs::create_dir_all(&args.out)?;
     let write = |name: &str, bytes: &[u8]| {
         let path = args.out.join(name);

@@ -4,6 +4,7 @@ pub mod calibrate;
 pub mod data;
 pub mod drift;
 pub mod evaluate;
+pub mod half;
 pub mod models;
 pub mod plot;
 pub mod publish;
