@@ -411,7 +411,7 @@ fn built_bootstraps(paths: &[PathBuf], cases: &[(String, ApiGatewayV2httpRequest
             println!(
                 "| {} | {name} | {:.2} | {} |",
                 path.display(),
-                sorted[sorted.len() / 2],
+                percentile(&sorted, 0.5),
                 each.join(", ")
             );
         }
