@@ -110,6 +110,9 @@ test: check-tools
 	 rust=$$?; wait $$infra; infra_status=$$?; cat target/test-stages/infra-tests.log; \
 	 [ $$rust = 0 ] && [ $$infra_status = 0 ]
 	@scripts/stage.sh ts-client-tests bash -c 'cd clients/typescript && npm test'
+	@# The vendored tract-core's hot loops, against their definitions (a crate outside the
+	@# workspace: no dependencies, a few seconds).
+	@scripts/stage.sh kernel-tests cargo test --release --manifest-path vendor/tract-core/kernels/Cargo.toml --target-dir target/kernels
 	@scripts/test-summary.sh
 
 # Heavier than make test's 20-minute budget: every dependency again for aarch64. CI runs it

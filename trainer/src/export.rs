@@ -6,7 +6,7 @@
 //! protobuf types tract exposes, so the function feeds raw pixels and nothing else.
 
 use burn::module::{Module, ModuleMapper, Param};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use burn_onnx::export::{AxisSpec, InputSpec, OnnxExporter};
 use contract::{CHANNEL_MEAN, CHANNEL_STD, IMAGE_SIDE, INPUT_NAME, OUTPUT_NAME, Rgb32, meta, sha256_hex};
 use prost::Message;
@@ -124,15 +124,7 @@ pub fn round_to_half<M: Module>(model: M) -> M {
     struct Round;
     impl ModuleMapper for Round {
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-            param.map(|t| {
-                let (shape, device, grad) = (t.shape(), t.device(), t.is_require_grad());
-                let values: Vec<f32> = crate::lookahead::host(&t)
-                    .into_iter()
-                    .map(inference::half::round)
-                    .collect();
-                let t = Tensor::<D>::from_data(TensorData::new(values, shape), &device);
-                if grad { t.require_grad() } else { t }
-            })
+            param.map(|t| crate::lookahead::with_values(t, |v| v.into_iter().map(inference::half::round).collect()))
         }
     }
     model.map(&mut Round)

@@ -27,6 +27,14 @@ pub(crate) fn host<const D: usize>(t: &Tensor<D>) -> Vec<f32> {
     t.clone().into_data().try_to_vec_as::<f32>().expect("float tensor")
 }
 
+/// `t` with its values replaced by `f` of them on the host, on the same device and as
+/// trainable as it was: the one way parameters are rewritten outside an optimizer step.
+pub(crate) fn with_values<const D: usize>(t: Tensor<D>, f: impl FnOnce(Vec<f32>) -> Vec<f32>) -> Tensor<D> {
+    let (shape, device, grad) = (t.shape(), t.device(), t.is_require_grad());
+    let t = Tensor::<D>::from_data(TensorData::new(f(host(&t)), shape), &device);
+    if grad { t.require_grad() } else { t }
+}
+
 impl Lookahead {
     /// Start the average at the model's current weights.
     pub fn new<M: Module>(model: &M) -> Self {
@@ -52,14 +60,13 @@ impl Lookahead {
                 let id = param.id;
                 let (decay, average) = (self.decay, &mut *self.average);
                 param.map(|t| {
-                    let (shape, device, grad) = (t.shape(), t.device(), t.is_require_grad());
-                    let now = host(&t);
-                    let avg = average.entry(id).or_insert_with(|| now.clone());
-                    for (a, w) in avg.iter_mut().zip(&now) {
-                        *a = decay * *a + (1.0 - decay) * w;
-                    }
-                    let t = Tensor::<D>::from_data(TensorData::new(avg.clone(), shape), &device);
-                    if grad { t.require_grad() } else { t }
+                    with_values(t, |now| {
+                        let avg = average.entry(id).or_insert_with(|| now.clone());
+                        for (a, w) in avg.iter_mut().zip(&now) {
+                            *a = decay * *a + (1.0 - decay) * w;
+                        }
+                        avg.clone()
+                    })
                 })
             }
         }

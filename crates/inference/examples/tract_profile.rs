@@ -1,7 +1,7 @@
 //! Per-node wall time of a model as the function runs it (batch norms folded, input fixed
 //! to uint8 [1, 32, 32, 3], tract-optimised): where tract's time goes, by node and by op.
 //!
-//!     cargo run --release -p contract --example tract_profile -- models/cifar10.onnx [runs]
+//!     cargo run --release -p inference --example tract_profile -- models/cifar10.onnx [runs]
 //!
 //! `NOFOLD=1` profiles the graph as the file has it; `TRANSFORMS=a,b` applies tract model
 //! transforms by name (e.g. `conv_nhwc`) before optimising; `FILL=v` feeds a constant image.
@@ -19,10 +19,11 @@ fn main() -> TractResult<()> {
     let path = args.next().unwrap_or_else(|| "models/cifar10.onnx".into());
     let runs: usize = args.next().map_or(Ok(200), |s| s.parse())?;
     let mut proto = tract_onnx::pb::ModelProto::decode(std::fs::read(&path)?.as_slice())?;
-    if std::env::var_os("NOFOLD").is_none()
-        && let Some(graph) = proto.graph.as_mut()
-    {
-        println!("batch norms folded: {}", inference::fold::fold_batch_norms(graph));
+    if let Some(graph) = proto.graph.as_mut() {
+        println!("f16 weights expanded: {}", inference::half::expand(graph));
+        if std::env::var_os("NOFOLD").is_none() {
+            println!("batch norms folded: {}", inference::fold::fold_batch_norms(graph));
+        }
     }
     let mut model = tract_onnx::onnx().model_for_proto_model(&proto)?;
     model.set_input_fact(0, InferenceFact::dt_shape(u8::datum_type(), tvec![1, 32, 32, 3]))?;
@@ -44,7 +45,8 @@ fn main() -> TractResult<()> {
     });
     let input: TValue = Tensor::from(pixels).into();
     let mut nodes: BTreeMap<usize, (String, f64)> = BTreeMap::new();
-    let warm_up = 20;
+    // `WARMUP=n` for fewer untimed runs (under qemu, where a run takes seconds).
+    let warm_up: usize = std::env::var("WARMUP").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
     for i in 0..runs + warm_up {
         let mut state = plan.spawn()?;
         state.run_plan_with_eval(tvec!(input.clone()), |ctx, st, node, inputs| {

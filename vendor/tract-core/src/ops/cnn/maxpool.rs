@@ -255,33 +255,19 @@ impl OptMaxPool {
         let out = unsafe { output.as_slice_mut_unchecked::<T>() };
         let input_plain = input.try_as_plain_ram()?;
         let inp = input_plain.as_slice::<T>()?;
-        #[inline(always)]
-        fn fold<T: Copy + PartialOrd>(acc: T, v: T) -> T {
-            if acc < v { v } else { acc }
-        }
-        for (plane, out_plane) in inp.chunks_exact(h * w).zip(out.chunks_exact_mut(oh * ow)) {
-            for (oy, out_row) in out_plane.chunks_exact_mut(ow).enumerate() {
-                let rows = &plane[oy * kh * w..][..kh * w];
-                if (kh, kw) == (2, 2) {
-                    let (r0, r1) = rows.split_at(w);
-                    for (ox, o) in out_row.iter_mut().enumerate() {
-                        let m = fold(T::min_value(), r0[2 * ox]);
-                        let m = fold(m, r0[2 * ox + 1]);
-                        let m = fold(m, r1[2 * ox]);
-                        *o = fold(m, r1[2 * ox + 1]);
-                    }
-                } else {
-                    for (ox, o) in out_row.iter_mut().enumerate() {
-                        let mut m = T::min_value();
-                        for row in rows.chunks_exact(w) {
-                            for &v in &row[ox * kw..][..kw] {
-                                m = fold(m, v);
-                            }
-                        }
-                        *o = m;
-                    }
-                }
-            }
+        // In `tract-core-kernels`, which keeps the f32 loop at speed when this crate is built
+        // for size; other types take its generic form.
+        let (hw, ohw, khw) = ((h, w), (oh, ow), (kh, kw));
+        if T::datum_type() == f32::datum_type() {
+            let (inp, out) = unsafe {
+                (
+                    std::slice::from_raw_parts(inp.as_ptr() as *const f32, inp.len()),
+                    std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut f32, out.len()),
+                )
+            };
+            tract_core_kernels::pool::max_tiled_f32(inp, out, hw, ohw, khw);
+        } else {
+            tract_core_kernels::pool::max_tiled(inp, out, hw, ohw, khw, T::min_value());
         }
         Ok(Some(output))
     }

@@ -31,10 +31,12 @@ crate::element_wise!(gelu_exact, GeluExact,
         let c = inv_sqrt2();
         let mut scratch = vec![0f32; xs.len().min(CHUNK)];
         for chunk in xs.chunks_mut(CHUNK) {
+            // The passes live in `tract-core-kernels`, which keeps them vectorised when this
+            // crate is built for size.
             let scaled = &mut scratch[..chunk.len()];
-            scaled.iter_mut().zip(chunk.iter()).for_each(|(s, x)| *s = *x * c);
+            tract_core_kernels::gelu::scale(scaled, chunk, c);
             erf.run(scaled)?;
-            chunk.iter_mut().zip(scaled.iter()).for_each(|(x, e)| *x = (*x * 0.5) * (*e + 1.0));
+            tract_core_kernels::gelu::finish(chunk, scaled);
         }
         Ok(())
     };

@@ -9,6 +9,7 @@
 //! 2 of 9 at 7 px), dropped when the grid is copied out.
 
 use crate::internal::*;
+use tract_core_kernels::grid::LANES;
 
 /// One product tile: `rows` output channels by `vecs` runs of 16 positions. At most 24
 /// accumulators, so the tile, its `vecs` input loads and a broadcast weight fit in AVX-512's 32
@@ -30,8 +31,6 @@ const TILES: [(GridTile, usize); 4] = [
     (GridTile { rows: 16, vecs: 1 }, 5),
 ];
 
-const LANES: usize = 16;
-
 /// Whether convolutions become grid convolutions here: the host runs the kernels and the knob
 /// does not turn them off.
 pub fn grid_conv_available() -> bool {
@@ -40,14 +39,7 @@ pub fn grid_conv_available() -> bool {
 
 /// Whether this host runs the grid kernels (AVX-512F), whatever the knob says.
 pub fn host_has_kernels() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    tract_core_kernels::grid::available()
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq)]
@@ -183,7 +175,6 @@ impl GridConv {
         [self.n, self.oc, self.ho, self.wo]
     }
 
-    #[cfg(target_arch = "x86_64")]
     fn eval_f32(&self, x: &[f32], weights: &[f32], bias: &[f32]) -> TractResult<Tensor> {
         ensure!(host_has_kernels(), "GridConv needs AVX-512");
         let (c, h, w, oc) = (self.c, self.h, self.w, self.oc);
@@ -198,96 +189,29 @@ impl GridConv {
         // past `oc` are computed and never read.
         let mut grid = unsafe { Tensor::uninitialized::<f32>(&[tiles_oc * r * q_pad])? };
         let grid = unsafe { grid.as_slice_mut_unchecked::<f32>() };
-        let step = self.tile.vecs * LANES;
-        for ni in 0..self.n {
-            let image = &x[ni * c * h * w..][..c * h * w];
-            for ci in 0..c {
-                for y in 0..h {
-                    let to = ci * self.plane + (y + self.pad_top) * wp + self.pad_left;
-                    padded[to..][..w].copy_from_slice(&image[(ci * h + y) * w..][..w]);
-                }
-            }
-            for q0 in (0..q_pad).step_by(step) {
-                for t in 0..tiles_oc {
-                    // SAFETY: `plane` covers the furthest tap of the last tile, `grid` has
-                    // `tiles_oc * r` rows of `q_pad`, and the packed weights `k * r` per tile.
-                    unsafe {
-                        let args = (
-                            padded.as_ptr().add(q0),
-                            &self.offsets[..],
-                            weights.as_ptr().add(t * k * r),
-                            bias.as_ptr().add(t * r),
-                            grid.as_mut_ptr().add(t * r * q_pad + q0),
-                            q_pad,
-                        );
-                        match (self.tile.rows, self.tile.vecs) {
-                            (6, 4) => tile::<6, 4>(args),
-                            (8, 3) => tile::<8, 3>(args),
-                            (12, 2) => tile::<12, 2>(args),
-                            (16, 1) => tile::<16, 1>(args),
-                            _ => bail!("GridConv: no kernel for {:?}", self.tile),
-                        }
-                    }
-                }
-            }
-            let out = &mut out[ni * oc * self.ho * self.wo..][..oc * self.ho * self.wo];
-            for o in 0..oc {
-                for y in 0..self.ho {
-                    out[(o * self.ho + y) * self.wo..][..self.wo]
-                        .copy_from_slice(&grid[o * q_pad + y * wp..][..self.wo]);
-                }
-            }
-            // Padding stays zero from one image to the next: only interior cells are written.
+        let geo = tract_core_kernels::grid::Geometry {
+            chw: (c, h, w),
+            oc,
+            pad: (self.pad_top, self.pad_left),
+            wp,
+            out: (self.ho, self.wo),
+            plane: self.plane,
+            q_pad,
+            tile: (self.tile.rows, self.tile.vecs),
+            offsets: &self.offsets,
+        };
+        let per_image = oc * self.ho * self.wo;
+        for (image, out) in x.chunks_exact(c * h * w).zip(out.chunks_exact_mut(per_image)) {
+            // In `tract-core-kernels`, which keeps the loops at speed when this crate is built
+            // for size. SAFETY: `plan` made the geometry (`plane` covers the furthest tap of
+            // the last tile), `padded` starts zeroed and only its interior is written, the
+            // scratch and the packed weights are sized for it (checked above).
+            let done = unsafe {
+                tract_core_kernels::grid::image(&geo, image, (weights, bias), &mut padded, grid, out)
+            };
+            ensure!(done, "GridConv: no kernel for {:?} on this host", self.tile);
         }
         Ok(output)
-    }
-
-    #[cfg(not(target_arch = "x86_64"))]
-    fn eval_f32(&self, _x: &[f32], _weights: &[f32], _bias: &[f32]) -> TractResult<Tensor> {
-        bail!("GridConv needs AVX-512")
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-type TileArgs<'a> = (*const f32, &'a [isize], *const f32, *const f32, *mut f32, usize);
-
-/// `R` output channels by `V * 16` positions from `x`, over every tap, into `out` (rows
-/// `stride` apart), starting from the bias.
-///
-/// # Safety
-/// AVX-512F present; `x` valid at every `offset + V * 16`, `w` for `offsets.len() * R` floats,
-/// `bias` for `R`, `out` for `R` rows of `V * 16`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn tile<const R: usize, const V: usize>(
-    (x, offsets, w, bias, out, stride): TileArgs,
-) {
-    use std::arch::x86_64::*;
-    unsafe {
-        let mut acc = [[_mm512_setzero_ps(); V]; R];
-        for (r, row) in acc.iter_mut().enumerate() {
-            *row = [_mm512_set1_ps(*bias.add(r)); V];
-        }
-        let mut wr = w;
-        for &off in offsets {
-            let p = x.offset(off);
-            let mut xs = [_mm512_setzero_ps(); V];
-            for (v, xv) in xs.iter_mut().enumerate() {
-                *xv = _mm512_loadu_ps(p.add(v * LANES));
-            }
-            for (r, row) in acc.iter_mut().enumerate() {
-                let b = _mm512_set1_ps(*wr.add(r));
-                for (a, xv) in row.iter_mut().zip(xs.iter()) {
-                    *a = _mm512_fmadd_ps(*xv, b, *a);
-                }
-            }
-            wr = wr.add(R);
-        }
-        for (r, row) in acc.iter().enumerate() {
-            for (v, a) in row.iter().enumerate() {
-                _mm512_storeu_ps(out.add(r * stride + v * LANES), *a);
-            }
-        }
     }
 }
 

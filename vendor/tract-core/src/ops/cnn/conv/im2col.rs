@@ -657,128 +657,49 @@ unsafe fn panels_2d<T: Copy + Datum>(
         (iptr, c_stride as isize, h_stride as isize, 0isize)
     } else {
         let (hp, wp) = (h + top + bottom, w + left + right);
-        let mut buf = vec![pad_value; ci * hp * wp];
-        for c in 0..ci {
-            for y in 0..h {
-                let row =
-                    unsafe { std::slice::from_raw_parts(iptr.add(c * c_stride + y * h_stride), w) };
-                let at = (c * hp + y + top) * wp + left;
-                buf[at..at + w].copy_from_slice(row);
+        let mut buf: Vec<T> = Vec::with_capacity(ci * hp * wp);
+        // In `tract-core-kernels` (by element width: it moves bits), which keeps the copy at
+        // speed when this crate is built for size. SAFETY: every element of the capacity is
+        // written; the rows read are the input's.
+        unsafe {
+            use tract_core_kernels::im2col as k;
+            let (s, d, v) = (iptr, buf.as_mut_ptr(), pad_value);
+            let (st, chw, at, pd) = ((c_stride, h_stride), (ci, h, w), (top, left), (hp, wp));
+            match size_of::<T>() {
+                1 => k::pad_1(s as _, st, chw, at, pd, std::mem::transmute_copy(&v), d as _),
+                2 => k::pad_2(s as _, st, chw, at, pd, std::mem::transmute_copy(&v), d as _),
+                4 => k::pad_4(s as _, st, chw, at, pd, std::mem::transmute_copy(&v), d as _),
+                8 => k::pad_8(s as _, st, chw, at, pd, std::mem::transmute_copy(&v), d as _),
+                _ => k::pad(s, st, chw, at, pd, v, d),
             }
+            buf.set_len(ci * hp * wp);
         }
         padded = buf;
         (padded.as_ptr(), (hp * wp) as isize, wp as isize, (top * wp + left) as isize)
     };
     // Offset of each k row (channel-major, then kernel taps) from an output position's origin.
-    let koffs: Vec<isize> = (0..ci)
-        .flat_map(|c| {
-            patch
-                .data_field
-                .outer_iter()
-                .map(move |d| origin + c as isize * src_c + d[0] * src_h + d[1])
-        })
-        .collect();
+    let taps: Vec<(isize, isize)> = patch.data_field.outer_iter().map(|d| (d[0], d[1])).collect();
+    let koffs = tract_core_kernels::im2col::offsets(&taps, ci, origin, (src_c, src_h));
     debug_assert_eq!(koffs.len(), geo.k);
-    let r = pf.r;
-    let panel_len = pf.single_panel_len(geo.k);
-    let n = oh * ow;
-    let mut bases: TVec<isize> = tvec![0; r];
-    for (p, first) in (0..n).step_by(r).enumerate() {
-        let lanes = r.min(n - first);
-        for (j, base) in bases.iter_mut().enumerate().take(lanes) {
-            let pos = first + j;
-            *base = ((pos / ow) * sy) as isize * src_h + ((pos % ow) * sx) as isize;
-        }
-        let (row_first, row_last) = (first / ow, (first + lanes - 1) / ow);
-        let dst = unsafe { pack.add(p * panel_len) };
-        unsafe {
-            if lanes == r && sx == 1 && row_first == row_last {
-                copy_runs(src, &koffs, dst, r, bases[0], bases[0], r);
-            } else if lanes == r && sx == 1 && row_last == row_first + 1 {
-                // The panel ends one row and starts the next: lanes below `split` come from
-                // the first run, the others from the second (read as if it began `split`
-                // lanes earlier, which stays between the two runs' addresses).
-                let split = (row_last * ow - first) as isize;
-                let hi = bases[split as usize] - split;
-                copy_runs(src, &koffs, dst, r, bases[0], hi, split as usize);
-            } else {
-                for (kk, &off) in koffs.iter().enumerate() {
-                    let s = src.offset(off);
-                    let d = dst.add(kk * r);
-                    for j in 0..lanes {
-                        *d.add(j) = *s.offset(bases[j]);
-                    }
-                }
-            }
+    // The panel loop lives in `tract-core-kernels`, one instance per element width (the
+    // copy moves bits), so it keeps its speed when this crate is built for size.
+    let panels = tract_core_kernels::im2col::Panels {
+        r: pf.r,
+        panel_len: pf.single_panel_len(geo.k),
+        n: oh * ow,
+        ow,
+        strides: (sy, sx),
+        row_stride: src_h,
+    };
+    use tract_core_kernels::im2col as k;
+    unsafe {
+        match size_of::<T>() {
+            1 => k::panels_1(src as _, &koffs, pack as _, &panels),
+            2 => k::panels_2(src as _, &koffs, pack as _, &panels),
+            4 => k::panels_4(src as _, &koffs, pack as _, &panels),
+            8 => k::panels_8(src as _, &koffs, pack as _, &panels),
+            _ => k::panels(src, &koffs, pack, &panels),
         }
     }
     Ok(())
-}
-
-/// For every k row: `r` lanes, those below `split` read from `src + koff + lo`, the others
-/// from `src + koff + hi` (lane `j` at offset `j` from either), with `r` known at compile
-/// time for the panel widths tract's kernels use, so each row is two loads, a blend and a
-/// store.
-///
-/// # Safety
-/// Both `r`-wide source runs of every k row and the `koffs.len() * r` destination elements
-/// are in bounds.
-#[inline(always)]
-unsafe fn copy_runs<T: Copy>(
-    src: *const T,
-    koffs: &[isize],
-    dst: *mut T,
-    r: usize,
-    lo: isize,
-    hi: isize,
-    split: usize,
-) {
-    #[inline(always)]
-    unsafe fn rows<T: Copy, const R: usize>(
-        src: *const T,
-        koffs: &[isize],
-        dst: *mut T,
-        lo: isize,
-        hi: isize,
-        split: usize,
-    ) {
-        let low: [bool; R] = std::array::from_fn(|j| j < split);
-        for (kk, &off) in koffs.iter().enumerate() {
-            unsafe {
-                let a = (src.offset(off + lo) as *const [T; R]).read_unaligned();
-                let mut row = (src.offset(off + hi) as *const [T; R]).read_unaligned();
-                for j in 0..R {
-                    if low[j] {
-                        row[j] = a[j];
-                    }
-                }
-                (dst.add(kk * R) as *mut [T; R]).write_unaligned(row);
-            }
-        }
-    }
-    unsafe {
-        match r {
-            1 => rows::<T, 1>(src, koffs, dst, lo, hi, split),
-            2 => rows::<T, 2>(src, koffs, dst, lo, hi, split),
-            3 => rows::<T, 3>(src, koffs, dst, lo, hi, split),
-            4 => rows::<T, 4>(src, koffs, dst, lo, hi, split),
-            5 => rows::<T, 5>(src, koffs, dst, lo, hi, split),
-            6 => rows::<T, 6>(src, koffs, dst, lo, hi, split),
-            8 => rows::<T, 8>(src, koffs, dst, lo, hi, split),
-            12 => rows::<T, 12>(src, koffs, dst, lo, hi, split),
-            16 => rows::<T, 16>(src, koffs, dst, lo, hi, split),
-            32 => rows::<T, 32>(src, koffs, dst, lo, hi, split),
-            _ => {
-                for (kk, &off) in koffs.iter().enumerate() {
-                    let d = dst.add(kk * r);
-                    std::ptr::copy_nonoverlapping(src.offset(off + lo), d, split);
-                    std::ptr::copy_nonoverlapping(
-                        src.offset(off + hi + split as isize),
-                        d.add(split),
-                        r - split,
-                    );
-                }
-            }
-        }
-    }
 }
