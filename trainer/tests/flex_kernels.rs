@@ -162,6 +162,14 @@ fn conv_forward_and_gradients_match_their_definitions() {
     check_conv([3, 6, 15, 15], 8, [3, 3], [1, 1], [1, 1], [1, 1]);
     check_conv([2, 3, 21, 40], 4, [3, 2], [2, 1], [0, 1], [1, 1]);
     check_conv([2, 2, 19, 37], 3, [3, 3], [1, 2], [2, 2], [2, 1]);
+    // "Same" convolutions (stride 1, odd kernel, centring padding) take the row im2col:
+    // one image per chunk at 31 px, a 5x3 kernel on a rectangular plane with several
+    // images per chunk (two zero rows between them), a 1x1 with none.
+    check_conv([3, 4, 31, 31], 5, [3, 3], [1, 1], [1, 1], [1, 1]);
+    check_conv([19, 3, 6, 5], 4, [5, 3], [1, 1], [2, 1], [1, 1]);
+    check_conv([11, 3, 4, 4], 2, [1, 1], [1, 1], [0, 0], [1, 1]);
+    // Channel counts and planes that leave ragged edges around the 8x8 transpose blocks.
+    check_conv([2, 13, 11, 9], 10, [3, 3], [1, 1], [1, 1], [1, 1]);
 }
 
 fn check_max_pool(shape: [usize; 4], k: usize, x: Vec<f32>) {

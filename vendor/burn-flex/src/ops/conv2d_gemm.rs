@@ -18,6 +18,8 @@ use burn_std::{Bytes, Shape};
 
 use crate::{FlexTensor, Layout};
 
+mod rows;
+
 /// Output-gradient positions per weight-gradient GEMM: long enough for the GEMM to run
 /// at speed, short enough that the im2col chunk (up to 1,152 rows here) stays near L2.
 /// Measured with `cargo run --release -p trainer --example conv_layers` (2 threads,
@@ -161,6 +163,10 @@ fn weight_grad<T: Float>(
     let g = Geometry::new(x.layout().shape(), &weight_shape, [ys[2], ys[3]], options);
     let x_data: &[T] = x.storage();
     let dy_data: &[T] = dy.storage();
+    if rows::applies(&g) {
+        let dw = rows::weight_grad(x_data, dy_data, &g);
+        return FlexTensor::new(Bytes::from_elems(dw), Layout::contiguous(weight_shape), dtype);
+    }
     let (rows, opg) = (g.col_rows(), g.out_per_group());
     let per_group = opg * rows;
     let images_per_chunk = POSITIONS_PER_CHUNK.div_ceil(g.positions().max(1)).max(1);
@@ -266,32 +272,10 @@ unsafe fn gemm_rm<T: Float>(
     (lhs, lhs_t, lhs_stride): (*const T, bool, usize),
     (rhs, rhs_t, rhs_stride): (*const T, bool, usize),
 ) {
-    // gemm takes (column stride, row stride) of the logical, untransposed operand.
-    let strides = |t: bool, stride: usize| if t { (stride as isize, 1) } else { (1, stride as isize) };
-    let ((lhs_cs, lhs_rs), (rhs_cs, rhs_rs)) = (strides(lhs_t, lhs_stride), strides(rhs_t, rhs_stride));
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst,
-            1,
-            n as isize,
-            accumulate,
-            lhs,
-            lhs_cs,
-            lhs_rs,
-            rhs,
-            rhs_cs,
-            rhs_rs,
-            T::ONE,
-            T::ONE,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
+    // (row stride, column stride) of the logical, untransposed operand.
+    let strides = |t: bool, stride: usize| if t { (1, stride) } else { (stride, 1) };
+    let ((lhs_rs, lhs_cs), (rhs_rs, rhs_cs)) = (strides(lhs_t, lhs_stride), strides(rhs_t, rhs_stride));
+    unsafe { rows::gemm_at([m, n, k], (dst, n, 1), accumulate, (lhs, lhs_rs, lhs_cs), (rhs, rhs_rs, rhs_cs)) }
 }
 
 /// Forward conv2d, one chunk of images per task: `y[n, o, :] = W[o, :] * im2col(x[n])`.
@@ -321,6 +305,11 @@ fn forward<T: Float>(
     let (x_data, w_data): (&[T], &[T]) = (x.storage(), weight.storage());
     let bias = bias.map(|b| b.to_contiguous());
     let bias_data: Option<&[T]> = bias.as_ref().map(|b| b.storage());
+    let out_shape = Shape::from(vec![g.n, g.c_out, g.oh, g.ow]);
+    if rows::applies(&g) {
+        let y = rows::forward(x_data, w_data, bias_data, &g);
+        return FlexTensor::new(Bytes::from_elems(y), Layout::contiguous(out_shape), dtype);
+    }
     let (rows, opg, p) = (g.col_rows(), g.out_per_group(), g.positions());
     let mut y = vec![T::ZERO; g.n * g.c_out * p];
     let per_chunk = g.images_per_chunk();
@@ -378,11 +367,7 @@ fn forward<T: Float>(
         }
     };
     for_each_chunk(&mut y, g.c_out * p, per_chunk, chunk);
-    FlexTensor::new(
-        Bytes::from_elems(y),
-        Layout::contiguous(Shape::from(vec![g.n, g.c_out, g.oh, g.ow])),
-        dtype,
-    )
+    FlexTensor::new(Bytes::from_elems(y), Layout::contiguous(out_shape), dtype)
 }
 
 /// Gradient of conv2d with respect to its input: `col2im(W^T * dY[n])`, one GEMM per
@@ -412,6 +397,10 @@ fn x_grad<T: Float>(
     let ys = dy.layout().shape();
     let g = Geometry::new(x_shape, weight.layout().shape(), [ys[2], ys[3]], options);
     let (w_data, dy_data): (&[T], &[T]) = (weight.storage(), dy.storage());
+    let x_layout = Layout::contiguous(Shape::from(x_shape.to_vec()));
+    if rows::applies(&g) {
+        return FlexTensor::new(Bytes::from_elems(rows::x_grad(w_data, dy_data, &g)), x_layout, dtype);
+    }
     let (rows, opg, p) = (g.col_rows(), g.out_per_group(), g.positions());
     let mut dx = vec![T::ZERO; g.n * g.c * g.h * g.w];
     let per_chunk = g.images_per_chunk();
@@ -472,7 +461,7 @@ fn x_grad<T: Float>(
         }
     };
     for_each_chunk(&mut dx, g.c * g.h * g.w, per_chunk, chunk);
-    FlexTensor::new(Bytes::from_elems(dx), Layout::contiguous(Shape::from(x_shape.to_vec())), dtype)
+    FlexTensor::new(Bytes::from_elems(dx), x_layout, dtype)
 }
 
 /// A task's reused scratch buffers: the im2col matrix, a GEMM result or gathered
@@ -646,13 +635,7 @@ fn to_nhwc<T: Float>(xt: &mut Vec<T>, x: &[T], g: &Geometry, b0: usize, b1: usiz
     let (c, hw) = (g.c, g.h * g.w);
     scratch(xt, (b1 - b0) * hw * c);
     for b in b0..b1 {
-        let img = &x[b * c * hw..][..c * hw];
-        let dst = &mut xt[(b - b0) * hw * c..][..hw * c];
-        for (ci, plane) in img.chunks_exact(hw).enumerate() {
-            for (s, &v) in plane.iter().enumerate() {
-                dst[s * c + ci] = v;
-            }
-        }
+        rows::transpose(&x[b * c * hw..][..c * hw], c, hw, &mut xt[(b - b0) * hw * c..][..hw * c]);
     }
 }
 
@@ -660,13 +643,7 @@ fn to_nhwc<T: Float>(xt: &mut Vec<T>, x: &[T], g: &Geometry, b0: usize, b1: usiz
 fn from_nhwc<T: Float>(dx: &mut [T], dxt: &[T], g: &Geometry, images: usize) {
     let (c, hw) = (g.c, g.h * g.w);
     for b in 0..images {
-        let src = &dxt[b * hw * c..][..hw * c];
-        let img = &mut dx[b * c * hw..][..c * hw];
-        for (ci, plane) in img.chunks_exact_mut(hw).enumerate() {
-            for (s, d) in plane.iter_mut().enumerate() {
-                *d = src[s * c + ci];
-            }
-        }
+        rows::transpose(&dxt[b * hw * c..][..hw * c], hw, c, &mut dx[b * c * hw..][..c * hw]);
     }
 }
 
@@ -819,5 +796,7 @@ mod tests {
         check(2, 3, [9, 40], 4, [3, 2], ConvOptions::new([2, 1], [1, 0], [1, 1], 1));
         check(2, 2, [9, 37], 3, [3, 3], ConvOptions::new([1, 2], [2, 2], [2, 1], 1));
         check(40, 2, [20, 20], 3, [3, 3], ConvOptions::new([1, 1], [1, 1], [1, 1], 1));
+        // Same convolutions (the row im2col): a 5x3 kernel, several images per chunk.
+        check(30, 3, [6, 5], 4, [5, 3], ConvOptions::new([1, 1], [2, 1], [1, 1], 1));
     }
 }
