@@ -41,9 +41,7 @@ const IMAGE_CHUNK_POSITIONS: usize = 512;
 /// 20 / 37; at 31 px too the forward slows to 217 (24 channels make short runs).
 const CHANNELS_LAST_MAX_SIDE: usize = 16;
 
-trait Float:
-    bytemuck::Pod + Copy + Send + Sync + burn_backend::Element + core::ops::Add<Output = Self> + 'static
-{
+trait Float: bytemuck::Pod + Copy + Send + Sync + burn_backend::Element + core::ops::Add<Output = Self> + 'static {
     const ZERO: Self;
     const ONE: Self;
 }
@@ -275,7 +273,15 @@ unsafe fn gemm_rm<T: Float>(
     // (row stride, column stride) of the logical, untransposed operand.
     let strides = |t: bool, stride: usize| if t { (1, stride) } else { (stride, 1) };
     let ((lhs_rs, lhs_cs), (rhs_rs, rhs_cs)) = (strides(lhs_t, lhs_stride), strides(rhs_t, rhs_stride));
-    unsafe { rows::gemm_at([m, n, k], (dst, n, 1), accumulate, (lhs, lhs_rs, lhs_cs), (rhs, rhs_rs, rhs_cs)) }
+    unsafe {
+        rows::gemm_at(
+            [m, n, k],
+            (dst, n, 1),
+            accumulate,
+            (lhs, lhs_rs, lhs_cs),
+            (rhs, rhs_rs, rhs_cs),
+        )
+    }
 }
 
 /// Forward conv2d, one chunk of images per task: `y[n, o, :] = W[o, :] * im2col(x[n])`.
@@ -346,7 +352,11 @@ fn forward<T: Float>(
                     false,
                     (w_data.as_ptr().add(grp * opg * rows), false, rows),
                     // NHWC im2col is stored position-major: [k, rows].
-                    if nhwc { (col.as_ptr(), true, rows) } else { (col.as_ptr(), false, k) },
+                    if nhwc {
+                        (col.as_ptr(), true, rows)
+                    } else {
+                        (col.as_ptr(), false, k)
+                    },
                 );
             }
             if !tmp.is_empty() {
@@ -407,7 +417,11 @@ fn x_grad<T: Float>(
     let nhwc = g.channels_last();
     let w_tap_major = if nhwc { tap_major(w_data, &g) } else { Vec::new() };
     let chunk = |b0: usize, dx_chunk: &mut [T], bufs: &mut Scratch<T>| {
-        let Scratch { col: dcol, tmp: dyt, nhwc: dxt } = bufs;
+        let Scratch {
+            col: dcol,
+            tmp: dyt,
+            nhwc: dxt,
+        } = bufs;
         let b1 = (b0 + per_chunk).min(g.n);
         let k = (b1 - b0) * p;
         scratch(dcol, rows * k);
@@ -485,11 +499,11 @@ impl<T> Default for Scratch<T> {
 /// Run `f(first image, the chunk's slice of out, scratch)` for every chunk of
 /// `per_chunk` images, in parallel where rayon is on; each task reuses one pair of
 /// scratch buffers for all the chunks it takes.
-fn for_each_chunk<T: Float>(
-    out: &mut [T],
+fn for_each_chunk<T: Float, U: Send>(
+    out: &mut [U],
     per_image: usize,
     per_chunk: usize,
-    f: impl Fn(usize, &mut [T], &mut Scratch<T>) + Send + Sync,
+    f: impl Fn(usize, &mut [U], &mut Scratch<T>) + Send + Sync,
 ) {
     if per_image == 0 {
         return;
@@ -635,7 +649,12 @@ fn to_nhwc<T: Float>(xt: &mut Vec<T>, x: &[T], g: &Geometry, b0: usize, b1: usiz
     let (c, hw) = (g.c, g.h * g.w);
     scratch(xt, (b1 - b0) * hw * c);
     for b in b0..b1 {
-        rows::transpose(&x[b * c * hw..][..c * hw], c, hw, &mut xt[(b - b0) * hw * c..][..hw * c]);
+        rows::transpose(
+            &x[b * c * hw..][..c * hw],
+            c,
+            hw,
+            rows::writable(&mut xt[(b - b0) * hw * c..][..hw * c]),
+        );
     }
 }
 
@@ -643,7 +662,12 @@ fn to_nhwc<T: Float>(xt: &mut Vec<T>, x: &[T], g: &Geometry, b0: usize, b1: usiz
 fn from_nhwc<T: Float>(dx: &mut [T], dxt: &[T], g: &Geometry, images: usize) {
     let (c, hw) = (g.c, g.h * g.w);
     for b in 0..images {
-        rows::transpose(&dxt[b * hw * c..][..hw * c], hw, c, &mut dx[b * c * hw..][..c * hw]);
+        rows::transpose(
+            &dxt[b * hw * c..][..hw * c],
+            hw,
+            c,
+            rows::writable(&mut dx[b * c * hw..][..c * hw]),
+        );
     }
 }
 
@@ -746,8 +770,12 @@ mod tests {
             (hw[d] + opts.padding[d].0 + opts.padding[d].1 - opts.dilation[d] * (k[d] - 1) - 1) / opts.stride[d] + 1
         };
         let (oh, ow) = (out(0), out(1));
-        let xs: Vec<f64> = (0..n * c * hw[0] * hw[1]).map(|i| ((i * 37 % 101) as f64 - 50.0) / 25.0).collect();
-        let ys: Vec<f64> = (0..n * c_out * oh * ow).map(|i| ((i * 53 % 97) as f64 - 48.0) / 30.0).collect();
+        let xs: Vec<f64> = (0..n * c * hw[0] * hw[1])
+            .map(|i| ((i * 37 % 101) as f64 - 50.0) / 25.0)
+            .collect();
+        let ys: Vec<f64> = (0..n * c_out * oh * ow)
+            .map(|i| ((i * 53 % 97) as f64 - 48.0) / 30.0)
+            .collect();
         let g = Geometry {
             n,
             c,
@@ -789,7 +817,14 @@ mod tests {
         check(2, 4, [6, 5], 6, [3, 3], ConvOptions::new([1, 1], [1, 1], [1, 1], 2));
         check(5, 1, [4, 4], 2, [1, 1], ConvOptions::new([1, 1], [0, 0], [1, 1], 1));
         // Asymmetric padding (begin 1, end 0).
-        check(2, 3, [6, 6], 2, [3, 3], ConvOptions::new_with_padding([1, 1], [(1, 0), (0, 2)], [1, 1], 1));
+        check(
+            2,
+            3,
+            [6, 6],
+            2,
+            [3, 3],
+            ConvOptions::new_with_padding([1, 1], [(1, 0), (0, 2)], [1, 1], 1),
+        );
         // More images than fit one chunk, so chunks are summed.
         check(300, 2, [4, 4], 3, [3, 3], ConvOptions::new([1, 1], [1, 1], [1, 1], 1));
         // Planes wider than 16 px take the NCHW path (the cases above, channels-last).

@@ -18,6 +18,7 @@
 
 use alloc::vec;
 use alloc::vec::Vec;
+use core::mem::MaybeUninit;
 
 use super::{Float, Geometry, Scratch, for_each_chunk, scratch};
 
@@ -123,29 +124,41 @@ fn taps_first<T: Float>(w: &[T], c_out: usize, c_in: usize, taps: usize, flip: b
 /// `dst[j, i] = src[i, j]` for a `rows x cols` row-major `src`. Every conv pass here
 /// turns NCHW into channels-last and back, so this runs on every activation: 8x8 blocks
 /// in AVX registers where the CPU has them (two to four times the scalar loop's speed).
-pub(super) fn transpose<T: Float>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
+/// `dst` may be uninitialised: every one of its `rows * cols` elements is written.
+pub(super) fn transpose<T: Float>(src: &[T], rows: usize, cols: usize, dst: &mut [MaybeUninit<T>]) {
     let (src, dst) = (&src[..rows * cols], &mut dst[..rows * cols]);
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     if core::mem::size_of::<T>() == 4 && std::arch::is_x86_feature_detected!("avx") {
-        // SAFETY: AVX was detected; T is a 4-byte Pod float, so the casts are f32 views.
-        return unsafe { transpose_avx(bytemuck::cast_slice(src), rows, cols, bytemuck::cast_slice_mut(dst)) };
+        // SAFETY: AVX was detected; T is a 4-byte Pod float, so both are f32 views (the
+        // destination written, never read).
+        return unsafe {
+            let dst = core::slice::from_raw_parts_mut(dst.as_mut_ptr().cast::<MaybeUninit<f32>>(), dst.len());
+            transpose_avx(bytemuck::cast_slice(src), rows, cols, dst)
+        };
     }
     transpose_block(src, rows, cols, dst, 0, 0);
 }
 
+/// `s` as a slice [`transpose`] may write into.
+pub(super) fn writable<T: Float>(s: &mut [T]) -> &mut [MaybeUninit<T>] {
+    // SAFETY: same layout; whoever writes through the result writes initialised `T`s
+    // (Copy, no drop), so `s` stays initialised.
+    unsafe { core::slice::from_raw_parts_mut(s.as_mut_ptr().cast(), s.len()) }
+}
+
 /// The scalar transpose of rows `i0..` and, for rows before `i0`, columns `j0..`: what
 /// the 8x8 blocks leave.
-fn transpose_block<T: Float>(src: &[T], rows: usize, cols: usize, dst: &mut [T], i0: usize, j0: usize) {
+fn transpose_block<T: Copy>(src: &[T], rows: usize, cols: usize, dst: &mut [MaybeUninit<T>], i0: usize, j0: usize) {
     for i in 0..rows {
         for j in if i < i0 { j0 } else { 0 }..cols {
-            dst[j * rows + i] = src[i * cols + j];
+            dst[j * rows + i].write(src[i * cols + j]);
         }
     }
 }
 
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
 #[target_feature(enable = "avx")]
-unsafe fn transpose_avx(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+unsafe fn transpose_avx(src: &[f32], rows: usize, cols: usize, dst: &mut [MaybeUninit<f32>]) {
     use core::arch::x86_64::*;
     let (rb, cb) = (rows / 8 * 8, cols / 8 * 8);
     for i0 in (0..rb).step_by(8) {
@@ -176,7 +189,7 @@ unsafe fn transpose_avx(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) 
                     _mm256_shuffle_ps::<0x44>(t[5], t[7]),
                     _mm256_shuffle_ps::<0xEE>(t[5], t[7]),
                 ];
-                let out = dst.as_mut_ptr().add(j0 * rows + i0);
+                let out = dst.as_mut_ptr().add(j0 * rows + i0).cast::<f32>();
                 for j in 0..4 {
                     _mm256_storeu_ps(out.add(j * rows), _mm256_permute2f128_ps::<0x20>(u[j], u[j + 4]));
                     _mm256_storeu_ps(out.add((j + 4) * rows), _mm256_permute2f128_ps::<0x31>(u[j], u[j + 4]));
@@ -196,7 +209,7 @@ fn fill_rows<T: Float>(buf: &mut Vec<T>, nhwc: &mut Vec<T>, x: &[T], c: usize, i
     scratch(nhwc, r.plane() * c);
     buf[..r.kh / 2 * row].fill(T::ZERO);
     for b in 0..images {
-        transpose(&x[b * c * r.plane()..][..c * r.plane()], c, r.plane(), nhwc);
+        transpose(&x[b * c * r.plane()..][..c * r.plane()], c, r.plane(), writable(nhwc));
         let img = &mut buf[(r.kh / 2 + b * r.span()) * row..][..r.span() * row];
         for (y, dst_row) in img.chunks_exact_mut(row).take(r.h).enumerate() {
             let src_row = &nhwc[y * r.w * c..][..r.w * c];
@@ -228,22 +241,25 @@ fn same_conv<T: Float>(
     bias: Option<&[T]>,
     r: Rows,
     per_chunk: usize,
-    out: &mut [T],
+    out: &mut [MaybeUninit<T>],
 ) {
     let row = r.w * r.kw * c_in;
-    let chunk = |b0: usize, out_chunk: &mut [T], bufs: &mut Scratch<T>| {
+    let chunk = |b0: usize, out_chunk: &mut [MaybeUninit<T>], bufs: &mut Scratch<T>| {
         let Scratch { col, tmp, nhwc } = bufs;
         let images = out_chunk.len() / (c_out * r.plane());
         fill_rows(col, nhwc, &x[b0 * c_in * r.plane()..], c_in, images, r);
         let q = r.out_rows(images) * r.w;
         scratch(tmp, q * c_out);
+        if let Some(bias) = bias {
+            tmp.chunks_exact_mut(c_out).for_each(|t| t.copy_from_slice(bias));
+        }
         for ky in 0..r.kh {
             // tmp[q, o] (+)= sum over (kx, c) of buf[q + ky rows, (kx, c)] * w[(ky, kx), c, o]
             unsafe {
                 gemm_at(
                     [q, c_out, r.kw * c_in],
                     (tmp.as_mut_ptr(), c_out, 1),
-                    ky > 0,
+                    ky > 0 || bias.is_some(),
                     (col.as_ptr().add(ky * row), r.kw * c_in, 1),
                     (w_taps.as_ptr().add(ky * r.kw * c_in * c_out), c_out, 1),
                 );
@@ -256,11 +272,6 @@ fn same_conv<T: Float>(
                 c_out,
                 img,
             );
-            if let Some(bias) = bias {
-                for (plane, &bv) in img.chunks_exact_mut(r.plane()).zip(bias) {
-                    plane.iter_mut().for_each(|v| *v = *v + bv);
-                }
-            }
         }
     };
     for_each_chunk(out, c_out * r.plane(), per_chunk, chunk);
@@ -270,8 +281,19 @@ fn same_conv<T: Float>(
 pub(super) fn forward<T: Float>(x: &[T], w: &[T], bias: Option<&[T]>, g: &Geometry) -> Vec<T> {
     let r = Rows::new(g);
     let w_taps = taps_first(w, g.c_out, g.c, g.kh * g.kw, false);
-    let mut y = vec![T::ZERO; g.n * g.c_out * r.plane()];
-    same_conv(x, (g.c, g.c_out), &w_taps, bias, r, g.images_per_chunk(), &mut y);
+    let len = g.n * g.c_out * r.plane();
+    let mut y = Vec::with_capacity(len);
+    same_conv(
+        x,
+        (g.c, g.c_out),
+        &w_taps,
+        bias,
+        r,
+        g.images_per_chunk(),
+        &mut y.spare_capacity_mut()[..len],
+    );
+    // SAFETY: the chunks' transposes wrote every image's planes, all `len` elements.
+    unsafe { y.set_len(len) };
     y
 }
 
@@ -279,8 +301,19 @@ pub(super) fn forward<T: Float>(x: &[T], w: &[T], bias: Option<&[T]>, g: &Geomet
 pub(super) fn x_grad<T: Float>(w: &[T], dy: &[T], g: &Geometry) -> Vec<T> {
     let r = Rows::new(g);
     let w_taps = taps_first(w, g.c_out, g.c, g.kh * g.kw, true);
-    let mut dx = vec![T::ZERO; g.n * g.c * r.plane()];
-    same_conv(dy, (g.c_out, g.c), &w_taps, None, r, g.images_per_chunk(), &mut dx);
+    let len = g.n * g.c * r.plane();
+    let mut dx = Vec::with_capacity(len);
+    same_conv(
+        dy,
+        (g.c_out, g.c),
+        &w_taps,
+        None,
+        r,
+        g.images_per_chunk(),
+        &mut dx.spare_capacity_mut()[..len],
+    );
+    // SAFETY: as in `forward`.
+    unsafe { dx.set_len(len) };
     dx
 }
 
@@ -301,7 +334,7 @@ pub(super) fn weight_grad<T: Float>(x: &[T], dy: &[T], g: &Geometry) -> Vec<T> {
         for b in 0..images {
             let at = b * r.span() * r.w * c_out;
             let src = &dy[(b0 + b) * c_out * r.plane()..][..c_out * r.plane()];
-            transpose(src, c_out, r.plane(), &mut dyq[at..][..r.plane() * c_out]);
+            transpose(src, c_out, r.plane(), writable(&mut dyq[at..][..r.plane() * c_out]));
             let gap = (at + r.plane() * c_out)..(at + r.span() * r.w * c_out).min(q * c_out);
             dyq[gap].fill(T::ZERO);
         }
@@ -355,7 +388,7 @@ mod tests {
         for (rows, cols) in [(1, 1), (3, 17), (8, 8), (9, 23), (16, 5), (24, 961), (961, 64)] {
             let src: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
             let mut dst = vec![f32::NAN; rows * cols];
-            transpose(&src, rows, cols, &mut dst);
+            transpose(&src, rows, cols, writable(&mut dst));
             for i in 0..rows {
                 for j in 0..cols {
                     assert_eq!(dst[j * rows + i], src[i * cols + j], "{rows}x{cols} at ({i}, {j})");
@@ -363,7 +396,7 @@ mod tests {
             }
             let src64: Vec<f64> = src.iter().map(|&v| f64::from(v)).collect();
             let mut dst64 = vec![f64::NAN; rows * cols];
-            transpose(&src64, rows, cols, &mut dst64);
+            transpose(&src64, rows, cols, writable(&mut dst64));
             assert!(dst64.iter().zip(&dst).all(|(a, &b)| *a == f64::from(b)));
         }
     }
