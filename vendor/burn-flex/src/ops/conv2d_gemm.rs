@@ -18,6 +18,7 @@ use burn_std::{Bytes, Shape};
 
 use crate::{FlexTensor, Layout};
 
+/// Same convolutions (every 3x3 layer of the shipped net) take a row im2col instead.
 mod rows;
 
 /// Output-gradient positions per weight-gradient GEMM: long enough for the GEMM to run

@@ -255,6 +255,8 @@ fn same_conv<T: Float>(
         }
         for ky in 0..r.kh {
             // tmp[q, o] (+)= sum over (kx, c) of buf[q + ky rows, (kx, c)] * w[(ky, kx), c, o]
+            // SAFETY: tmp is q x c_out; the buffer holds q + (kh - 1) * w positions of
+            // kw * c_in values (kh / 2 zero rows before and after); w_taps is kh slices.
             unsafe {
                 gemm_at(
                     [q, c_out, r.kw * c_in],
@@ -340,6 +342,7 @@ pub(super) fn weight_grad<T: Float>(x: &[T], dy: &[T], g: &Geometry) -> Vec<T> {
         }
         for ky in 0..r.kh {
             // dw[(ky, kx), c, o] += sum over q of buf[q + ky rows, (kx, c)] * dyq[q, o]
+            // SAFETY: as in `same_conv`; dw is kh slices of kw * c x c_out, dyq q x c_out.
             unsafe {
                 gemm_at(
                     [r.kw * c, c_out, q],
