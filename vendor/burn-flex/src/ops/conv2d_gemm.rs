@@ -42,7 +42,9 @@ const IMAGE_CHUNK_POSITIONS: usize = 512;
 /// 20 / 37; at 31 px too the forward slows to 217 (24 channels make short runs).
 const CHANNELS_LAST_MAX_SIDE: usize = 16;
 
-trait Float: bytemuck::Pod + Copy + Send + Sync + burn_backend::Element + core::ops::Add<Output = Self> + 'static {
+trait Float:
+    bytemuck::Pod + Copy + Send + Sync + burn_backend::Element + core::ops::Add<Output = Self> + 'static
+{
     const ZERO: Self;
     const ONE: Self;
 }
@@ -169,88 +171,43 @@ fn weight_grad<T: Float>(
     let (rows, opg) = (g.col_rows(), g.out_per_group());
     let per_group = opg * rows;
     let images_per_chunk = POSITIONS_PER_CHUNK.div_ceil(g.positions().max(1)).max(1);
-    let chunks: Vec<(usize, usize)> = (0..g.n)
-        .step_by(images_per_chunk)
-        .map(|b0| (b0, (b0 + images_per_chunk).min(g.n)))
-        .collect();
-
-    // One accumulator and one pair of scratch buffers per task, reused for every chunk
-    // the task takes: allocating (and zeroing) them per chunk cost as much as the copies.
     let nhwc = g.channels_last();
-    let chunk_grad = |mut acc: WgradAcc<T>, &(b0, b1): &(usize, usize)| -> WgradAcc<T> {
+    let chunk_grad = |b0: usize, b1: usize, dw: &mut [T], bufs: &mut Scratch<T>| {
+        let Scratch { col, tmp: dyt, nhwc: xt } = bufs;
         let k = (b1 - b0) * g.positions();
-        scratch(&mut acc.col, rows * k);
-        scratch(&mut acc.dyt, opg * k);
+        scratch(col, rows * k);
+        scratch(dyt, opg * k);
         if nhwc {
-            to_nhwc(&mut acc.xt, x_data, &g, b0, b1);
-            im2col_nhwc(&mut acc.col, &acc.xt, &g, b1 - b0);
-            gather_grad(&mut acc.dyt, dy_data, &g, 0, b0, b1);
+            to_nhwc(xt, x_data, &g, b0, b1);
+            im2col_nhwc(col, xt, &g, b1 - b0);
+            gather_grad(dyt, dy_data, &g, 0, b0, b1);
             // dw[o, (ky, kx, c)] += sum_k dyt[o, k] * col[k, (ky, kx, c)]
             unsafe {
-                gemm_rm(
-                    opg,
-                    rows,
-                    k,
-                    acc.dw.as_mut_ptr(),
-                    true,
-                    (acc.dyt.as_ptr(), false, k),
-                    (acc.col.as_ptr(), false, rows),
-                );
+                gemm_rm(opg, rows, k, dw.as_mut_ptr(), true, (dyt.as_ptr(), false, k), (col.as_ptr(), false, rows));
             }
-            return acc;
+            return;
         }
         for grp in 0..g.groups {
-            im2col(&mut acc.col, x_data, &g, grp, b0, b1);
-            gather_grad(&mut acc.dyt, dy_data, &g, grp, b0, b1);
+            im2col(col, x_data, &g, grp, b0, b1);
+            gather_grad(dyt, dy_data, &g, grp, b0, b1);
             // dw[o, r] += sum_k dyt[o, k] * col[r, k]
             unsafe {
                 gemm_rm(
                     opg,
                     rows,
                     k,
-                    acc.dw.as_mut_ptr().add(grp * per_group),
+                    dw.as_mut_ptr().add(grp * per_group),
                     true,
-                    (acc.dyt.as_ptr(), false, k),
-                    (acc.col.as_ptr(), true, k),
+                    (dyt.as_ptr(), false, k),
+                    (col.as_ptr(), true, k),
                 );
             }
         }
-        acc
     };
-    let zeros = || WgradAcc {
-        dw: vec![T::ZERO; g.groups * per_group],
-        col: Vec::new(),
-        dyt: Vec::new(),
-        xt: Vec::new(),
-    };
-    #[cfg(feature = "rayon")]
-    let dw = {
-        use rayon::prelude::*;
-        let add = |mut a: Vec<T>, b: Vec<T>| {
-            for (x, y) in a.iter_mut().zip(b) {
-                *x = *x + y;
-            }
-            a
-        };
-        chunks
-            .par_iter()
-            .fold(zeros, chunk_grad)
-            .map(|acc| acc.dw)
-            .reduce(|| vec![T::ZERO; g.groups * per_group], add)
-    };
-    #[cfg(not(feature = "rayon"))]
-    let dw = chunks.iter().fold(zeros(), chunk_grad).dw;
+    let dw = sum_over_chunks(g.n, images_per_chunk, g.groups * per_group, chunk_grad);
     let dw = if nhwc { from_tap_major(&dw, &g) } else { dw };
 
     FlexTensor::new(Bytes::from_elems(dw), Layout::contiguous(weight_shape), dtype)
-}
-
-/// A task's running weight gradient and its scratch buffers.
-struct WgradAcc<T> {
-    dw: Vec<T>,
-    col: Vec<T>,
-    dyt: Vec<T>,
-    xt: Vec<T>,
 }
 
 /// Size a reused scratch buffer to `len`. What it held is never read: im2col and
@@ -353,11 +310,7 @@ fn forward<T: Float>(
                     false,
                     (w_data.as_ptr().add(grp * opg * rows), false, rows),
                     // NHWC im2col is stored position-major: [k, rows].
-                    if nhwc {
-                        (col.as_ptr(), true, rows)
-                    } else {
-                        (col.as_ptr(), false, k)
-                    },
+                    if nhwc { (col.as_ptr(), true, rows) } else { (col.as_ptr(), false, k) },
                 );
             }
             if !tmp.is_empty() {
@@ -418,11 +371,7 @@ fn x_grad<T: Float>(
     let nhwc = g.channels_last();
     let w_tap_major = if nhwc { tap_major(w_data, &g) } else { Vec::new() };
     let chunk = |b0: usize, dx_chunk: &mut [T], bufs: &mut Scratch<T>| {
-        let Scratch {
-            col: dcol,
-            tmp: dyt,
-            nhwc: dxt,
-        } = bufs;
+        let Scratch { col: dcol, tmp: dyt, nhwc: dxt } = bufs;
         let b1 = (b0 + per_chunk).min(g.n);
         let k = (b1 - b0) * p;
         scratch(dcol, rows * k);
@@ -522,6 +471,39 @@ fn for_each_chunk<T: Float, U: Send>(
         out.chunks_mut(per_image * per_chunk)
             .enumerate()
             .for_each(|(i, s)| f(i * per_chunk, s, &mut bufs));
+    }
+}
+
+/// The sum over chunks of `per_chunk` images of what `f(first image, end, accumulator,
+/// scratch)` adds into a `len`-long accumulator, in parallel where rayon is on. Each task
+/// keeps one accumulator and one set of scratch buffers for every chunk it takes:
+/// allocating (and zeroing) them per chunk cost as much as the copies.
+fn sum_over_chunks<T: Float>(
+    n: usize,
+    per_chunk: usize,
+    len: usize,
+    f: impl Fn(usize, usize, &mut [T], &mut Scratch<T>) + Send + Sync,
+) -> Vec<T> {
+    let chunks: Vec<(usize, usize)> = (0..n).step_by(per_chunk).map(|b0| (b0, (b0 + per_chunk).min(n))).collect();
+    let zeros = || (vec![T::ZERO; len], Scratch::default());
+    let step = |(mut acc, mut bufs): (Vec<T>, Scratch<T>), &(b0, b1): &(usize, usize)| {
+        f(b0, b1, &mut acc, &mut bufs);
+        (acc, bufs)
+    };
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        chunks.par_iter().fold(zeros, step).map(|(acc, _)| acc).reduce(
+            || vec![T::ZERO; len],
+            |mut a, b| {
+                a.iter_mut().zip(b).for_each(|(x, y)| *x = *x + y);
+                a
+            },
+        )
+    }
+    #[cfg(not(feature = "rayon"))]
+    {
+        chunks.iter().fold(zeros(), step).0
     }
 }
 
@@ -771,12 +753,8 @@ mod tests {
             (hw[d] + opts.padding[d].0 + opts.padding[d].1 - opts.dilation[d] * (k[d] - 1) - 1) / opts.stride[d] + 1
         };
         let (oh, ow) = (out(0), out(1));
-        let xs: Vec<f64> = (0..n * c * hw[0] * hw[1])
-            .map(|i| ((i * 37 % 101) as f64 - 50.0) / 25.0)
-            .collect();
-        let ys: Vec<f64> = (0..n * c_out * oh * ow)
-            .map(|i| ((i * 53 % 97) as f64 - 48.0) / 30.0)
-            .collect();
+        let xs: Vec<f64> = (0..n * c * hw[0] * hw[1]).map(|i| ((i * 37 % 101) as f64 - 50.0) / 25.0).collect();
+        let ys: Vec<f64> = (0..n * c_out * oh * ow).map(|i| ((i * 53 % 97) as f64 - 48.0) / 30.0).collect();
         let g = Geometry {
             n,
             c,
@@ -818,14 +796,7 @@ mod tests {
         check(2, 4, [6, 5], 6, [3, 3], ConvOptions::new([1, 1], [1, 1], [1, 1], 2));
         check(5, 1, [4, 4], 2, [1, 1], ConvOptions::new([1, 1], [0, 0], [1, 1], 1));
         // Asymmetric padding (begin 1, end 0).
-        check(
-            2,
-            3,
-            [6, 6],
-            2,
-            [3, 3],
-            ConvOptions::new_with_padding([1, 1], [(1, 0), (0, 2)], [1, 1], 1),
-        );
+        check(2, 3, [6, 6], 2, [3, 3], ConvOptions::new_with_padding([1, 1], [(1, 0), (0, 2)], [1, 1], 1));
         // More images than fit one chunk, so chunks are summed.
         check(300, 2, [4, 4], 3, [3, 3], ConvOptions::new([1, 1], [1, 1], [1, 1], 1));
         // Planes wider than 16 px take the NCHW path (the cases above, channels-last).

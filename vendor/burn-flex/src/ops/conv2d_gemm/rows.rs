@@ -20,7 +20,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::mem::MaybeUninit;
 
-use super::{Float, Geometry, Scratch, for_each_chunk, scratch};
+use super::{Float, Geometry, Scratch, for_each_chunk, scratch, sum_over_chunks};
 
 /// Whether `g` is a convolution this path computes.
 pub(super) fn applies(g: &Geometry) -> bool {
@@ -325,11 +325,9 @@ pub(super) fn weight_grad<T: Float>(x: &[T], dy: &[T], g: &Geometry) -> Vec<T> {
     let r = Rows::new(g);
     let (c, c_out, taps) = (g.c, g.c_out, g.kh * g.kw);
     let row = r.w * r.kw * c;
-    let per_chunk = g.images_per_chunk();
-    let starts: Vec<usize> = (0..g.n).step_by(per_chunk).collect();
-    let chunk_grad = |mut acc: (Vec<T>, Scratch<T>), &b0: &usize| {
-        let (dw, Scratch { col, tmp: dyq, nhwc }) = &mut acc;
-        let images = per_chunk.min(g.n - b0);
+    let chunk_grad = |b0: usize, b1: usize, dw: &mut [T], bufs: &mut Scratch<T>| {
+        let Scratch { col, tmp: dyq, nhwc } = bufs;
+        let images = b1 - b0;
         fill_rows(col, nhwc, &x[b0 * c * r.plane()..], c, images, r);
         let q = r.out_rows(images) * r.w;
         scratch(dyq, q * c_out);
@@ -353,32 +351,11 @@ pub(super) fn weight_grad<T: Float>(x: &[T], dy: &[T], g: &Geometry) -> Vec<T> {
                 );
             }
         }
-        acc
     };
-    let zeros = || (vec![T::ZERO; taps * c * c_out], Scratch::default());
-    #[cfg(feature = "rayon")]
-    let dw = {
-        use rayon::prelude::*;
-        starts.par_iter().fold(zeros, chunk_grad).map(|(dw, _)| dw).reduce(
-            || vec![T::ZERO; taps * c * c_out],
-            |mut a, b| {
-                a.iter_mut().zip(b).for_each(|(x, y)| *x = *x + y);
-                a
-            },
-        )
-    };
-    #[cfg(not(feature = "rayon"))]
-    let dw = starts.iter().fold(zeros(), chunk_grad).0;
-    // [(ky, kx), c, o] -> [o, c, (ky, kx)]
-    let mut out = vec![T::ZERO; dw.len()];
-    for t in 0..taps {
-        for ci in 0..c {
-            for o in 0..c_out {
-                out[(o * c + ci) * taps + t] = dw[(t * c + ci) * c_out + o];
-            }
-        }
-    }
-    out
+    let dw = sum_over_chunks(g.n, g.images_per_chunk(), taps * c * c_out, chunk_grad);
+    // [(ky, kx), c, o] -> [o, c, (ky, kx)]: `taps_first` swaps the outer and inner axes,
+    // so it undoes itself.
+    taps_first(&dw, taps, c, c_out, false)
 }
 
 #[cfg(test)]
